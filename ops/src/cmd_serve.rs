@@ -1,0 +1,8 @@
+//! `maple serve` — being built (see the open issues).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`maple serve` is not built yet")
+}

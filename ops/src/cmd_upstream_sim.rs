@@ -1,0 +1,8 @@
+//! `maple upstream-sim` — being built (see the open issues).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`maple upstream-sim` is not built yet")
+}

@@ -1,0 +1,51 @@
+//! `maple`: the one binary of maple-engine.
+//!
+//! Each subcommand lives in its own module with its own `Args` (clap) and
+//! `run`; this file only dispatches.
+
+use clap::{Parser, Subcommand};
+
+mod cmd_bench;
+mod cmd_calc;
+mod cmd_serve;
+mod cmd_token;
+mod cmd_upstream_sim;
+
+#[derive(Parser)]
+#[command(name = "maple", version, about = "maple-engine: the MapleExpectation backend, thread-per-core")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node (HTTP API, embedded upstream simulator unless a Nexon key is set).
+    Serve(cmd_serve::Args),
+    /// Serve the Nexon Open API paths from the fixtures (offline upstream).
+    UpstreamSim(cmd_upstream_sim::Args),
+    /// Compute the V4 expectation response for an equipment JSON file and print it.
+    Calc(cmd_calc::Args),
+    /// Drive a running node over the wire and report throughput and latency.
+    Bench(cmd_bench::Args),
+    /// Mint an HS256 JWT for a user (tests, bench).
+    Token(cmd_token::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Serve(a) => cmd_serve::run(a),
+        Cmd::UpstreamSim(a) => cmd_upstream_sim::run(a),
+        Cmd::Calc(a) => cmd_calc::run(a),
+        Cmd::Bench(a) => cmd_bench::run(a),
+        Cmd::Token(a) => cmd_token::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("maple: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
