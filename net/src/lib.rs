@@ -4,5 +4,6 @@
 //! service never sees sockets, and the server never sees the domain.
 
 pub mod http;
+pub mod jwt;
 
 pub use http::{Request, Response, Service};
