@@ -110,41 +110,44 @@ pub fn binomial(n: usize, k: usize) -> f64 {
 }
 
 /// Dense knapsack over capped scores; returns dp[r][T] for r = 0..=max_k.
+///
+/// Each (option, row, stage) step is a shifted multiply-add of the whole
+/// row (`dst[t + s] += p · src[t]`), written as straight slice loops so the
+/// compiler vectorises them; the part that lands at or past T is summed
+/// once into the cap cell.
 fn dense(options: &[&OptionPmf], max_k: usize, target: u64) -> Vec<f64> {
     let width = usize::try_from(target).expect("dense target fits usize") + 1;
     let cap = width - 1;
     let mut dp = vec![0.0f64; (max_k + 1) * width];
     dp[0] = 1.0;
-    // Highest non-zero index per row, so rows are scanned only as far as
-    // mass has reached.
+    // filled[r]: row r has mass; hi[r]: no mass above this index.
     let mut hi = vec![0usize; max_k + 1];
     let mut filled = vec![false; max_k + 1];
     filled[0] = true;
+    let mut entries: Vec<(usize, f64)> = Vec::with_capacity(8);
     for (i, pmf) in options.iter().enumerate() {
-        let entries: Vec<(usize, f64)> = pmf
-            .entries
-            .iter()
-            .map(|&(s, p)| (usize::try_from(s.min(target)).unwrap_or(cap), p))
-            .collect();
+        entries.clear();
+        // s ≤ target ⇒ s fits usize (target does).
+        entries.extend(pmf.entries.iter().map(|&(s, p)| (s.min(target) as usize, p)));
+        let max_s = entries.iter().map(|e| e.0).max().unwrap_or(0);
         // Descending r: row r−1 still holds the state before option i.
         for r in (1..=max_k.min(i + 1)).rev() {
             if !filled[r - 1] {
                 continue;
             }
             let (lower, upper) = dp.split_at_mut(r * width);
-            let src = &lower[(r - 1) * width..r * width];
+            let src = &lower[(r - 1) * width..=(r - 1) * width + hi[r - 1]];
             let dst = &mut upper[..width];
-            for t in 0..=hi[r - 1] {
-                let base = src[t];
-                if base == 0.0 {
-                    continue;
+            for &(s, p) in &entries {
+                // t < cap − s lands below the cap, the rest on it.
+                let below = src.len().min(cap - s);
+                for (d, &x) in dst[s..s + below].iter_mut().zip(&src[..below]) {
+                    *d += x * p;
                 }
-                for &(s, p) in &entries {
-                    let nt = (t + s).min(cap);
-                    dst[nt] += base * p;
-                    hi[r] = hi[r].max(nt);
-                }
+                let over: f64 = src[below..].iter().sum();
+                dst[cap] += over * p;
             }
+            hi[r] = hi[r].max((hi[r - 1] + max_s).min(cap));
             filled[r] = true;
         }
     }
