@@ -1,0 +1,68 @@
+//! Crash hooks for the crash tests.
+//!
+//! Set `MAPLE_STORAGE_CRASH_AT=<name>` (see [`FailPoint::name`]) and the
+//! process calls `std::process::abort()` when it reaches that step: no
+//! destructors, no buffered flushes, exactly like a power cut for everything
+//! that was not yet fsynced (page-cache contents survive an abort, so the
+//! crash tests exercise ordering and idempotency; torn writes are covered by
+//! the torn-tail tests, which cut files at every byte).
+
+use std::sync::OnceLock;
+
+pub const CRASH_ENV: &str = "MAPLE_STORAGE_CRASH_AT";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    /// Checkpoint: sled flushed, its files not yet fsynced.
+    AfterSledFlush,
+    /// Checkpoint: sled files and directory fsynced, checkpoint file not written.
+    AfterSledSync,
+    /// Checkpoint: `checkpoint.tmp` written and fsynced, not renamed.
+    AfterCheckpointTemp,
+    /// Checkpoint: renamed into place, old segments not yet purged.
+    AfterCheckpointRename,
+    /// Purge: purge mark durable, first old segment deleted, others remain.
+    MidSegmentDelete,
+    /// Apply: half of one entry's key writes applied to sled.
+    MidApply,
+}
+
+impl FailPoint {
+    pub const ALL: [FailPoint; 6] = [
+        FailPoint::AfterSledFlush,
+        FailPoint::AfterSledSync,
+        FailPoint::AfterCheckpointTemp,
+        FailPoint::AfterCheckpointRename,
+        FailPoint::MidSegmentDelete,
+        FailPoint::MidApply,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FailPoint::AfterSledFlush => "after-sled-flush",
+            FailPoint::AfterSledSync => "after-sled-sync",
+            FailPoint::AfterCheckpointTemp => "after-checkpoint-temp",
+            FailPoint::AfterCheckpointRename => "after-checkpoint-rename",
+            FailPoint::MidSegmentDelete => "mid-segment-delete",
+            FailPoint::MidApply => "mid-apply",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<FailPoint> {
+        FailPoint::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+fn armed() -> Option<FailPoint> {
+    static ARMED: OnceLock<Option<FailPoint>> = OnceLock::new();
+    *ARMED.get_or_init(|| std::env::var(CRASH_ENV).ok().and_then(|v| FailPoint::from_name(&v)))
+}
+
+/// Abort the process if `point` is the armed fail point.
+#[inline]
+pub fn hit(point: FailPoint) {
+    if armed() == Some(point) {
+        eprintln!("storage: fail point {} reached, aborting", point.name());
+        std::process::abort();
+    }
+}

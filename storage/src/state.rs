@@ -1,0 +1,455 @@
+//! The state store: committed log entries applied to sled, checkpoints,
+//! replay at restart.
+//!
+//! The log is the only source of truth; sled is a cache of it that may lose
+//! anything after its last durable checkpoint (sled's own flush is not
+//! durable). Idempotency comes from the keys themselves: every value stores
+//! the index of the entry that wrote it, and an entry never overwrites a key
+//! written by the same or a later entry. Replaying any suffix of the log any
+//! number of times therefore converges to the same state.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+
+use crate::error::{IoContext, StorageError};
+use crate::failpoint::{self, FailPoint};
+use crate::fsutil;
+use crate::stats::StateStats;
+use crate::wal::{decode_u64_record, encode_u64_file, Completion, Wal};
+use crate::Entry;
+
+const CHECKPOINT_FILE: &str = "checkpoint";
+const SLED_DIR: &str = "sled";
+const TAG_VALUE: u8 = 0;
+const TAG_TOMBSTONE: u8 = 1;
+/// Entries read from the log per apply step.
+const APPLY_CHUNK: u64 = 1024;
+
+/// One key write produced by a committed entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvWrite {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+}
+
+/// Turns a committed entry into key writes. Replay calls it again for the
+/// same entry, so it must depend on the entry alone (log records should
+/// carry outcomes, e.g. the like count after the toggle, not deltas).
+pub trait ApplyEntry: Send + 'static {
+    fn writes(&mut self, entry: &Entry) -> Result<Vec<KvWrite>, StorageError>;
+}
+
+impl<F> ApplyEntry for F
+where
+    F: FnMut(&Entry) -> Result<Vec<KvWrite>, StorageError> + Send + 'static,
+{
+    fn writes(&mut self, entry: &Entry) -> Result<Vec<KvWrite>, StorageError> {
+        self(entry)
+    }
+}
+
+/// Outcome of applying one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    pub written: usize,
+    pub skipped: usize,
+}
+
+pub struct StateStore {
+    dir: PathBuf,
+    db: sled::Db,
+    kv: sled::Tree,
+    opened: Instant,
+    applied_index: AtomicU64,
+    checkpoint_index: AtomicU64,
+    /// Microseconds since `opened` of the last checkpoint, `u64::MAX` if none.
+    checkpoint_at_us: AtomicU64,
+    checkpoints: AtomicU64,
+    entries_applied: AtomicU64,
+    writes_skipped: AtomicU64,
+    replayed_on_open: AtomicU64,
+    replay_us: AtomicU64,
+}
+
+impl StateStore {
+    /// Open sled under `dir/sled` and read the last durable checkpoint.
+    /// Call [`StateStore::replay`] next, before serving reads.
+    pub fn open(dir: &Path) -> Result<StateStore, StorageError> {
+        fs::create_dir_all(dir).ctx(|| format!("create dir {}", dir.display()))?;
+        fsutil::remove_if_exists(&dir.join(format!("{CHECKPOINT_FILE}.tmp")))?;
+        let checkpoint = match fsutil::read_optional(&dir.join(CHECKPOINT_FILE))? {
+            None => 0,
+            Some(b) => decode_u64_record(&b, "checkpoint file")?,
+        };
+        let db = sled::Config::new().path(dir.join(SLED_DIR)).open()?;
+        let kv = db.open_tree("kv")?;
+        Ok(StateStore {
+            dir: dir.to_path_buf(),
+            db,
+            kv,
+            opened: Instant::now(),
+            applied_index: AtomicU64::new(checkpoint),
+            checkpoint_index: AtomicU64::new(checkpoint),
+            checkpoint_at_us: AtomicU64::new(u64::MAX),
+            checkpoints: AtomicU64::new(0),
+            entries_applied: AtomicU64::new(0),
+            writes_skipped: AtomicU64::new(0),
+            replayed_on_open: AtomicU64::new(0),
+            replay_us: AtomicU64::new(0),
+        })
+    }
+
+    /// Apply every entry of `wal` after the checkpoint, up to `upto`
+    /// (single node: `wal.last_index()`). Returns the number of entries replayed.
+    pub fn replay(&self, wal: &Wal, upto: u64, apply: &mut dyn ApplyEntry) -> Result<u64, StorageError> {
+        let started = Instant::now();
+        let from = self.applied_index() + 1;
+        if from < wal.first_index() && from <= upto {
+            return Err(StorageError::Corrupt {
+                what: "log versus checkpoint".into(),
+                detail: format!(
+                    "checkpoint covers up to {}, but the log starts at {}",
+                    from - 1,
+                    wal.first_index()
+                ),
+            });
+        }
+        let n = self.apply_from_log(wal, upto, apply)?;
+        self.replayed_on_open.fetch_add(n, Ordering::Relaxed);
+        self.replay_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    /// Apply log entries `applied + 1 ..= upto` in chunks.
+    fn apply_from_log(&self, wal: &Wal, upto: u64, apply: &mut dyn ApplyEntry) -> Result<u64, StorageError> {
+        let upto = upto.min(wal.last_index());
+        let mut n = 0;
+        let mut next = self.applied_index() + 1;
+        while next <= upto {
+            let end = upto.min(next + APPLY_CHUNK - 1);
+            for entry in wal.read(next..=end)? {
+                let writes = apply.writes(&entry)?;
+                self.apply(entry.index, &writes)?;
+                n += 1;
+            }
+            next = end + 1;
+        }
+        Ok(n)
+    }
+
+    /// Apply the writes of entry `index`. Entries must be applied in index
+    /// order; a key already written by entry `index` or later is left alone.
+    pub fn apply(&self, index: u64, writes: &[KvWrite]) -> Result<Applied, StorageError> {
+        let applied = self.applied_index();
+        assert!(index > applied, "entry {index} applied out of order (applied {applied})");
+        let mut out = Applied::default();
+        for (i, w) in writes.iter().enumerate() {
+            if i == writes.len() / 2 && i > 0 {
+                failpoint::hit(FailPoint::MidApply);
+            }
+            let (key, encoded) = match w {
+                KvWrite::Put { key, value } => (key, encode_value(index, Some(value))),
+                KvWrite::Delete { key } => (key, encode_value(index, None)),
+            };
+            let newer = match self.kv.get(key)? {
+                Some(old) => value_index(&old)? >= index,
+                None => false,
+            };
+            if newer {
+                out.skipped += 1;
+            } else {
+                self.kv.insert(key.as_slice(), encoded)?;
+                out.written += 1;
+            }
+        }
+        self.applied_index.store(index, Ordering::Release);
+        self.entries_applied.fetch_add(1, Ordering::Relaxed);
+        self.writes_skipped.fetch_add(out.skipped as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// The value of `key`, with the index of the entry that wrote it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        match self.kv.get(key)? {
+            None => Ok(None),
+            Some(raw) => decode_value(&raw),
+        }
+    }
+
+    /// Every live `(key, value)` whose key starts with `prefix`, at most `limit`.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.kv.scan_prefix(prefix) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, raw) = item?;
+            if let Some((_, v)) = decode_value(&raw)? {
+                out.push((k.to_vec(), v));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index.load(Ordering::Acquire)
+    }
+
+    pub fn checkpoint_index(&self) -> u64 {
+        self.checkpoint_index.load(Ordering::Acquire)
+    }
+
+    /// Make everything applied so far durable and record it:
+    /// sled flush → fdatasync sled's files and directories → write the
+    /// checkpoint file (temp, fsync, rename, fsync dir). Returns the index
+    /// covered. Blocking (sled flush takes milliseconds): call it from the
+    /// applier thread or a blocking pool, never from a core thread.
+    pub fn checkpoint(&self) -> Result<u64, StorageError> {
+        let index = self.applied_index();
+        if index == self.checkpoint_index() {
+            return Ok(index);
+        }
+        self.db.flush()?;
+        failpoint::hit(FailPoint::AfterSledFlush);
+        fsutil::sync_tree(&self.dir.join(SLED_DIR))?;
+        failpoint::hit(FailPoint::AfterSledSync);
+        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+        {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&tmp)
+                .ctx(|| format!("create {}", tmp.display()))?;
+            f.write_all(&encode_u64_file(index)).ctx(|| format!("write {}", tmp.display()))?;
+            f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+        }
+        failpoint::hit(FailPoint::AfterCheckpointTemp);
+        let dst = self.dir.join(CHECKPOINT_FILE);
+        fs::rename(&tmp, &dst).ctx(|| format!("rename {}", tmp.display()))?;
+        fsutil::sync_dir(&self.dir)?;
+        failpoint::hit(FailPoint::AfterCheckpointRename);
+        self.checkpoint_index.store(index, Ordering::Release);
+        self.checkpoint_at_us.store(self.opened.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(index)
+    }
+
+    /// Snapshot of the store's numbers; `committed` is the log's commit
+    /// (single node: durable) index, for the apply lag.
+    pub fn stats(&self, committed: u64) -> StateStats {
+        let at = self.checkpoint_at_us.load(Ordering::Relaxed);
+        let applied = self.applied_index();
+        StateStats {
+            applied_index: applied,
+            apply_lag: committed.saturating_sub(applied),
+            checkpoint_index: self.checkpoint_index(),
+            checkpoint_age: (at != u64::MAX)
+                .then(|| self.opened.elapsed().saturating_sub(Duration::from_micros(at))),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            entries_applied: self.entries_applied.load(Ordering::Relaxed),
+            writes_skipped: self.writes_skipped.load(Ordering::Relaxed),
+            replayed_on_open: self.replayed_on_open.load(Ordering::Relaxed),
+            replay_duration: Duration::from_micros(self.replay_us.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+fn encode_value(index: u64, value: Option<&Vec<u8>>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + value.map_or(0, |v| v.len()));
+    v.extend_from_slice(&index.to_be_bytes());
+    match value {
+        Some(val) => {
+            v.push(TAG_VALUE);
+            v.extend_from_slice(val);
+        }
+        None => v.push(TAG_TOMBSTONE),
+    }
+    v
+}
+
+fn value_index(raw: &[u8]) -> Result<u64, StorageError> {
+    if raw.len() < 9 {
+        return Err(StorageError::Corrupt { what: "state value".into(), detail: "shorter than its header".into() });
+    }
+    Ok(u64::from_be_bytes(raw[..8].try_into().unwrap()))
+}
+
+fn decode_value(raw: &[u8]) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+    let index = value_index(raw)?;
+    match raw[8] {
+        TAG_VALUE => Ok(Some((index, raw[9..].to_vec()))),
+        TAG_TOMBSTONE => Ok(None),
+        t => Err(StorageError::Corrupt { what: "state value".into(), detail: format!("unknown tag {t}") }),
+    }
+}
+
+/// When the applier checkpoints.
+#[derive(Debug, Clone)]
+pub struct ApplierOptions {
+    /// Checkpoint after this many entries applied since the last one.
+    pub checkpoint_every_entries: u64,
+    /// ... or after this long with anything new applied.
+    pub checkpoint_every: Duration,
+    /// After a checkpoint, delete log segments wholly covered by it.
+    /// Turn off when followers may still need those entries (cluster mode
+    /// purges through Raft snapshots instead).
+    pub purge_log: bool,
+}
+
+impl Default for ApplierOptions {
+    fn default() -> Self {
+        ApplierOptions {
+            checkpoint_every_entries: 100_000,
+            checkpoint_every: Duration::from_secs(30),
+            purge_log: true,
+        }
+    }
+}
+
+enum ApplierMsg {
+    Kick,
+    Checkpoint(oneshot::Sender<Result<u64, StorageError>>),
+}
+
+struct Shared {
+    committed: AtomicU64,
+}
+
+/// Background thread that applies committed entries from the log to the
+/// state store and checkpoints it. It pulls entries from the log itself, so
+/// a burst of commits never queues anything: the core only publishes a
+/// commit index and sends a (coalescing) wake-up.
+pub struct Applier {
+    tx: flume::Sender<ApplierMsg>,
+    shared: Arc<Shared>,
+    store: Arc<StateStore>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Applier {
+    /// `committed`: the index already known committed (single node after
+    /// replay: `wal.last_index()`).
+    pub fn spawn(
+        store: Arc<StateStore>,
+        wal: Wal,
+        mut apply: impl ApplyEntry,
+        opts: ApplierOptions,
+        committed: u64,
+    ) -> Result<Applier, StorageError> {
+        let (tx, rx) = flume::bounded(64);
+        let shared = Arc::new(Shared { committed: AtomicU64::new(committed) });
+        let (s, st) = (shared.clone(), store.clone());
+        let thread = std::thread::Builder::new()
+            .name("state-applier".into())
+            .spawn(move || applier_loop(&st, &wal, &mut apply, &opts, &s, rx))
+            .ctx(|| "spawn applier thread".to_string())?;
+        Ok(Applier { tx, shared, store, thread: Some(thread) })
+    }
+
+    /// Publish that entries up to `index` are committed (durable on a
+    /// quorum; single node: their append future resolved). Never blocks.
+    pub fn notify_committed(&self, index: u64) {
+        self.shared.committed.fetch_max(index, Ordering::AcqRel);
+        let _ = self.tx.try_send(ApplierMsg::Kick);
+    }
+
+    /// Apply everything committed, then checkpoint; resolves with the
+    /// checkpoint index.
+    pub fn checkpoint(&self) -> Result<Completion<u64>, StorageError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .try_send(ApplierMsg::Checkpoint(done))
+            .map_err(|_| StorageError::Backpressure { pending: self.tx.len() })?;
+        Ok(Completion::from_receiver(rx))
+    }
+
+    pub fn store(&self) -> &Arc<StateStore> {
+        &self.store
+    }
+
+    pub fn committed_index(&self) -> u64 {
+        self.shared.committed.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> StateStats {
+        self.store.stats(self.committed_index())
+    }
+}
+
+impl Drop for Applier {
+    fn drop(&mut self) {
+        // Disconnect, then let the thread apply what is committed and exit.
+        let (tx, _) = flume::bounded(1);
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn applier_loop(
+    store: &StateStore,
+    wal: &Wal,
+    apply: &mut dyn ApplyEntry,
+    opts: &ApplierOptions,
+    shared: &Shared,
+    rx: flume::Receiver<ApplierMsg>,
+) {
+    let mut since_checkpoint: u64 = 0;
+    let mut last_checkpoint = Instant::now();
+    let mut failed: Option<String> = None;
+    loop {
+        let msg = rx.recv_timeout(opts.checkpoint_every.min(Duration::from_millis(500)));
+        let disconnected = matches!(msg, Err(flume::RecvTimeoutError::Disconnected));
+        if failed.is_none() {
+            match store.apply_from_log(wal, shared.committed.load(Ordering::Acquire), apply) {
+                Ok(n) => since_checkpoint += n,
+                Err(e) => {
+                    tracing::error!(error = %e, "state applier stopped");
+                    failed = Some(e.to_string());
+                }
+            }
+        }
+        let due = since_checkpoint >= opts.checkpoint_every_entries
+            || (since_checkpoint > 0 && last_checkpoint.elapsed() >= opts.checkpoint_every);
+        let explicit = match msg {
+            Ok(ApplierMsg::Checkpoint(done)) => Some(done),
+            _ => None,
+        };
+        if failed.is_none() && (due || explicit.is_some()) {
+            let r = checkpoint_and_purge(store, wal, opts.purge_log);
+            if r.is_ok() {
+                since_checkpoint = 0;
+                last_checkpoint = Instant::now();
+            }
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+            if let Some(done) = explicit {
+                let _ = done.send(r);
+            }
+        } else if let Some(done) = explicit {
+            let why = failed.clone().unwrap_or_default();
+            let _ = done.send(Err(StorageError::Poisoned(why)));
+        }
+        if disconnected {
+            return;
+        }
+    }
+}
+
+fn checkpoint_and_purge(store: &StateStore, wal: &Wal, purge: bool) -> Result<u64, StorageError> {
+    let index = store.checkpoint()?;
+    if purge && index >= wal.first_index() {
+        futures::executor::block_on(wal.purge_upto(index)?)?;
+    }
+    Ok(index)
+}
