@@ -1,1 +1,19 @@
-//! bench
+//! maple-engine's load generator.
+//!
+//! It drives a server only over the wire: its own HTTP/1.1 client on monoio
+//! ([`http`]), named workloads ([`workload`]), closed- and open-loop pacing
+//! ([`schedule`]), hdrhistogram reports ([`report`]), SVG plots ([`plot`]),
+//! and the `maple bench` command line ([`cli`]).
+
+pub mod cli;
+pub mod http;
+pub mod jwt;
+pub mod plot;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod workload;
+
+pub use cli::{run_cli, Args};
+pub use report::Report;
+pub use run::{run, RunConfig, RunError};

@@ -1,0 +1,336 @@
+//! `maple bench run <workload>` and `maple bench compare`: flags, the
+//! overload probe, writing the results directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::http::Target;
+use crate::jwt;
+use crate::report::Report;
+use crate::run::{run, utc_timestamp, RunConfig};
+use crate::schedule::Pacing;
+use crate::workload::{run_tag, Workload, WorkloadKind, WorkloadParams};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub cmd: BenchCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Drive a running server with a named workload and report throughput,
+    /// latency percentiles and errors (text, JSON, SVG under --out).
+    Run(RunArgs),
+    /// Side by side on this machine: nginx / wrk / redis-server vs our
+    /// generator and node (installs them with apt-get; runs bench/compare.sh).
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// seed-v4 | cold | likes | mixed | overload
+    #[arg(value_enum)]
+    pub workload: WorkloadKind,
+    /// Server to drive (http://host:port).
+    #[arg(long, env = "MAPLE_BENCH_TARGET", default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// Load-generator threads, one monoio runtime each (leave the server its cores).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Connections (closed loop) or lanes/users (open loop). Default per
+    /// workload: seed-v4 100, cold 16, likes 64, mixed 200, overload 256.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Measured phase, e.g. 10s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before measuring (not recorded). Default: seed-v4 3s, others 1s.
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Open loop at this many requests/s in total (latency from intended send time).
+    /// Without it: closed loop, except mixed (think time) and overload.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// mixed: think time range between a user's requests.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub think_min: Duration,
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub think_max: Duration,
+    /// likes: distinct users (each with its own JWT).
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// likes: distinct characters.
+    #[arg(long, default_value_t = 1_000)]
+    pub characters: usize,
+    /// HS256 secret for the tokens of likes / mixed.
+    #[arg(long, env = "MAPLE_JWT_SECRET", default_value = jwt::DEV_SECRET, hide_env_values = true)]
+    pub jwt_secret: String,
+    /// overload: known capacity in req/s; without it a closed-loop probe measures it.
+    #[arg(long)]
+    pub capacity: Option<f64>,
+    /// overload: offered rate = factor x capacity.
+    #[arg(long, default_value_t = 3.0)]
+    pub overload_factor: f64,
+    /// overload: length of the capacity probe.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub probe: Duration,
+    /// Per-request timeout (counted as an error).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Open loop: after the end, how long late requests may still go out
+    /// before the rest are counted as unsent errors.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain: Duration,
+    /// Results directory; each run writes report.txt, report.json,
+    /// latency.svg into <out>/<name>/.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Sub-directory name under --out (default <UTC timestamp>-<workload>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Do not write files, only print.
+    #[arg(long)]
+    pub no_save: bool,
+    /// Print the JSON report instead of the text one.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of the request mix and think times (runs repeat with the same seed).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Our node (must be running; the script starts nginx/redis itself).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// Length of each measured run.
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Alternating rounds per pair.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    /// Where results and RESULTS.md-ready text go.
+    #[arg(long, default_value = "results/compare")]
+    pub out: PathBuf,
+    /// Do not apt-get install (nginx, redis-server, wrk must be present).
+    #[arg(long)]
+    pub skip_install: bool,
+    /// Only the parts that need no node (nginx vs wrk vs our generator, redis).
+    #[arg(long)]
+    pub without_node: bool,
+}
+
+/// `10s`, `250ms`, `2m`, `1h`, `1.5s`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("bad duration `{s}`"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        "us" => v / 1e6,
+        _ => return Err(format!("bad duration unit in `{s}` (use us, ms, s, m, h)")),
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0 * 7.0).contains(&secs) {
+        return Err(format!("duration `{s}` out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn run_cli(args: Args) -> anyhow::Result<()> {
+    match args.cmd {
+        BenchCmd::Run(a) => run_workload(&a).map(|_| ()),
+        BenchCmd::Compare(a) => compare(&a),
+    }
+}
+
+fn default_connections(kind: WorkloadKind) -> usize {
+    match kind {
+        WorkloadKind::SeedV4 => 100,
+        WorkloadKind::Cold => 16,
+        WorkloadKind::Likes => 64,
+        WorkloadKind::Mixed => 200,
+        WorkloadKind::Overload => 256,
+    }
+}
+
+/// Builds the run configuration for `a` (pacing chosen per workload).
+pub fn config_for(a: &RunArgs) -> anyhow::Result<RunConfig> {
+    let target = Target::parse(&a.target)?;
+    let connections = a.connections.unwrap_or(default_connections(a.workload));
+    if a.users == 0 || a.characters == 0 {
+        bail!("--users and --characters must be > 0");
+    }
+    if a.users > 1_000_000 || a.characters > 1_000_000 {
+        bail!("--users and --characters are limited to 1000000 (tokens are pre-signed in memory)");
+    }
+    let params = WorkloadParams {
+        jwt_secret: a.jwt_secret.clone(),
+        users: a.users,
+        characters: a.characters,
+        run_tag: run_tag(jwt::unix_now()),
+        lanes: connections.max(1),
+    };
+    let pacing = match (a.rate, a.workload) {
+        (Some(rate), _) => Pacing::FixedRate { rate },
+        (None, WorkloadKind::Mixed) => Pacing::ThinkTime { min: a.think_min, max: a.think_max },
+        _ => Pacing::Closed,
+    };
+    let warmup = a.warmup.unwrap_or(match a.workload {
+        WorkloadKind::SeedV4 => Duration::from_secs(3),
+        _ => Duration::from_secs(1),
+    });
+    Ok(RunConfig {
+        workload: Workload::new(a.workload, &params, &target.host),
+        target,
+        pacing,
+        threads: a.threads,
+        connections,
+        warmup,
+        duration: a.duration,
+        timeout: a.timeout,
+        drain: a.drain,
+        seed: a.seed,
+    })
+}
+
+/// Runs one workload (with the capacity probe first for overload), prints
+/// the report and writes the results directory.
+pub fn run_workload(a: &RunArgs) -> anyhow::Result<Report> {
+    let mut cfg = config_for(a)?;
+    let mut report = match a.workload {
+        WorkloadKind::Overload => run_overload(a, &mut cfg)?,
+        _ => run(&cfg)?,
+    };
+    let secs = report.duration_s;
+    match a.workload {
+        WorkloadKind::Cold => report.derive("characters_per_s", report.ok_per_s),
+        WorkloadKind::Likes => {
+            report.derive("acknowledged_writes", report.ok as f64);
+            report.derive("acknowledged_writes_per_s", report.ok as f64 / secs);
+        }
+        WorkloadKind::Mixed => {
+            let likes = report.routes.get("like").map(|r| r.ok).unwrap_or(0);
+            report.derive("acknowledged_likes", likes as f64);
+            if let Pacing::ThinkTime { min, max } = cfg.pacing {
+                let mean = (min + max).as_secs_f64() / 2.0;
+                report.derive("offered_req_per_s", cfg.connections as f64 / mean);
+            }
+        }
+        _ => {}
+    }
+    let text = report.to_text();
+    if a.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{text}");
+    }
+    if !a.no_save {
+        let name = a.name.clone().unwrap_or_else(|| {
+            let ts = utc_timestamp(std::time::SystemTime::now()).replace(['-', ':'], "");
+            format!("{ts}-{}", a.workload.name())
+        });
+        let dir = a.out.join(name);
+        save(&dir, &report, &text)?;
+        eprintln!("results: {}", dir.display());
+    }
+    Ok(report)
+}
+
+fn run_overload(a: &RunArgs, cfg: &mut RunConfig) -> anyhow::Result<Report> {
+    if !(a.overload_factor > 0.0 && a.overload_factor <= 100.0) {
+        bail!("--overload-factor must be in (0, 100]");
+    }
+    let capacity = match a.capacity {
+        Some(c) if c > 0.0 => c,
+        Some(_) => bail!("--capacity must be > 0"),
+        None => {
+            let mut probe = cfg.clone();
+            probe.pacing = Pacing::Closed;
+            probe.connections = probe.connections.min(100);
+            probe.duration = a.probe;
+            let r = run(&probe)?;
+            eprintln!("capacity probe (closed loop, {} conn): {:.1} ok/s; {}", probe.connections, r.ok_per_s, r.first_line);
+            if r.ok_per_s <= 0.0 {
+                bail!("the capacity probe got no successful response; pass --capacity");
+            }
+            r.ok_per_s
+        }
+    };
+    let offered = capacity * a.overload_factor;
+    cfg.pacing = Pacing::FixedRate { rate: offered };
+    let mut report = run(cfg)?;
+    let s503 = report.statuses.get("503").copied().unwrap_or(0);
+    report.derive("capacity_req_per_s", capacity);
+    report.derive("offered_req_per_s", offered);
+    report.derive("share_503", if report.requests == 0 { 0.0 } else { s503 as f64 / report.requests as f64 });
+    report.derive("accepted_per_s", report.ok_per_s);
+    report.derive("accepted_p99_ms", report.ok_latency_us.p99 as f64 / 1000.0);
+    report.derive("accepted_p999_ms", report.ok_latency_us.p999 as f64 / 1000.0);
+    report.derive("accepted_max_ms", report.ok_latency_us.max as f64 / 1000.0);
+    Ok(report)
+}
+
+/// Writes report.txt, report.json and latency.svg into `dir`.
+pub fn save(dir: &Path, report: &Report, text: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    std::fs::write(dir.join("report.txt"), text)?;
+    std::fs::write(dir.join("report.json"), report.to_json())?;
+    let svg = crate::plot::render_svg(report)?;
+    std::fs::write(dir.join("latency.svg"), svg)?;
+    Ok(())
+}
+
+/// The side-by-side script, embedded so `maple bench compare` works from
+/// any directory; it calls back into this binary for our runs.
+const COMPARE_SH: &str = include_str!("../compare.sh");
+
+fn compare(a: &CompareArgs) -> anyhow::Result<()> {
+    parse_duration(&a.duration).map_err(anyhow::Error::msg)?;
+    Target::parse(&a.target)?;
+    let exe = std::env::current_exe().context("locate the maple binary")?;
+    std::fs::create_dir_all(&a.out)?;
+    let script = a.out.join("compare.sh");
+    std::fs::write(&script, COMPARE_SH)?;
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .env("MAPLE_BIN", &exe)
+        .env("TARGET", &a.target)
+        .env("DURATION", &a.duration)
+        .env("ROUNDS", a.rounds.to_string())
+        .env("OUT", &a.out)
+        .env("SKIP_INSTALL", if a.skip_install { "1" } else { "0" })
+        .env("WITHOUT_NODE", if a.without_node { "1" } else { "0" })
+        .status()
+        .context("run bash")?;
+    if !status.success() {
+        bail!("compare.sh failed ({status})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("99999h").is_err());
+    }
+}

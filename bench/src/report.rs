@@ -1,0 +1,618 @@
+//! Recording samples (one [`Recorder`] per bench thread, merged at the end)
+//! and turning them into a [`Report`]: text, JSON.
+//!
+//! Every response whose status is not 2xx/3xx is an error, and so is every
+//! request that got no response (connect, i/o, timeout, malformed, unsent).
+//! A report with any error says so in its first line.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::http::{ClientError, ResponseMeta};
+use crate::schedule::Timing;
+
+/// Latencies are recorded in microseconds, 1 µs .. 1 h, 3 significant digits.
+const HIST_MAX_US: u64 = 3_600_000_000;
+/// Timeline histograms are coarser (2 digits): there is one per time bucket.
+const TIMELINE_SIGFIG: u8 = 2;
+/// Upper bound on timeline buckets; longer runs use wider buckets.
+pub const MAX_TIMELINE_BUCKETS: usize = 600;
+
+fn new_hist(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, sigfig).expect("static histogram bounds are valid")
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// A 2xx or 3xx response.
+    Ok(u16),
+    /// A response with any other status.
+    Status(u16),
+    Connect,
+    Io,
+    Closed,
+    Timeout,
+    Protocol,
+    /// Due (open loop) but never sent before the run's hard stop.
+    Unsent,
+}
+
+impl Outcome {
+    pub fn of(result: &Result<ResponseMeta, ClientError>) -> Outcome {
+        match result {
+            Ok(m) if (200..400).contains(&m.status) => Outcome::Ok(m.status),
+            Ok(m) => Outcome::Status(m.status),
+            Err(ClientError::Connect(_)) => Outcome::Connect,
+            Err(ClientError::Io(_)) => Outcome::Io,
+            Err(ClientError::Closed) => Outcome::Closed,
+            Err(ClientError::Protocol(_)) => Outcome::Protocol,
+        }
+    }
+    pub fn is_error(&self) -> bool {
+        !matches!(self, Outcome::Ok(_))
+    }
+    /// Whether a response (of any status) came back.
+    pub fn has_response(&self) -> bool {
+        matches!(self, Outcome::Ok(_) | Outcome::Status(_))
+    }
+    /// Stable key used in reports: `status_503`, `timeout`, ...
+    pub fn error_key(&self) -> Option<String> {
+        Some(match self {
+            Outcome::Ok(_) => return None,
+            Outcome::Status(s) => format!("status_{s}"),
+            Outcome::Connect => "connect".into(),
+            Outcome::Io => "io".into(),
+            Outcome::Closed => "closed_early".into(),
+            Outcome::Timeout => "timeout".into(),
+            Outcome::Protocol => "malformed_response".into(),
+            Outcome::Unsent => "unsent".into(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RouteCounts {
+    pub requests: u64,
+    pub ok: u64,
+}
+
+struct Bucket {
+    responses: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+/// Samples of one thread (or of a whole run after merging).
+pub struct Recorder {
+    /// From intended send time, every request that got a response.
+    latency: Histogram<u64>,
+    /// From intended send time, 2xx/3xx only ("accepted").
+    ok_latency: Histogram<u64>,
+    /// From actual send time (service time), every response.
+    service: Histogram<u64>,
+    statuses: BTreeMap<u16, u64>,
+    errors: BTreeMap<Outcome, u64>,
+    routes: BTreeMap<&'static str, RouteCounts>,
+    requests: u64,
+    responses: u64,
+    ok: u64,
+    bytes: u64,
+    gzip: u64,
+    /// Sent more than 1 ms after their intended time (client or lane busy).
+    late_sends: u64,
+    bucket_width: Duration,
+    timeline: Vec<Bucket>,
+}
+
+impl Recorder {
+    pub fn new(bucket_width: Duration) -> Recorder {
+        assert!(!bucket_width.is_zero());
+        Recorder {
+            latency: new_hist(3),
+            ok_latency: new_hist(3),
+            service: new_hist(3),
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            requests: 0,
+            responses: 0,
+            ok: 0,
+            bytes: 0,
+            gzip: 0,
+            late_sends: 0,
+            bucket_width,
+            timeline: Vec::new(),
+        }
+    }
+
+    /// Records one finished request. `since_start` places it on the timeline
+    /// (time of completion since the measurement began).
+    pub fn record(
+        &mut self,
+        route: &'static str,
+        outcome: Outcome,
+        timing: Option<Timing>,
+        meta: Option<&ResponseMeta>,
+        since_start: Duration,
+    ) {
+        self.requests += 1;
+        let route_counts = self.routes.entry(route).or_default();
+        route_counts.requests += 1;
+        if !outcome.is_error() {
+            route_counts.ok += 1;
+            self.ok += 1;
+        } else {
+            *self.errors.entry(outcome).or_default() += 1;
+        }
+        if let Some(m) = meta {
+            self.bytes += m.wire_bytes;
+            self.gzip += m.gzip as u64;
+            *self.statuses.entry(m.status).or_default() += 1;
+        }
+        let lat_us = timing.map(|t| us(t.latency()));
+        if let Some(t) = timing {
+            if t.send_delay() > Duration::from_millis(1) {
+                self.late_sends += 1;
+            }
+        }
+        if outcome.has_response() {
+            self.responses += 1;
+            let t = timing.expect("a response has a timing");
+            let lat = us(t.latency());
+            self.latency.saturating_record(lat);
+            self.service.saturating_record(us(t.service()));
+            if !outcome.is_error() {
+                self.ok_latency.saturating_record(lat);
+            }
+        }
+        let idx = ((since_start.as_nanos() / self.bucket_width.as_nanos()) as usize).min(MAX_TIMELINE_BUCKETS - 1);
+        while self.timeline.len() <= idx {
+            self.timeline.push(Bucket { responses: 0, errors: 0, latency: new_hist(TIMELINE_SIGFIG) });
+        }
+        let b = &mut self.timeline[idx];
+        b.responses += outcome.has_response() as u64;
+        b.errors += outcome.is_error() as u64;
+        if outcome.has_response() {
+            b.latency.saturating_record(lat_us.expect("a response has a timing"));
+        }
+    }
+
+    /// Adds another thread's samples into this one.
+    pub fn merge(&mut self, other: &Recorder) {
+        assert_eq!(self.bucket_width, other.bucket_width, "recorders of one run share a bucket width");
+        self.latency.add(&other.latency).expect("same histogram bounds");
+        self.ok_latency.add(&other.ok_latency).expect("same histogram bounds");
+        self.service.add(&other.service).expect("same histogram bounds");
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.errors {
+            *self.errors.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.routes {
+            let r = self.routes.entry(k).or_default();
+            r.requests += v.requests;
+            r.ok += v.ok;
+        }
+        self.requests += other.requests;
+        self.responses += other.responses;
+        self.ok += other.ok;
+        self.bytes += other.bytes;
+        self.gzip += other.gzip;
+        self.late_sends += other.late_sends;
+        for (i, b) in other.timeline.iter().enumerate() {
+            while self.timeline.len() <= i {
+                self.timeline.push(Bucket { responses: 0, errors: 0, latency: new_hist(TIMELINE_SIGFIG) });
+            }
+            let mine = &mut self.timeline[i];
+            mine.responses += b.responses;
+            mine.errors += b.errors;
+            mine.latency.add(&b.latency).expect("same histogram bounds");
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+    pub fn errors(&self) -> u64 {
+        self.requests - self.ok
+    }
+
+    /// The finished report. `duration` is the measured phase's length.
+    pub fn report(&self, meta: RunMeta, duration: Duration) -> Report {
+        let secs = duration.as_secs_f64().max(1e-9);
+        let errors: BTreeMap<String, u64> =
+            self.errors.iter().map(|(k, v)| (k.error_key().expect("only errors are stored"), *v)).collect();
+        let error_total = self.errors();
+        let w = self.bucket_width.as_secs_f64();
+        let timeline = self
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(i, b)| TimelinePoint {
+                t_s: i as f64 * w,
+                responses_per_s: b.responses as f64 / w,
+                errors_per_s: b.errors as f64 / w,
+                p50_us: if b.latency.is_empty() { None } else { Some(b.latency.value_at_quantile(0.5)) },
+                p99_us: if b.latency.is_empty() { None } else { Some(b.latency.value_at_quantile(0.99)) },
+                max_us: if b.latency.is_empty() { None } else { Some(b.latency.max()) },
+            })
+            .collect();
+        Report {
+            first_line: String::new(),
+            meta,
+            duration_s: secs,
+            requests: self.requests,
+            responses: self.responses,
+            ok: self.ok,
+            errors_total: error_total,
+            error_share: if self.requests == 0 { 0.0 } else { error_total as f64 / self.requests as f64 },
+            responses_per_s: self.responses as f64 / secs,
+            ok_per_s: self.ok as f64 / secs,
+            bytes: self.bytes,
+            bytes_per_s: self.bytes as f64 / secs,
+            gzip_responses: self.gzip,
+            late_sends: self.late_sends,
+            latency_us: Percentiles::of(&self.latency),
+            ok_latency_us: Percentiles::of(&self.ok_latency),
+            service_us: Percentiles::of(&self.service),
+            percentile_spectrum: spectrum(&self.latency),
+            statuses: self.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            errors,
+            routes: self.routes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            timeline,
+            derived: BTreeMap::new(),
+        }
+        .with_first_line()
+    }
+}
+
+fn us(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
+/// Describes the run: what was driven, how.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMeta {
+    pub workload: String,
+    pub target: String,
+    /// `closed-loop`, `open-loop fixed rate`, `open-loop think time`.
+    pub mode: String,
+    pub threads: usize,
+    pub connections: usize,
+    pub warmup_s: f64,
+    /// Workload parameters, as given or defaulted.
+    pub params: BTreeMap<String, String>,
+    pub started_utc: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0.0 };
+        }
+        Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    pub t_s: f64,
+    pub responses_per_s: f64,
+    pub errors_per_s: f64,
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+    pub max_us: Option<u64>,
+}
+
+/// One point of the percentile plot.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SpectrumPoint {
+    pub quantile: f64,
+    pub latency_us: u64,
+}
+
+/// Latency at quantiles evenly spaced in "nines" (0, 0.9, 0.99 ...), up to
+/// what the sample count supports, then the max.
+fn spectrum(h: &Histogram<u64>) -> Vec<SpectrumPoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let max_nines = (h.len() as f64).log10().clamp(1.0, 6.0);
+    let steps = 60;
+    let mut out: Vec<SpectrumPoint> = (0..=steps)
+        .map(|i| {
+            let nines = max_nines * i as f64 / steps as f64;
+            let q = 1.0 - 10f64.powf(-nines);
+            SpectrumPoint { quantile: q, latency_us: h.value_at_quantile(q) }
+        })
+        .collect();
+    out.push(SpectrumPoint { quantile: 1.0, latency_us: h.max() });
+    out
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The first line of the text report: `OK: ...` or `ERRORS: ...`.
+    pub first_line: String,
+    pub meta: RunMeta,
+    pub duration_s: f64,
+    /// Requests due in the measured phase: responses + requests that failed.
+    pub requests: u64,
+    pub responses: u64,
+    pub ok: u64,
+    pub errors_total: u64,
+    pub error_share: f64,
+    pub responses_per_s: f64,
+    pub ok_per_s: f64,
+    pub bytes: u64,
+    pub bytes_per_s: f64,
+    pub gzip_responses: u64,
+    pub late_sends: u64,
+    pub latency_us: Percentiles,
+    pub ok_latency_us: Percentiles,
+    pub service_us: Percentiles,
+    pub percentile_spectrum: Vec<SpectrumPoint>,
+    pub statuses: BTreeMap<String, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub routes: BTreeMap<String, RouteCounts>,
+    pub timeline: Vec<TimelinePoint>,
+    /// Workload-specific figures (characters/s, 503 share, capacity ...).
+    pub derived: BTreeMap<String, f64>,
+}
+
+impl Report {
+    fn with_first_line(mut self) -> Report {
+        self.first_line = first_line(self.errors_total, self.requests, &self.errors, self.ok_per_s);
+        self
+    }
+
+    pub fn derive(&mut self, key: &str, value: f64) {
+        self.derived.insert(key.to_string(), value);
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("report serialises")
+    }
+
+    pub fn to_text(&self) -> String {
+        let m = &self.meta;
+        let mut s = String::new();
+        let _ = writeln!(s, "{}", self.first_line);
+        let _ = writeln!(s, "workload    {}  ->  {}", m.workload, m.target);
+        let params: Vec<String> = m.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "params      {}", params.join(" "));
+        let _ = writeln!(
+            s,
+            "mode        {}, {} connections, {} thread(s), warm-up {:.1} s, measured {:.2} s, started {}",
+            m.mode, m.connections, m.threads, m.warmup_s, self.duration_s, m.started_utc
+        );
+        let _ = writeln!(
+            s,
+            "throughput  {:.1} responses/s ({:.1} ok/s), {} requests, {} responses, {:.2} MiB ({:.2} MiB/s)",
+            self.responses_per_s,
+            self.ok_per_s,
+            self.requests,
+            self.responses,
+            self.bytes as f64 / 1048576.0,
+            self.bytes_per_s / 1048576.0
+        );
+        let _ = writeln!(s, "latency     {}   (from intended send time)", fmt_pct(&self.latency_us));
+        let _ = writeln!(s, "  accepted  {}   (2xx/3xx only)", fmt_pct(&self.ok_latency_us));
+        let _ = writeln!(s, "  service   {}   (from actual send time)", fmt_pct(&self.service_us));
+        let statuses: Vec<String> = self.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let _ = writeln!(s, "statuses    {}", if statuses.is_empty() { "-".into() } else { statuses.join(" ") });
+        let errors: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        let _ = writeln!(s, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(" ") });
+        if self.routes.len() > 1 || self.routes.keys().any(|r| !r.is_empty()) {
+            let routes: Vec<String> =
+                self.routes.iter().map(|(k, v)| format!("{k}: {} ({} ok)", v.requests, v.ok)).collect();
+            let _ = writeln!(s, "routes      {}", routes.join(", "));
+        }
+        if self.gzip_responses > 0 {
+            let _ = writeln!(s, "gzip        {} of {} responses", self.gzip_responses, self.responses);
+        }
+        if self.late_sends > 0 {
+            let _ = writeln!(
+                s,
+                "late sends  {} requests went out >1 ms after their intended time (lanes busy; counted in latency)",
+                self.late_sends
+            );
+        }
+        for (k, v) in &self.derived {
+            let _ = writeln!(s, "{k:<11} {v:.3}");
+        }
+        s
+    }
+}
+
+fn fmt_us(v: u64) -> String {
+    if v >= 1_000_000 {
+        format!("{:.2}s", v as f64 / 1e6)
+    } else if v >= 1_000 {
+        format!("{:.2}ms", v as f64 / 1e3)
+    } else {
+        format!("{v}us")
+    }
+}
+
+fn fmt_pct(p: &Percentiles) -> String {
+    if p.count == 0 {
+        return "no samples".into();
+    }
+    format!(
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (n={})",
+        fmt_us(p.p50),
+        fmt_us(p.p90),
+        fmt_us(p.p99),
+        fmt_us(p.p999),
+        fmt_us(p.max),
+        p.count
+    )
+}
+
+/// `ERRORS: ...` whenever anything failed, else `OK: ...`.
+pub fn first_line(errors: u64, requests: u64, kinds: &BTreeMap<String, u64>, ok_per_s: f64) -> String {
+    if errors > 0 || requests == 0 {
+        if requests == 0 {
+            return "ERRORS: no request was completed".to_string();
+        }
+        let mut kinds: Vec<(&String, &u64)> = kinds.iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(a.1));
+        let top: Vec<String> = kinds.iter().take(4).map(|(k, v)| format!("{k} x{v}")).collect();
+        format!(
+            "ERRORS: {errors} of {requests} requests failed ({:.2}%): {}",
+            100.0 * errors as f64 / requests as f64,
+            top.join(", ")
+        )
+    } else {
+        format!("OK: no errors, {requests} requests, {ok_per_s:.1} ok/s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn meta() -> RunMeta {
+        RunMeta {
+            workload: "t".into(),
+            target: "x".into(),
+            mode: "closed-loop".into(),
+            threads: 1,
+            connections: 1,
+            warmup_s: 0.0,
+            params: BTreeMap::new(),
+            started_utc: "now".into(),
+        }
+    }
+
+    fn timing(lat_us: u64) -> Timing {
+        let t0 = Instant::now();
+        Timing { intended: t0, sent: t0, done: t0 + Duration::from_micros(lat_us) }
+    }
+
+    fn ok_meta(status: u16) -> ResponseMeta {
+        ResponseMeta { status, wire_bytes: 100, gzip: false, keep_alive: true }
+    }
+
+    #[test]
+    fn percentiles_from_known_samples() {
+        let mut r = Recorder::new(Duration::from_secs(1));
+        // 1..=1000 ms, one sample each.
+        for i in 1..=1000u64 {
+            r.record("", Outcome::Ok(200), Some(timing(i * 1000)), Some(&ok_meta(200)), Duration::ZERO);
+        }
+        let rep = r.report(meta(), Duration::from_secs(10));
+        let p = rep.latency_us;
+        let close = |got: u64, want: u64| (got as f64 - want as f64).abs() / want as f64 <= 0.001;
+        assert_eq!(p.count, 1000);
+        assert!(close(p.p50, 500_000), "{}", p.p50);
+        assert!(close(p.p90, 900_000), "{}", p.p90);
+        assert!(close(p.p99, 990_000), "{}", p.p99);
+        assert!(close(p.p999, 999_000), "{}", p.p999);
+        assert!(close(p.max, 1_000_000), "{}", p.max);
+        assert!((p.mean - 500_500.0).abs() / 500_500.0 < 0.001);
+        assert_eq!(rep.responses_per_s, 100.0);
+        assert_eq!(rep.bytes, 100_000);
+        assert!(rep.first_line.starts_with("OK:"));
+    }
+
+    #[test]
+    fn classification_of_outcomes() {
+        let ok = |s| Outcome::of(&Ok(ok_meta(s)));
+        assert_eq!(ok(200), Outcome::Ok(200));
+        assert_eq!(ok(204), Outcome::Ok(204));
+        assert_eq!(ok(304), Outcome::Ok(304));
+        assert_eq!(ok(399), Outcome::Ok(399));
+        for s in [100, 199, 400, 404, 429, 500, 503] {
+            assert_eq!(ok(s), Outcome::Status(s));
+            assert!(ok(s).is_error());
+        }
+        assert_eq!(Outcome::of(&Err(ClientError::Closed)), Outcome::Closed);
+        assert_eq!(Outcome::of(&Err(ClientError::Protocol("x"))), Outcome::Protocol);
+        let e = std::io::Error::other("x");
+        assert_eq!(Outcome::of(&Err(ClientError::Connect(e))), Outcome::Connect);
+        assert_eq!(Outcome::Status(503).error_key().unwrap(), "status_503");
+        assert_eq!(Outcome::Ok(200).error_key(), None);
+    }
+
+    #[test]
+    fn errors_are_flagged_in_the_first_line() {
+        let mut r = Recorder::new(Duration::from_secs(1));
+        for i in 0..100u64 {
+            let (o, m) = if i % 10 == 0 { (Outcome::Status(503), ok_meta(503)) } else { (Outcome::Ok(200), ok_meta(200)) };
+            r.record("read", o, Some(timing(100)), Some(&m), Duration::ZERO);
+        }
+        r.record("read", Outcome::Timeout, None, None, Duration::ZERO);
+        let rep = r.report(meta(), Duration::from_secs(1));
+        let text = rep.to_text();
+        let first = text.lines().next().unwrap();
+        assert_eq!(first, "ERRORS: 11 of 101 requests failed (10.89%): status_503 x10, timeout x1");
+        assert_eq!(rep.errors["status_503"], 10);
+        assert_eq!(rep.errors["timeout"], 1);
+        assert_eq!(rep.statuses["503"], 10);
+        assert_eq!(rep.responses, 100);
+        assert_eq!(rep.ok, 90);
+        assert_eq!(rep.ok_latency_us.count, 90);
+        assert_eq!(rep.routes["read"], RouteCounts { requests: 101, ok: 90 });
+        let json: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
+        assert_eq!(json["first_line"], first);
+        assert_eq!(json["errors_total"], 11);
+    }
+
+    #[test]
+    fn empty_run_is_an_error() {
+        let r = Recorder::new(Duration::from_secs(1));
+        assert!(r.report(meta(), Duration::from_secs(1)).first_line.starts_with("ERRORS:"));
+    }
+
+    #[test]
+    fn merge_adds_threads_and_timeline() {
+        let mut a = Recorder::new(Duration::from_secs(1));
+        let mut b = Recorder::new(Duration::from_secs(1));
+        a.record("", Outcome::Ok(200), Some(timing(1000)), Some(&ok_meta(200)), Duration::from_millis(500));
+        b.record("", Outcome::Ok(200), Some(timing(3000)), Some(&ok_meta(200)), Duration::from_millis(2500));
+        b.record("", Outcome::Io, None, None, Duration::from_millis(2600));
+        a.merge(&b);
+        let rep = a.report(meta(), Duration::from_secs(3));
+        assert_eq!((rep.requests, rep.responses, rep.ok), (3, 2, 2));
+        assert_eq!(rep.timeline.len(), 3);
+        assert_eq!(rep.timeline[0].responses_per_s, 1.0);
+        assert_eq!(rep.timeline[1].p50_us, None);
+        assert_eq!(rep.timeline[2].errors_per_s, 1.0);
+        assert!(rep.latency_us.max.abs_diff(3000) <= 3, "3 significant digits");
+    }
+
+    #[test]
+    fn timeline_is_bounded() {
+        let mut r = Recorder::new(Duration::from_secs(1));
+        r.record("", Outcome::Ok(200), Some(timing(10)), Some(&ok_meta(200)), Duration::from_secs(100_000));
+        assert_eq!(r.report(meta(), Duration::from_secs(1)).timeline.len(), MAX_TIMELINE_BUCKETS);
+    }
+}

@@ -1,0 +1,310 @@
+//! Runs one measured load phase: `threads` OS threads, one monoio runtime
+//! each, `connections` lanes spread over them. A lane is one keep-alive
+//! connection with one request in flight, paced by its [`LaneSchedule`].
+//!
+//! Timeline of a run (all threads share the same instants):
+//! `t0` (lanes connected) → warm-up → `measure_start` → `end` → drain.
+//! Only requests *due* in `[measure_start, end)` are recorded. An open-loop
+//! lane still behind at `end + drain` counts its remaining due requests as
+//! `unsent` errors instead of hiding them.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::http::{Conn, Target};
+use crate::report::{Outcome, Recorder, Report, RunMeta};
+use crate::schedule::{LaneSchedule, Pacing, Timing};
+use crate::workload::{LaneRequests, Workload};
+
+/// Time given to threads to start and lanes to connect before `t0`.
+const SETUP_GRACE: Duration = Duration::from_millis(300);
+/// Pause after a failed connect, so a dead server is not spun on.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
+/// Most lanes one run may open (file descriptors, memory).
+pub const MAX_CONNECTIONS: usize = 20_000;
+
+#[derive(Clone)]
+pub struct RunConfig {
+    pub target: Target,
+    pub workload: Workload,
+    pub pacing: Pacing,
+    pub threads: usize,
+    pub connections: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Per request (connect, or send + full response).
+    pub timeout: Duration,
+    /// Open loop: how long after `end` late lanes may still send due requests.
+    pub drain: Duration,
+    pub seed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid run configuration: {0}")]
+    Config(String),
+    #[error("cannot start a monoio runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("a bench thread failed: {0}")]
+    Thread(String),
+}
+
+impl RunConfig {
+    fn validate(&self) -> Result<(), RunError> {
+        let bad = |m: &str| Err(RunError::Config(m.to_string()));
+        if self.threads == 0 || self.threads > 256 {
+            return bad("threads must be in 1..=256");
+        }
+        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
+            return bad("connections must be in 1..=20000");
+        }
+        if self.connections < self.threads {
+            return bad("need at least one connection per thread");
+        }
+        if self.duration.is_zero() || self.duration > Duration::from_secs(24 * 3600) {
+            return bad("duration must be in (0, 24h]");
+        }
+        if self.timeout.is_zero() {
+            return bad("timeout must be > 0");
+        }
+        match self.pacing {
+            Pacing::FixedRate { rate } if !(rate > 0.0 && rate.is_finite() && rate <= 10_000_000.0) => {
+                bad("rate must be in (0, 1e7] requests/s")
+            }
+            Pacing::ThinkTime { min, max } if min > max || max.is_zero() => bad("think time needs 0 <= min <= max, max > 0"),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn mode_name(&self) -> String {
+        match self.pacing {
+            Pacing::Closed => "closed-loop".into(),
+            Pacing::FixedRate { rate } => format!("open-loop fixed rate {rate:.1} req/s"),
+            Pacing::ThinkTime { min, max } => {
+                format!("open-loop users, think time {}-{} ms", min.as_millis(), max.as_millis())
+            }
+        }
+    }
+}
+
+/// Shared, read-only facts of one run, per thread.
+struct Phase {
+    target: Target,
+    pacing: Pacing,
+    lanes: usize,
+    t0: Instant,
+    measure_start: Instant,
+    end: Instant,
+    hard_stop: Instant,
+    timeout: Duration,
+    seed: u64,
+}
+
+/// Runs the load and returns the merged report.
+pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
+    cfg.validate()?;
+    let started_utc = utc_timestamp(std::time::SystemTime::now());
+    let t0 = Instant::now() + SETUP_GRACE;
+    let measure_start = t0 + cfg.warmup;
+    let end = measure_start + cfg.duration;
+    let drain = if cfg.pacing.is_open_loop() { cfg.drain } else { Duration::ZERO };
+    let bucket_width = bucket_width(cfg.duration);
+
+    let mut handles = Vec::with_capacity(cfg.threads);
+    for thread in 0..cfg.threads {
+        let phase = Phase {
+            target: cfg.target.clone(),
+            pacing: cfg.pacing,
+            lanes: cfg.connections,
+            t0,
+            measure_start,
+            end,
+            hard_stop: end + drain,
+            timeout: cfg.timeout,
+            seed: cfg.seed,
+        };
+        // Lanes are dealt round-robin: thread k gets lanes k, k+threads, ...
+        let lanes: Vec<(usize, LaneRequests)> = (thread..cfg.connections)
+            .step_by(cfg.threads)
+            .map(|l| (l, cfg.workload.lane(l, cfg.seed)))
+            .collect();
+        let h = std::thread::Builder::new()
+            .name(format!("bench-{thread}"))
+            .spawn(move || run_thread(phase, lanes, bucket_width))
+            .map_err(RunError::Runtime)?;
+        handles.push(h);
+    }
+    let mut total = Recorder::new(bucket_width);
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(rec)) => total.merge(&rec),
+            Ok(Err(e)) => first_err = first_err.or(Some(e)),
+            Err(_) => first_err = first_err.or(Some(RunError::Thread("panicked".into()))),
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let meta = RunMeta {
+        workload: cfg.workload.kind().name().to_string(),
+        target: format!("http://{}", cfg.target.host),
+        mode: cfg.mode_name(),
+        threads: cfg.threads,
+        connections: cfg.connections,
+        warmup_s: cfg.warmup.as_secs_f64(),
+        params: cfg.workload.params().clone(),
+        started_utc,
+    };
+    Ok(total.report(meta, cfg.duration))
+}
+
+/// About 300 points on the latency-over-time plot, at least 1 s each.
+fn bucket_width(duration: Duration) -> Duration {
+    let per = duration.as_secs_f64() / 300.0;
+    Duration::from_secs_f64(per.max(1.0).ceil())
+}
+
+fn run_thread(phase: Phase, lanes: Vec<(usize, LaneRequests)>, bucket_width: Duration) -> Result<Recorder, RunError> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .map_err(RunError::Runtime)?;
+    rt.block_on(async move {
+        let phase = Rc::new(phase);
+        let rec = Rc::new(RefCell::new(Recorder::new(bucket_width)));
+        let tasks: Vec<_> = lanes
+            .into_iter()
+            .map(|(lane, reqs)| monoio::spawn(lane_loop(Rc::clone(&phase), Rc::clone(&rec), lane, reqs)))
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        let rec = Rc::try_unwrap(rec).ok().expect("every lane has finished");
+        Ok(rec.into_inner())
+    })
+}
+
+async fn sleep_until(t: Instant) {
+    if t > Instant::now() {
+        monoio::time::sleep_until(monoio::time::Instant::from_std(t)).await;
+    }
+}
+
+async fn lane_loop(phase: Rc<Phase>, rec: Rc<RefCell<Recorder>>, lane: usize, mut reqs: LaneRequests) {
+    let mut sched = LaneSchedule::new(phase.pacing, phase.t0, lane, phase.lanes, phase.seed);
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    // Connect before t0 so setup is not in the first sample; a failure here
+    // is retried (and counted) at the first request.
+    let mut conn = match monoio::time::timeout(phase.timeout, Conn::connect(phase.target.addr)).await {
+        Ok(Ok(c)) => Some(c),
+        _ => None,
+    };
+    sleep_until(phase.t0).await;
+    let record = |route: &'static str,
+                  outcome: Outcome,
+                  timing: Option<Timing>,
+                  meta: Option<&crate::http::ResponseMeta>,
+                  intended: Instant,
+                  at: Instant| {
+        if intended >= phase.measure_start && intended < phase.end {
+            let since = at.saturating_duration_since(phase.measure_start);
+            rec.borrow_mut().record(route, outcome, timing, meta, since);
+        }
+    };
+    loop {
+        let now = Instant::now();
+        let intended = sched.next_intended(now);
+        if intended >= phase.end {
+            break;
+        }
+        if now >= phase.hard_stop {
+            // Open loop, hopelessly behind: every request still due is an
+            // error, not a silently skipped sample.
+            let mut due = intended;
+            while due < phase.end {
+                record("", Outcome::Unsent, None, None, due, phase.end);
+                due = sched.next_intended(now);
+            }
+            break;
+        }
+        sleep_until(intended).await;
+        let route = reqs.next(&mut buf);
+        if conn.is_none() {
+            match monoio::time::timeout(phase.timeout, Conn::connect(phase.target.addr)).await {
+                Ok(Ok(c)) => conn = Some(c),
+                failed => {
+                    let outcome = if failed.is_err() { Outcome::Timeout } else { Outcome::Connect };
+                    record(route, outcome, None, None, intended, Instant::now());
+                    monoio::time::sleep(CONNECT_BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        let sent = Instant::now();
+        let result = monoio::time::timeout(phase.timeout, c.send(buf)).await;
+        let done = Instant::now();
+        let timing = Timing { intended, sent, done };
+        match result {
+            Ok((res, b)) => {
+                buf = b;
+                let outcome = Outcome::of(&res);
+                let meta = res.as_ref().ok().copied();
+                if !meta.is_some_and(|m| m.keep_alive) {
+                    conn = None;
+                }
+                let timing = outcome.has_response().then_some(timing);
+                record(route, outcome, timing, meta.as_ref(), intended, done);
+            }
+            Err(_) => {
+                // The request buffer went down with the cancelled future.
+                buf = Vec::with_capacity(1024);
+                conn = None;
+                record(route, Outcome::Timeout, None, None, intended, done);
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC) without a date crate.
+pub fn utc_timestamp(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+/// (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + (m <= 2) as i64, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        let at = |s| utc_timestamp(std::time::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_795_426_775), "2026-11-23T09:39:35Z");
+    }
+
+    #[test]
+    fn bucket_widths() {
+        assert_eq!(bucket_width(Duration::from_secs(10)), Duration::from_secs(1));
+        assert_eq!(bucket_width(Duration::from_secs(3000)), Duration::from_secs(10));
+    }
+}
