@@ -1,8 +1,15 @@
-//! `maple bench` — being built (see the open issues).
+//! `maple bench` — the load generator lives in the `bench` crate (it talks to
+//! servers only over the wire); this module only hands it the arguments.
+//!
+//! `maple bench run <seed-v4|cold|likes|mixed|overload> [flags]`,
+//! `maple bench compare [flags]`.
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    inner: bench::Args,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`maple bench` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    bench::run_cli(args.inner)
 }
