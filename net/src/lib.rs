@@ -3,7 +3,14 @@
 //! The server calls a per-core [`Service`] for every parsed request; the
 //! service never sees sockets, and the server never sees the domain.
 
+pub mod chunked;
 pub mod http;
 pub mod jwt;
+pub mod server;
+pub mod shutdown;
 
 pub use http::{Request, Response, Service};
+pub use server::{
+    error_response, run_server, BoundServer, CoreCounters, CoreSnapshot, Limits, ServerConfig, ServerStats,
+};
+pub use shutdown::Shutdown;

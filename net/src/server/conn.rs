@@ -1,0 +1,396 @@
+//! One HTTP/1.1 connection: read, parse (possibly several pipelined
+//! requests per read), call the core's service, answer in order, close on
+//! any limit. Every buffer is bounded by the core's [`Limits`].
+
+use super::config::Limits;
+use super::encode::{encode_response, error_response, wants_close, DateCache};
+use super::parse::{parse_head, BodyFraming, HeadError};
+use super::stats::CoreCounters;
+use crate::chunked::{ChunkedDecoder, ChunkedError};
+use crate::http::{Request, Response, Service};
+use crate::shutdown::LocalSignal;
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio::time::{timeout, timeout_at, Instant};
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bytes asked for per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Pipelined output flushed once it reaches this size, whatever the depth.
+const OUT_FLUSH_BYTES: usize = 256 * 1024;
+/// After an error response: how long / how much we keep reading (and
+/// discarding) so the client sees our answer instead of a reset.
+const LINGER_TIME: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Everything one core's connections share. Single-threaded: `Cell`s, no locks.
+pub(crate) struct Core<S> {
+    pub service: S,
+    pub limits: Limits,
+    pub counters: Arc<CoreCounters>,
+    pub in_flight: Cell<usize>,
+    pub connections: Cell<usize>,
+    /// Connections currently being answered 503 (over the connection limit).
+    pub rejecting: Cell<usize>,
+    /// Fired when the drain starts: idle connections close at once.
+    pub draining: LocalSignal,
+    pub date: DateCache,
+}
+
+/// Why a connection loop stopped.
+enum End {
+    /// Peer closed, or we answered `Connection: close`.
+    Done,
+    /// We answered an error and close: linger so the answer is read.
+    AfterError,
+    /// Timeout, I/O error, or drain: drop the socket.
+    Abort,
+}
+
+struct Conn<'a, S> {
+    core: &'a Core<S>,
+    stream: TcpStream,
+    /// Unparsed input. Bounded: head ≤ max_header_bytes (+ one read), body ≤ max_body_bytes (+ one read).
+    buf: BytesMut,
+    /// Serialised responses not yet written. Bounded by pipeline_depth / OUT_FLUSH_BYTES
+    /// (plus one response).
+    out: Vec<u8>,
+    pending: usize,
+    served: u64,
+}
+
+pub(crate) async fn serve<S: Service>(core: Rc<Core<S>>, stream: TcpStream) {
+    let mut conn = Conn {
+        core: &core,
+        stream,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: Vec::new(),
+        pending: 0,
+        served: 0,
+    };
+    let end = conn.run().await;
+    match end {
+        End::Done => {
+            let _ = conn.stream.shutdown().await;
+        }
+        End::AfterError => conn.linger().await,
+        End::Abort => {}
+    }
+}
+
+impl<S: Service> Conn<'_, S> {
+    fn limits(&self) -> &Limits {
+        &self.core.limits
+    }
+
+    async fn run(&mut self) -> End {
+        // When the head of the current request must be complete. For the
+        // first request it runs from accept; later, from its first byte.
+        let mut head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
+        loop {
+            let parsed = parse_head(
+                &self.buf,
+                self.limits().max_headers,
+                self.limits().max_header_bytes,
+                self.limits().max_body_bytes,
+            );
+            let head = match parsed {
+                Ok(Some(head)) => head,
+                Ok(None) => {
+                    if !self.flush().await {
+                        return End::Abort;
+                    }
+                    let idle = self.buf.is_empty() && head_deadline.is_none();
+                    if idle && self.core.draining.is_fired() {
+                        return End::Abort;
+                    }
+                    let core = self.core;
+                    // A fresh connection that sent nothing yet is idle too.
+                    let drain_closes = self.buf.is_empty() && self.served == 0;
+                    let got = match head_deadline {
+                        Some(deadline) => {
+                            match monoio::select! {
+                                r = timeout_at(deadline, self.read_more()) => Some(r),
+                                _ = core.draining.wait(), if drain_closes => None,
+                            } {
+                                None => return End::Abort,
+                                Some(Ok(r)) => r,
+                                Some(Err(_)) => {
+                                    CoreCounters::inc(&self.core.counters.timeout_header);
+                                    return End::Abort;
+                                }
+                            }
+                        }
+                        None => {
+                            // Keep-alive wait between requests: the drain closes it at once.
+                            match monoio::select! {
+                                r = timeout(core.limits.idle_timeout, self.read_more()) => Some(r),
+                                _ = core.draining.wait() => None,
+                            } {
+                                None => return End::Abort,
+                                Some(Ok(r)) => r,
+                                Some(Err(_)) => {
+                                    CoreCounters::inc(&self.core.counters.timeout_idle);
+                                    return End::Abort;
+                                }
+                            }
+                        }
+                    };
+                    match got {
+                        Ok(0) => return End::Done,
+                        Ok(_) => {
+                            if head_deadline.is_none() {
+                                head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
+                            }
+                            continue;
+                        }
+                        Err(_) => {
+                            CoreCounters::inc(&self.core.counters.io_errors);
+                            return End::Abort;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let (status, msg, counter) = match e {
+                        HeadError::Malformed(m) => (400, m, &self.core.counters.err_malformed),
+                        HeadError::TooLarge => (431, "request header fields too large", &self.core.counters.err_header_too_large),
+                        HeadError::BodyTooLarge => (413, "request body too large", &self.core.counters.err_body_too_large),
+                        HeadError::Unsupported(m) => (501, m, &self.core.counters.err_unsupported),
+                    };
+                    CoreCounters::inc(counter);
+                    return self.fail(status, msg).await;
+                }
+            };
+
+            // The head is complete: split it off (zero-copy header values).
+            let head_bytes = self.buf.split_to(head.len).freeze();
+            head_deadline = None;
+            if head.expect_continue && head.body != BodyFraming::None && self.buf.is_empty() {
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                if !self.flush().await {
+                    return End::Abort;
+                }
+            }
+            let body = match head.body {
+                BodyFraming::None => Bytes::new(),
+                BodyFraming::Length(n) => match self.read_body_exact(n).await {
+                    Ok(b) => b,
+                    Err(end) => return end,
+                },
+                BodyFraming::Chunked => match self.read_body_chunked().await {
+                    Ok(b) => b,
+                    Err(ChunkedBodyError::Chunked(ChunkedError::TooLarge)) => {
+                        CoreCounters::inc(&self.core.counters.err_body_too_large);
+                        return self.fail(413, "request body too large").await;
+                    }
+                    Err(ChunkedBodyError::Chunked(ChunkedError::Malformed)) => {
+                        CoreCounters::inc(&self.core.counters.err_malformed);
+                        return self.fail(400, "malformed chunked body").await;
+                    }
+                    Err(ChunkedBodyError::End(end)) => return end,
+                },
+            };
+            let head_only = head.method == "HEAD";
+            let req = Request {
+                method: head.method,
+                path: head.path,
+                query: head.query,
+                headers: head.headers.into_iter().map(|(n, r)| (n, head_bytes.slice(r))).collect(),
+                body,
+            };
+            let resp = self.call(req).await;
+            self.served += 1;
+            let keep_alive = head.keep_alive && !wants_close(&resp) && !self.core.draining.is_fired();
+            encode_response(&mut self.out, &resp, keep_alive, head_only, &self.core.date);
+            self.pending += 1;
+            if !keep_alive {
+                return if self.flush().await { End::Done } else { End::Abort };
+            }
+            if self.pending >= self.limits().pipeline_depth || self.out.len() >= OUT_FLUSH_BYTES {
+                if !self.flush().await {
+                    return End::Abort;
+                }
+            }
+            if !self.buf.is_empty() {
+                // The next pipelined request has started arriving already.
+                head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
+            }
+        }
+    }
+
+    /// Run the service, or answer 503 when this core is at its in-flight limit.
+    async fn call(&self, req: Request) -> Response {
+        let core = self.core;
+        CoreCounters::inc(&core.counters.requests);
+        if core.in_flight.get() >= core.limits.max_in_flight_per_core {
+            CoreCounters::inc(&core.counters.err_overloaded);
+            return error_response(503, "server overloaded, retry later").header("retry-after", "1");
+        }
+        let _guard = InFlight::enter(core);
+        match AssertUnwindSafe(core.service.call(req)).catch_unwind().await {
+            Ok(resp) => resp,
+            Err(_) => {
+                CoreCounters::inc(&core.counters.service_panics);
+                error_response(500, "internal error")
+            }
+        }
+    }
+
+    /// Queue an error answer with `Connection: close`, write everything.
+    async fn fail(&mut self, status: u16, msg: &str) -> End {
+        let resp = error_response(status, msg);
+        encode_response(&mut self.out, &resp, false, false, &self.core.date);
+        if self.flush().await {
+            End::AfterError
+        } else {
+            End::Abort
+        }
+    }
+
+    /// Read into the spare capacity of `buf`. `Ok(0)` = peer closed.
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        self.buf.reserve(READ_CHUNK);
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let (res, slice) = self.stream.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        if let Ok(n) = res {
+            CoreCounters::add(&self.core.counters.bytes_read, n as u64);
+        }
+        res
+    }
+
+    /// A body read stalls at most `idle_timeout` between two reads.
+    async fn read_progress(&mut self) -> Result<(), End> {
+        match timeout(self.limits().idle_timeout, self.read_more()).await {
+            Ok(Ok(0)) => Err(End::Abort),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => {
+                CoreCounters::inc(&self.core.counters.io_errors);
+                Err(End::Abort)
+            }
+            Err(_) => {
+                CoreCounters::inc(&self.core.counters.timeout_idle);
+                Err(End::Abort)
+            }
+        }
+    }
+
+    async fn read_body_exact(&mut self, n: usize) -> Result<Bytes, End> {
+        debug_assert!(n <= self.limits().max_body_bytes, "checked when parsing the head");
+        if self.buf.len() < n {
+            self.buf.reserve(n - self.buf.len());
+        }
+        while self.buf.len() < n {
+            self.read_progress().await?;
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+
+    async fn read_body_chunked(&mut self) -> Result<Bytes, ChunkedBodyError> {
+        let mut decoder = ChunkedDecoder::new(self.limits().max_body_bytes);
+        loop {
+            if decoder.decode(&mut self.buf).map_err(ChunkedBodyError::Chunked)? {
+                return Ok(decoder.into_body());
+            }
+            self.read_progress().await.map_err(ChunkedBodyError::End)?;
+        }
+    }
+
+    /// Write all queued output (one write for the whole batch). False on error/timeout.
+    async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let out = std::mem::take(&mut self.out);
+        let len = out.len();
+        match timeout(self.limits().idle_timeout, self.stream.write_all(out)).await {
+            Ok((Ok(_), mut out)) => {
+                CoreCounters::add(&self.core.counters.bytes_written, len as u64);
+                out.clear();
+                // Do not keep a huge buffer around for an idle connection.
+                if out.capacity() <= OUT_FLUSH_BYTES {
+                    self.out = out;
+                }
+                self.pending = 0;
+                true
+            }
+            Ok((Err(_), _)) => {
+                CoreCounters::inc(&self.core.counters.io_errors);
+                false
+            }
+            Err(_) => {
+                CoreCounters::inc(&self.core.counters.timeout_idle);
+                false
+            }
+        }
+    }
+
+    /// Half-close, then read and discard briefly so the peer reads our
+    /// error answer before the socket is gone (closing with unread input
+    /// would send a reset that can destroy the answer in flight).
+    async fn linger(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0usize;
+        while discarded < LINGER_BYTES {
+            self.buf.clear();
+            match timeout_at(deadline, self.read_more()).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => return,
+            }
+        }
+    }
+}
+
+enum ChunkedBodyError {
+    Chunked(ChunkedError),
+    End(End),
+}
+
+/// Counts a request as in flight on its core for as long as it lives
+/// (also when the service future panics or is dropped).
+struct InFlight<'a, S> {
+    core: &'a Core<S>,
+}
+
+impl<'a, S> InFlight<'a, S> {
+    fn enter(core: &'a Core<S>) -> Self {
+        core.in_flight.set(core.in_flight.get() + 1);
+        CoreCounters::inc(&core.counters.in_flight);
+        InFlight { core }
+    }
+}
+
+impl<S> Drop for InFlight<'_, S> {
+    fn drop(&mut self) {
+        let n = self.core.in_flight.get();
+        debug_assert!(n > 0);
+        self.core.in_flight.set(n - 1);
+        CoreCounters::dec(&self.core.counters.in_flight);
+    }
+}
+
+/// Answer 503 to a connection over the per-core limit, then close.
+pub(crate) async fn reject<S>(core: Rc<Core<S>>, mut stream: TcpStream) {
+    let mut out = Vec::with_capacity(256);
+    let resp = error_response(503, "too many connections").header("retry-after", "1");
+    encode_response(&mut out, &resp, false, false, &core.date);
+    let limit = core.limits.header_read_timeout.min(Duration::from_secs(1));
+    if let Ok((Ok(_), _)) = timeout(limit, stream.write_all(out)).await {
+        let _ = stream.shutdown().await;
+        // Brief linger so the 503 is not lost to a reset.
+        let buf = Vec::with_capacity(4096);
+        let _ = timeout(limit, stream.read(buf)).await;
+    }
+}

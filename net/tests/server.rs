@@ -1,0 +1,347 @@
+//! The server over real sockets: keep-alive, pipelining, every limit, drain.
+
+mod common;
+
+use common::*;
+use net::Limits;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[test]
+fn keep_alive_serves_many_requests_on_one_connection() {
+    let srv = TestServer::start(2, test_limits());
+    let mut s = srv.connect();
+    for i in 0..20 {
+        let r = request(&mut s, format!("GET /echo?i={i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-query"), Some(format!("i={i}").as_str()));
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+        assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT") && d.len() == 29));
+    }
+    let stats = srv.stop();
+    assert_eq!(stats.total().requests, 20);
+    assert_eq!(stats.total().connections_accepted, 1);
+}
+
+#[test]
+fn post_body_is_delivered_and_echoed() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    let r = request(&mut s, b"POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+    assert_eq!(r.header("x-method"), Some("POST"));
+}
+
+#[test]
+fn chunked_request_body_is_decoded() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    let r = request(
+        &mut s,
+        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    );
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+    // The connection stays usable after a chunked body.
+    let r = request(&mut s, b"GET /hello HTTP/1.1\r\n\r\n");
+    assert_eq!(r.body, b"hello");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    // 20 requests (> pipeline_depth 8) in one write, a slow one in the middle.
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        if i == 5 {
+            batch.extend_from_slice(b"GET /slow?ms=50 HTTP/1.1\r\n\r\n");
+        } else {
+            batch.extend_from_slice(format!("POST /echo?i={i} HTTP/1.1\r\nContent-Length: 3\r\n\r\nb{i:02}").as_bytes());
+        }
+    }
+    s.write_all(&batch).unwrap();
+    let mut pending = Vec::new();
+    for i in 0..20 {
+        let r = read_response(&mut s, &mut pending).unwrap();
+        if i == 5 {
+            assert_eq!(r.body, b"slow done");
+        } else {
+            assert_eq!(r.header("x-query"), Some(format!("i={i}").as_str()));
+            assert_eq!(r.body, format!("b{i:02}").as_bytes());
+        }
+    }
+}
+
+#[test]
+fn head_too_large_is_431_and_closed() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    let big = format!("GET /hello HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
+    let r = request(&mut s, big.as_bytes());
+    assert_eq!(r.status, 431);
+    assert_eq!(r.json()["status"], 431);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(is_closed(&mut s));
+}
+
+#[test]
+fn too_many_headers_is_431() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    let headers: String = (0..20).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let r = request(&mut s, format!("GET /hello HTTP/1.1\r\n{headers}\r\n").as_bytes());
+    assert_eq!(r.status, 431);
+    assert!(is_closed(&mut s));
+    assert_eq!(srv.stop().total().err_header_too_large, 1);
+}
+
+#[test]
+fn body_over_limit_is_413_and_closed() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    let r = request(&mut s, b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n");
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "request body too large");
+    assert!(is_closed(&mut s));
+
+    // Chunked bodies are bounded the same way.
+    let mut s = srv.connect();
+    let mut raw = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        raw.extend_from_slice(b"400\r\n");
+        raw.extend_from_slice(&[b'z'; 0x400]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    let r = request(&mut s, &raw);
+    assert_eq!(r.status, 413);
+    assert!(is_closed(&mut s));
+}
+
+#[test]
+fn malformed_request_is_400_and_closed() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    let r = request(&mut s, b"GET /hello HTTP/1.1\r\nBad Header Line\r\n\r\n");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["status"], 400);
+    assert!(is_closed(&mut s));
+
+    let mut s = srv.connect();
+    let r = request(&mut s, b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab");
+    assert_eq!(r.status, 400);
+    assert!(is_closed(&mut s));
+    assert_eq!(srv.stop().total().err_malformed, 2);
+}
+
+#[test]
+fn in_flight_over_limit_is_503_with_retry_after() {
+    let limits = Limits { max_in_flight_per_core: 1, ..test_limits() };
+    let srv = TestServer::start(1, limits);
+    let mut slow = srv.connect();
+    slow.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\n\r\n").unwrap();
+    // Wait until the slow request is inside the service.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats.total().in_flight == 0 {
+        assert!(Instant::now() < deadline, "slow request never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut s = srv.connect();
+    let r = request(&mut s, b"GET /hello HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["status"], 503);
+    // The slow one still completes, and the rejected connection stays usable.
+    let r = read_response(&mut slow, &mut Vec::new()).unwrap();
+    assert_eq!(r.body, b"slow done");
+    let r = request(&mut s, b"GET /hello HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn connections_over_limit_get_503_and_close() {
+    let limits = Limits { max_connections_per_core: 2, ..test_limits() };
+    let srv = TestServer::start(1, limits);
+    let mut a = srv.connect();
+    let mut b = srv.connect();
+    // Make sure both are accepted and counted before the third arrives.
+    assert_eq!(request(&mut a, b"GET /hello HTTP/1.1\r\n\r\n").status, 200);
+    assert_eq!(request(&mut b, b"GET /hello HTTP/1.1\r\n\r\n").status, 200);
+    let mut c = srv.connect();
+    let r = read_response(&mut c, &mut Vec::new()).unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "too many connections");
+    assert!(is_closed(&mut c));
+    drop(a);
+    // A slot frees up once a connection closes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = srv.connect();
+        let r = request(&mut d, b"GET /hello HTTP/1.1\r\n\r\n");
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn slowloris_is_closed_after_header_timeout() {
+    let srv = TestServer::start(1, test_limits()); // header_read_timeout = 400 ms
+    let mut s = srv.connect();
+    s.write_all(b"GET /hello HTTP/1.1\r\nX-Slow: ").unwrap();
+    let start = Instant::now();
+    // Keep trickling bytes: progress must not extend the header deadline.
+    let mut closed = false;
+    while start.elapsed() < Duration::from_secs(5) {
+        if s.write_all(b"a").is_err() {
+            closed = true;
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        if is_closed(&mut s) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "slowloris connection was never closed");
+    assert_eq!(srv.stop().total().timeout_header, 1);
+}
+
+#[test]
+fn silent_connection_is_closed_after_header_timeout() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    assert!(is_closed(&mut s), "a connection that never sends must be closed");
+}
+
+#[test]
+fn idle_keep_alive_is_closed_after_idle_timeout() {
+    let limits = Limits { idle_timeout: Duration::from_millis(300), ..test_limits() };
+    let srv = TestServer::start(1, limits);
+    let mut s = srv.connect();
+    assert_eq!(request(&mut s, b"GET /hello HTTP/1.1\r\n\r\n").status, 200);
+    assert!(is_closed(&mut s));
+    assert_eq!(srv.stop().total().timeout_idle, 1);
+}
+
+#[test]
+fn http10_and_connection_close_are_honoured() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    let r = request(&mut s, b"GET /hello HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    assert!(is_closed(&mut s));
+    let mut s = srv.connect();
+    let r = request(&mut s, b"GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(is_closed(&mut s));
+}
+
+#[test]
+fn head_request_has_length_but_no_body() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    s.write_all(b"HEAD /big?n=100 HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut all).unwrap();
+    let text = String::from_utf8(all).unwrap();
+    assert!(text.contains("content-length: 100\r\n"));
+    assert!(text.ends_with("\r\n\r\n"), "no body after a HEAD answer: {text:?}");
+}
+
+#[test]
+fn service_panic_becomes_500() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    let r = request(&mut s, b"GET /panic HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["status"], 500);
+    let r = request(&mut s, b"GET /hello HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(srv.stop().total().service_panics, 1);
+}
+
+#[test]
+fn expect_continue_gets_100_then_the_answer() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    let mut pending = Vec::new();
+    let r = read_response(&mut s, &mut pending).unwrap();
+    assert_eq!(r.status, 100);
+    s.write_all(b"data").unwrap();
+    let r = read_response(&mut s, &mut pending).unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"data"[..]));
+}
+
+#[test]
+fn drain_finishes_in_flight_and_refuses_new_connections() {
+    let srv = TestServer::start_with_drain(2, test_limits(), Duration::from_secs(5));
+    let addr = srv.addr;
+    let mut idle = srv.connect();
+    assert_eq!(request(&mut idle, b"GET /hello HTTP/1.1\r\n\r\n").status, 200);
+    let mut slow = srv.connect();
+    slow.write_all(b"GET /slow?ms=800 HTTP/1.1\r\n\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats.total().in_flight == 0 {
+        assert!(Instant::now() < deadline, "slow request never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    srv.shutdown.trigger();
+    // Idle keep-alive connection is closed at once by the drain.
+    assert!(is_closed(&mut idle));
+    // New connections are refused once the listeners are gone.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match TcpStream::connect(addr) {
+            Err(_) => break,
+            Ok(mut c) => {
+                // A connect that raced the close must not be served.
+                c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+                let _ = c.write_all(b"GET /hello HTTP/1.1\r\n\r\n");
+                assert!(read_response(&mut c, &mut Vec::new()).is_err(), "served after shutdown");
+            }
+        }
+        assert!(Instant::now() < deadline, "still accepting after shutdown");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The in-flight request completes, with Connection: close.
+    let r = read_response(&mut slow, &mut Vec::new()).unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"slow done"[..]));
+    assert_eq!(r.header("connection"), Some("close"));
+    let stats = srv.stop();
+    assert_eq!(stats.total().connections_active, 0);
+    assert_eq!(stats.total().in_flight, 0);
+}
+
+#[test]
+fn drain_budget_bounds_shutdown_time() {
+    let srv = TestServer::start_with_drain(1, test_limits(), Duration::from_millis(200));
+    let mut slow = srv.connect();
+    slow.write_all(b"GET /slow?ms=60000 HTTP/1.1\r\n\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats.total().in_flight == 0 {
+        assert!(Instant::now() < deadline, "slow request never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // run() returns (the join below) although the request would take a minute.
+    let _ = srv.stop();
+    assert!(is_closed(&mut slow));
+}
+
+#[test]
+fn requests_spread_over_cores_with_reuseport() {
+    let srv = TestServer::start(2, test_limits());
+    let mut cores_seen = std::collections::HashSet::new();
+    for _ in 0..64 {
+        let mut s = srv.connect();
+        let r = request(&mut s, b"GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n");
+        cores_seen.insert(r.header("x-core").unwrap().to_string());
+        if cores_seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(cores_seen.len(), 2, "SO_REUSEPORT should spread connections over both cores");
+}
