@@ -67,25 +67,37 @@ pub fn is_compound(lines: &[&str]) -> bool {
 /// INT% and LUK%), then picks the largest positive sum — the first declared on
 /// ties. Lines that cannot be read count for nothing.
 pub fn infer(lines: &[&str]) -> Inference {
-    let compound = is_compound(lines);
-    let none = Inference { target: None, confidence: 0.0, compound };
     let mut sums = [0i64; STAT_TYPE_COUNT];
     let mut present = [false; STAT_TYPE_COUNT];
-    let mut add = |t: StatType, v: i32| {
-        sums[t as usize] += i64::from(v);
-        present[t as usize] = true;
-    };
+    let mut categories: [Option<stat::Category>; 6] = [None; 6];
+    let mut n_categories = 0usize;
     for line in lines.iter().filter(|l| !is_blank(l)) {
-        let Ok(contribs) = stat::contributions(line) else { continue };
-        for c in contribs {
-            add(c.stat, c.value);
-            if c.stat == StatType::AllStatPercent {
-                for t in [StatType::StrPercent, StatType::DexPercent, StatType::IntPercent, StatType::LukPercent] {
-                    add(t, c.value);
+        // One keyword scan per line serves both the compound check and the sums.
+        let types = stat::find_all_types(line);
+        for t in &types {
+            let c = t.category();
+            if t.has_valid_category() && !categories[..n_categories].contains(&Some(c)) {
+                categories[n_categories] = Some(c);
+                n_categories += 1;
+            }
+        }
+        if types.is_empty() {
+            continue; // nothing to add (drifted lines count for nothing, as in the original)
+        }
+        let value = i64::from(stat::parse_num(line));
+        for t in types {
+            sums[t as usize] += value;
+            present[t as usize] = true;
+            if t == StatType::AllStatPercent {
+                for s in [StatType::StrPercent, StatType::DexPercent, StatType::IntPercent, StatType::LukPercent] {
+                    sums[s as usize] += value;
+                    present[s as usize] = true;
                 }
             }
         }
     }
+    let compound = n_categories >= 2;
+    let none = Inference { target: None, confidence: 0.0, compound };
     // All-stat % is spread over the four stats above, never a target itself.
     present[StatType::AllStatPercent as usize] = false;
 
@@ -142,6 +154,18 @@ mod tests {
         assert!(infer(&["STR +12%", "보스 몬스터 공격 시 데미지 +40%"]).compound);
         // Nothing readable.
         assert_eq!(infer(&["", "피격 시 10% 확률로 데미지 무시", "오토스틸 +5%"]).target, None);
+    }
+
+    #[test]
+    fn compound_flag_matches_is_compound() {
+        for lines in [
+            &["STR +12%", "보스 몬스터 공격 시 데미지 +40%", ""][..],
+            &["스킬 재사용 대기시간 -2초", "STR +12%"][..],
+            &["STR +12%", "올스탯 +9%", "아이템 드롭률 +20%"][..],
+            &["크리티컬 데미지 +8%", "최대 HP +9%"][..],
+        ] {
+            assert_eq!(infer(lines).compound, is_compound(lines), "{lines:?}");
+        }
     }
 
     #[test]

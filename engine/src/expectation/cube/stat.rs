@@ -234,13 +234,42 @@ fn is_proc_line(line: &str) -> bool {
 
 /// Candidates for the multi-match, longest keyword first; ties keep declaration
 /// order (the original sorts a declaration-ordered list with a stable sort).
-fn multi_match_candidates(percent: bool) -> impl Iterator<Item = StatType> {
-    // Keyword lengths in chars are ≤ 15; walk lengths from long to short.
-    (1..=20usize).rev().flat_map(move |len| {
-        StatType::ALL.into_iter().filter(move |t| {
-            !t.is_level_based() && t.is_percent() == percent && t.keyword().chars().count() == len
-        })
-    })
+/// Written out once (a test checks it against that rule) so the hot path does
+/// not sort or count chars.
+const PERCENT_CANDIDATES: [StatType; 14] = [
+    StatType::BossDamage,
+    StatType::IgnoreDefense,
+    StatType::CriticalDamage,
+    StatType::ItemDrop,
+    StatType::MesoDrop,
+    StatType::StrPercent,
+    StatType::DexPercent,
+    StatType::IntPercent,
+    StatType::LukPercent,
+    StatType::AllStatPercent,
+    StatType::AttackPowerPercent,
+    StatType::Damage,
+    StatType::MagicPowerPercent,
+    StatType::HpPercent,
+];
+const FLAT_CANDIDATES: [StatType; 9] = [
+    StatType::CooldownReduction,
+    StatType::Str,
+    StatType::Dex,
+    StatType::Int,
+    StatType::Luk,
+    StatType::AllStat,
+    StatType::AttackPower,
+    StatType::MagicPower,
+    StatType::Hp,
+];
+
+fn multi_match_candidates(percent: bool) -> &'static [StatType] {
+    if percent {
+        &PERCENT_CANDIDATES
+    } else {
+        &FLAT_CANDIDATES
+    }
 }
 
 /// Level-based lines ("캐릭터 기준 9레벨 당 INT +2") are detected before anything else.
@@ -273,11 +302,11 @@ pub fn find_all_types(line: &str) -> Vec<StatType> {
         return found;
     }
     let percent = line.contains('%');
-    let mut remaining = line.to_owned();
-    for t in multi_match_candidates(percent) {
+    let mut remaining = std::borrow::Cow::Borrowed(line);
+    for &t in multi_match_candidates(percent) {
         if remaining.contains(t.keyword()) {
             found.push(t);
-            remaining = remaining.replace(t.keyword(), "");
+            remaining = std::borrow::Cow::Owned(remaining.replace(t.keyword(), ""));
         }
     }
     found
@@ -375,6 +404,18 @@ mod tests {
     fn declaration_table_is_complete() {
         for (i, t) in StatType::ALL.iter().enumerate() {
             assert_eq!(*t as usize, i);
+        }
+    }
+
+    #[test]
+    fn candidate_order_is_longest_first_then_declaration() {
+        for percent in [true, false] {
+            let mut expected: Vec<StatType> = StatType::ALL
+                .into_iter()
+                .filter(|t| !t.is_level_based() && t.is_percent() == percent)
+                .collect();
+            expected.sort_by_key(|t| std::cmp::Reverse(t.keyword().chars().count())); // stable
+            assert_eq!(multi_match_candidates(percent), expected.as_slice(), "percent={percent}");
         }
     }
 
