@@ -30,7 +30,7 @@ use super::pmf::OptionPmf;
 pub const MAX_LINES: usize = 4;
 /// Largest target run through the dense table (5 × 65 537 f64 ≈ 2.6 MB).
 pub const DENSE_MAX_TARGET: u64 = 1 << 16;
-/// Bound on the states of the sparse DP (all rows together).
+/// Bound on the states of one row of the sparse DP (≤ 5 rows).
 pub const SPARSE_MAX_STATES: usize = 1 << 18;
 
 /// Why no probability could be computed.
@@ -170,10 +170,12 @@ fn sparse(options: &[&OptionPmf], max_k: usize, target: u64) -> Result<Vec<f64>,
                 for &(s, p) in &pmf.entries {
                     *dst.entry(t.saturating_add(s).min(target)).or_insert(0.0) += base * p;
                 }
+                // Checked per insert batch: no row ever exceeds the bound
+                // by more than one PMF's entries.
+                if dst.len() > SPARSE_MAX_STATES {
+                    return Err(DpError::TooLarge);
+                }
             }
-        }
-        if rows.iter().map(BTreeMap::len).sum::<usize>() > SPARSE_MAX_STATES {
-            return Err(DpError::TooLarge);
         }
     }
     Ok(rows.iter().map(|row| row.get(&target).copied().unwrap_or(0.0)).collect())
@@ -230,6 +232,27 @@ mod tests {
         let p = success_probability(&opts, false, 50).unwrap();
         let want = (1.0 + 2.0 + 3.0 + 4.0) / 19.0 / 4.0;
         assert!((p - want).abs() < 1e-12, "{p} vs {want}");
+    }
+
+    /// 21 options whose every line set sums differently: the sparse map
+    /// would need millions of states, so it stops with `TooLarge`.
+    #[test]
+    fn sparse_state_bound() {
+        let opts: Vec<OptionPmf> = (0..21u64)
+            .map(|i| {
+                let entries = (0..4u64)
+                    .map(|j| ((i * 4 + j + 1) << 20 | (i * 131 + j * 7).pow(2), 0.25))
+                    .collect::<Vec<_>>();
+                pmf(FlameOption::Str, &entries)
+            })
+            .collect();
+        let best: u64 = {
+            let mut m: Vec<u64> = opts.iter().map(OptionPmf::max_score).collect();
+            m.sort_unstable_by(|a, b| b.cmp(a));
+            m[..4].iter().sum()
+        };
+        assert!(best > DENSE_MAX_TARGET);
+        assert_eq!(success_probability(&opts, true, best), Err(DpError::TooLarge));
     }
 
     #[test]
