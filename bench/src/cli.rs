@@ -322,6 +322,36 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// The flags as `maple` mounts them (`maple bench run ...`): clap's
+    /// own consistency checks pass and the defaults come out as documented.
+    #[test]
+    fn command_line_parses() {
+        use clap::{CommandFactory, Parser};
+        #[derive(clap::Parser)]
+        struct Maple {
+            #[command(subcommand)]
+            cmd: Top,
+        }
+        #[derive(clap::Subcommand)]
+        enum Top {
+            Bench(Args),
+        }
+        Maple::command().debug_assert();
+        let m = Maple::try_parse_from(["maple", "bench", "run", "seed-v4", "--duration", "2s"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        assert_eq!(r.workload, WorkloadKind::SeedV4);
+        assert_eq!(r.duration, Duration::from_secs(2));
+        assert_eq!(r.threads, 1);
+        let cfg = config_for(&r).unwrap();
+        assert_eq!(cfg.connections, 100);
+        assert_eq!(cfg.pacing, Pacing::Closed);
+        let m = Maple::try_parse_from(["maple", "bench", "run", "mixed"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        assert!(matches!(config_for(&r).unwrap().pacing, Pacing::ThinkTime { .. }));
+        assert!(Maple::try_parse_from(["maple", "bench", "run", "nope"]).is_err());
+        assert!(Maple::try_parse_from(["maple", "bench", "compare", "--rounds", "3"]).is_ok());
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));

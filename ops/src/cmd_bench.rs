@@ -6,10 +6,10 @@
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    inner: bench::Args,
+    #[command(subcommand)]
+    cmd: bench::cli::BenchCmd,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    bench::run_cli(args.inner)
+    bench::run_cli(bench::Args { cmd: args.cmd })
 }
