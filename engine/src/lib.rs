@@ -4,3 +4,4 @@
 //! expected-cost response. It knows nothing of HTTP or storage.
 
 pub mod expectation;
+pub mod shard;

@@ -1,8 +1,63 @@
-//! `maple upstream-sim` — being built (see the open issues).
+//! `maple upstream-sim`: the Nexon Open API paths the node uses, served from
+//! the fixtures (see `sim`), plus `GET /sim/stats` (call counters).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::sim::{default_data_dir, Simulator};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Listen address.
+    #[arg(long, env = "MAPLE_SIM_ADDR", default_value = "127.0.0.1:9090")]
+    pub addr: SocketAddr,
+    /// Fixture directory (evan_equip.json, mechanic_equip.json, basic_character_info.json)
+    /// [default: $MAPLE_SHARED_DATA, else ../shared/data/maple next to the cwd or the binary].
+    #[arg(long, env = "MAPLE_SIM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Added latency per call, ms.
+    #[arg(long, env = "MAPLE_SIM_LATENCY_MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Share of calls answered 503 (exact, deterministic), 0.0..=1.0.
+    #[arg(long, env = "MAPLE_SIM_FAILURE_RATE", default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Cores (threads) serving.
+    #[arg(long, default_value_t = 1)]
+    pub cores: usize,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`maple upstream-sim` is not built yet")
+struct SimService(Arc<Simulator>);
+
+impl net::Service for SimService {
+    async fn call(&self, req: net::Request) -> net::Response {
+        if req.method != "GET" {
+            return net::Response::json(405, r#"{"error":{"name":"OPENAPI00002","message":"Method not allowed"}}"#)
+                .header("allow", "GET");
+        }
+        let reply = self.0.call(&req.path, &req.query).await;
+        net::Response::json(reply.status, reply.body)
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let sim = Simulator::new(&dir, Duration::from_millis(args.latency_ms), args.failure_rate)
+        .with_context(|| format!("loading fixtures from {}", dir.display()))?;
+    let server = net::BoundServer::bind(net::ServerConfig { addr: args.addr, cores: args.cores, limits: net::Limits::default() })
+        .with_context(|| format!("binding {}", args.addr))?;
+    let shutdown = net::Shutdown::new();
+    shutdown.install_signal_handlers()?;
+    eprintln!(
+        "maple upstream-sim: listening on {} (fixtures {}, latency {} ms, failure rate {})",
+        server.local_addr(),
+        dir.display(),
+        args.latency_ms,
+        args.failure_rate
+    );
+    server.run(move |_core| SimService(sim.clone()), shutdown, Duration::from_secs(5))?;
+    Ok(())
 }

@@ -10,6 +10,11 @@ mod cmd_calc;
 mod cmd_serve;
 mod cmd_token;
 mod cmd_upstream_sim;
+mod config;
+mod metrics;
+mod node;
+mod sim;
+mod upstream;
 
 #[derive(Parser)]
 #[command(name = "maple", version, about = "maple-engine: the MapleExpectation backend, thread-per-core")]

@@ -1,0 +1,112 @@
+//! An immutable stored document: JSON, its gzip form, and a strong ETag.
+//!
+//! Compression happens once, when a document is stored; requests with
+//! `Accept-Encoding: gzip` get the stored bytes as they are.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use super::lru::Weigh;
+
+/// Cheap to clone (reference counted) and `Send`, so the owner core can hand
+/// it to another core over a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    pub json: Arc<[u8]>,
+    pub gzip: Arc<[u8]>,
+    /// Quoted strong validator, e.g. `"5e1c0f3a9b2d4c61-35812"`.
+    pub etag: Arc<str>,
+}
+
+impl Doc {
+    /// Stores `json`, compressing it once.
+    pub fn from_json(json: Vec<u8>) -> Doc {
+        let gz = gzip(&json);
+        let etag = format!("\"{:016x}-{:x}\"", fnv1a64(&json), json.len());
+        Doc { json: json.into(), gzip: gz.into(), etag: etag.into() }
+    }
+
+    /// Rebuilds a document from stored gzip bytes (e.g. the equipment cache
+    /// keeps only the gzip form). Returns `None` if the bytes are not gzip.
+    pub fn from_gzip(gz: Vec<u8>, max_len: usize) -> Option<Doc> {
+        let json = gunzip(&gz, max_len)?;
+        let etag = format!("\"{:016x}-{:x}\"", fnv1a64(&json), json.len());
+        Some(Doc { json: json.into(), gzip: gz.into(), etag: etag.into() })
+    }
+
+    /// True when an `If-None-Match` header value names this document
+    /// (a list of tags, or `*`).
+    pub fn matches_if_none_match(&self, header: &str) -> bool {
+        header.split(',').map(str::trim).any(|t| {
+            t == "*" || t == &*self.etag || t.strip_prefix("W/") == Some(&*self.etag)
+        })
+    }
+}
+
+impl Weigh for Doc {
+    fn weight(&self) -> usize {
+        self.json.len() + self.gzip.len() + self.etag.len() + 64
+    }
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 8 + 64), flate2::Compression::fast());
+    enc.write_all(bytes).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Decompresses at most `max_len` bytes; `None` for corrupt input or a bomb.
+pub fn gunzip(gz: &[u8], max_len: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut dec = flate2::read::GzDecoder::new(gz).take(max_len as u64 + 1);
+    dec.read_to_end(&mut out).ok()?;
+    if out.len() > max_len {
+        return None;
+    }
+    Some(out)
+}
+
+/// FNV-1a, 64 bit: stable across builds, good enough for a validator
+/// (the length is part of the tag too).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_round_trips_and_etag_depends_on_content() {
+        let a = Doc::from_json(br#"{"a":1}"#.to_vec());
+        let b = Doc::from_json(br#"{"a":2}"#.to_vec());
+        assert_ne!(a.etag, b.etag);
+        assert_eq!(gunzip(&a.gzip, 1024).unwrap(), br#"{"a":1}"#);
+        let again = Doc::from_gzip(a.gzip.to_vec(), 1024).unwrap();
+        assert_eq!(again, a);
+    }
+
+    #[test]
+    fn gunzip_refuses_garbage_and_oversized_output() {
+        assert!(gunzip(b"not gzip", 100).is_none());
+        let big = gzip(&vec![b'x'; 10_000]);
+        assert!(gunzip(&big, 9_999).is_none());
+        assert_eq!(gunzip(&big, 10_000).unwrap().len(), 10_000);
+    }
+
+    #[test]
+    fn if_none_match_accepts_lists_weak_tags_and_star() {
+        let d = Doc::from_json(b"{}".to_vec());
+        let tag = d.etag.to_string();
+        assert!(d.matches_if_none_match(&tag));
+        assert!(d.matches_if_none_match(&format!("\"x\", {tag}")));
+        assert!(d.matches_if_none_match(&format!("W/{tag}")));
+        assert!(d.matches_if_none_match("*"));
+        assert!(!d.matches_if_none_match("\"other\""));
+    }
+}

@@ -1,0 +1,250 @@
+//! `maple serve` configuration: flags > `MAPLE_*` environment > TOML file
+//! (`--config`) > defaults. Every field is documented in `maple serve --help`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Command-line flags and their environment variables. All optional here so
+/// that a value given in the TOML file is only overridden by one given
+/// explicitly.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ServeFlags {
+    /// TOML config file (keys: the long flag names with '_' for '-', e.g. `listen`, `cache_equipment_mb`).
+    #[arg(long, env = "MAPLE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 0.0.0.0:8080].
+    #[arg(long, env = "MAPLE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Cores (threads, each with its own runtime and shard) [default: available parallelism].
+    #[arg(long, env = "MAPLE_CORES")]
+    pub cores: Option<usize>,
+    /// Data directory [default: ./data].
+    #[arg(long, env = "MAPLE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Nexon Open API key. With a key the default upstream is https://open.api.nexon.com;
+    /// without one (and without --upstream-url) the simulator runs in-process.
+    #[arg(long, env = "MAPLE_NEXON_API_KEY", hide_env_values = true)]
+    pub nexon_api_key: Option<String>,
+    /// Upstream base URL, e.g. http://127.0.0.1:9090 for a separate `maple upstream-sim`.
+    #[arg(long, env = "MAPLE_UPSTREAM_URL")]
+    pub upstream_url: Option<String>,
+    /// Upstream request timeout, ms [default: 3000].
+    #[arg(long, env = "MAPLE_UPSTREAM_TIMEOUT_MS")]
+    pub upstream_timeout_ms: Option<u64>,
+    /// Fixture directory of the in-process simulator [default: $MAPLE_SHARED_DATA or ../shared/data/maple].
+    #[arg(long, env = "MAPLE_SIM_DATA_DIR")]
+    pub sim_data_dir: Option<PathBuf>,
+    /// In-process simulator: added latency per upstream call, ms [default: 0].
+    #[arg(long, env = "MAPLE_SIM_LATENCY_MS")]
+    pub sim_latency_ms: Option<u64>,
+    /// In-process simulator: share of upstream calls that fail with 503, 0.0..=1.0 [default: 0].
+    #[arg(long, env = "MAPLE_SIM_FAILURE_RATE")]
+    pub sim_failure_rate: Option<f64>,
+    /// Equipment cache (gzip-stored upstream JSON) per core, MiB [default: 64].
+    #[arg(long, env = "MAPLE_CACHE_EQUIPMENT_MB")]
+    pub cache_equipment_mb: Option<usize>,
+    /// Rendered expectation cache per core, MiB [default: 64].
+    #[arg(long, env = "MAPLE_CACHE_EXPECTATION_MB")]
+    pub cache_expectation_mb: Option<usize>,
+    /// Per-core read copies of other cores' hot responses, MiB [default: 8].
+    #[arg(long, env = "MAPLE_CACHE_READ_COPY_MB")]
+    pub cache_read_copy_mb: Option<usize>,
+    /// Age until a cached value is refetched, s [default: 300].
+    #[arg(long, env = "MAPLE_CACHE_TTL_SECS")]
+    pub cache_ttl_secs: Option<u64>,
+    /// Age until a cached value may no longer be served stale when upstream fails, s [default: 86400].
+    #[arg(long, env = "MAPLE_CACHE_STALE_SECS")]
+    pub cache_stale_secs: Option<u64>,
+    /// Max request head (line + headers), bytes; over → 431 [default: 16384].
+    #[arg(long, env = "MAPLE_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Max request body, bytes; over → 413 [default: 1048576].
+    #[arg(long, env = "MAPLE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Max requests inside the service per core; over → 503 [default: 4096].
+    #[arg(long, env = "MAPLE_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Max open connections per core [default: 10000].
+    #[arg(long, env = "MAPLE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Graceful-shutdown budget after SIGTERM, s [default: 10].
+    #[arg(long, env = "MAPLE_DRAIN_SECS")]
+    pub drain_secs: Option<u64>,
+    /// HS256 secret for user tokens (likes) [default: none; routes needing a user answer 401].
+    #[arg(long, env = "MAPLE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}
+
+/// The TOML file: same names as the flags.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    cores: Option<usize>,
+    data_dir: Option<PathBuf>,
+    nexon_api_key: Option<String>,
+    upstream_url: Option<String>,
+    upstream_timeout_ms: Option<u64>,
+    sim_data_dir: Option<PathBuf>,
+    sim_latency_ms: Option<u64>,
+    sim_failure_rate: Option<f64>,
+    cache_equipment_mb: Option<usize>,
+    cache_expectation_mb: Option<usize>,
+    cache_read_copy_mb: Option<usize>,
+    cache_ttl_secs: Option<u64>,
+    cache_stale_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
+    max_body_bytes: Option<usize>,
+    max_in_flight: Option<usize>,
+    max_connections: Option<usize>,
+    drain_secs: Option<u64>,
+    jwt_secret: Option<String>,
+}
+
+pub const NEXON_URL: &str = "https://open.api.nexon.com";
+
+/// Where upstream calls go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamTarget {
+    /// An HTTP(S) upstream (Nexon or a separate simulator).
+    Http { base_url: String, api_key: Option<String> },
+    /// The simulator, called in-process (no key, no URL given).
+    InProcess { data_dir: PathBuf, latency: Duration, failure_rate: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub cores: usize,
+    pub data_dir: PathBuf,
+    pub upstream: UpstreamTarget,
+    pub upstream_timeout: Duration,
+    pub cache_equipment_bytes: usize,
+    pub cache_expectation_bytes: usize,
+    pub cache_read_copy_bytes: usize,
+    pub cache_ttl: Duration,
+    pub cache_stale: Duration,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_in_flight: usize,
+    pub max_connections: usize,
+    pub drain: Duration,
+    pub jwt_secret: Option<String>,
+}
+
+const MIB: usize = 1024 * 1024;
+
+impl Config {
+    pub fn resolve(flags: &ServeFlags) -> anyhow::Result<Config> {
+        let file = match &flags.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(flags, file)
+    }
+
+    fn merge(f: &ServeFlags, file: FileConfig) -> anyhow::Result<Config> {
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                f.$field.clone().or(file.$field).unwrap_or_else(|| $default)
+            };
+        }
+        let cores = pick!(cores, std::thread::available_parallelism().map_or(1, |n| n.get()));
+        anyhow::ensure!((1..=1024).contains(&cores), "cores must be in 1..=1024, got {cores}");
+        let api_key = f.nexon_api_key.clone().or(file.nexon_api_key).filter(|k| !k.trim().is_empty());
+        let url = f.upstream_url.clone().or(file.upstream_url);
+        let upstream = match (url, api_key) {
+            (Some(base_url), api_key) => UpstreamTarget::Http { base_url: trim_url(&base_url)?, api_key },
+            (None, Some(key)) => UpstreamTarget::Http { base_url: NEXON_URL.into(), api_key: Some(key) },
+            (None, None) => {
+                let failure_rate = pick!(sim_failure_rate, 0.0);
+                anyhow::ensure!((0.0..=1.0).contains(&failure_rate), "sim_failure_rate must be in 0..=1");
+                UpstreamTarget::InProcess {
+                    data_dir: pick!(sim_data_dir, crate::sim::default_data_dir()),
+                    latency: Duration::from_millis(pick!(sim_latency_ms, 0)),
+                    failure_rate,
+                }
+            }
+        };
+        let cfg = Config {
+            listen: pick!(listen, "0.0.0.0:8080".parse().expect("valid literal")),
+            cores,
+            data_dir: pick!(data_dir, PathBuf::from("./data")),
+            upstream,
+            upstream_timeout: Duration::from_millis(pick!(upstream_timeout_ms, 3000)),
+            cache_equipment_bytes: pick!(cache_equipment_mb, 64) * MIB,
+            cache_expectation_bytes: pick!(cache_expectation_mb, 64) * MIB,
+            cache_read_copy_bytes: pick!(cache_read_copy_mb, 8) * MIB,
+            cache_ttl: Duration::from_secs(pick!(cache_ttl_secs, 300)),
+            cache_stale: Duration::from_secs(pick!(cache_stale_secs, 86_400)),
+            max_header_bytes: pick!(max_header_bytes, 16 * 1024),
+            max_body_bytes: pick!(max_body_bytes, MIB),
+            max_in_flight: pick!(max_in_flight, 4096),
+            max_connections: pick!(max_connections, 10_000),
+            drain: Duration::from_secs(pick!(drain_secs, 10)),
+            jwt_secret: f.jwt_secret.clone().or(file.jwt_secret),
+        };
+        anyhow::ensure!(cfg.cache_stale >= cfg.cache_ttl, "cache_stale_secs must be >= cache_ttl_secs");
+        anyhow::ensure!(!cfg.upstream_timeout.is_zero(), "upstream_timeout_ms must be > 0");
+        anyhow::ensure!(cfg.max_in_flight > 0 && cfg.max_connections > 0, "limits must be > 0");
+        Ok(cfg)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+}
+
+fn trim_url(url: &str) -> anyhow::Result<String> {
+    let u = url.trim().trim_end_matches('/');
+    anyhow::ensure!(
+        u.starts_with("http://") || u.starts_with("https://"),
+        "upstream_url must start with http:// or https://, got {u:?}"
+    );
+    Ok(u.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\ncores = 3\ncache_ttl_secs = 60\nupstream_url = \"http://127.0.0.1:7000/\"",
+        )
+        .unwrap();
+        let flags = ServeFlags { cores: Some(2), ..Default::default() };
+        let cfg = Config::merge(&flags, file).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(cfg.cores, 2, "flag wins over file");
+        assert_eq!(cfg.cache_ttl, Duration::from_secs(60));
+        assert_eq!(cfg.drain, Duration::from_secs(10));
+        assert_eq!(cfg.upstream, UpstreamTarget::Http { base_url: "http://127.0.0.1:7000".into(), api_key: None });
+    }
+
+    #[test]
+    fn a_key_alone_selects_nexon_and_nothing_selects_the_simulator() {
+        let flags = ServeFlags { nexon_api_key: Some("k".into()), ..Default::default() };
+        let cfg = Config::merge(&flags, FileConfig::default()).unwrap();
+        assert_eq!(cfg.upstream, UpstreamTarget::Http { base_url: NEXON_URL.into(), api_key: Some("k".into()) });
+        let cfg = Config::merge(&ServeFlags::default(), FileConfig::default()).unwrap();
+        assert!(matches!(cfg.upstream, UpstreamTarget::InProcess { .. }));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(toml::from_str::<FileConfig>("no_such_key = 1").is_err());
+        let bad_rate = ServeFlags { sim_failure_rate: Some(1.5), ..Default::default() };
+        assert!(Config::merge(&bad_rate, FileConfig::default()).is_err());
+        let bad_url = ServeFlags { upstream_url: Some("ftp://x".into()), ..Default::default() };
+        assert!(Config::merge(&bad_url, FileConfig::default()).is_err());
+        let zero = ServeFlags { cores: Some(0), ..Default::default() };
+        assert!(Config::merge(&zero, FileConfig::default()).is_err());
+    }
+}

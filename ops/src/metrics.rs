@@ -1,0 +1,241 @@
+//! The node's Prometheus metrics (prometheus-client, OpenMetrics text).
+//!
+//! One [`NodeMetrics`] registry per process; each core takes a
+//! [`CoreMetrics`] with its own handles, labelled `core`, so a request only
+//! touches that core's atomics (counters, gauges) or that core's histogram
+//! (its internal lock is never contended: one writer, and scrapes). Label
+//! sets are resolved once per core and kept in a core-local map.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+pub struct NodeMetrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    cache: Family<Labels, Counter>,
+    flight_joins: Family<Labels, Counter>,
+    upstream_calls: Family<Labels, Counter>,
+    breaker_state: Family<Labels, Gauge>,
+    in_flight: Family<Labels, Gauge>,
+    cross_core: Family<Labels, Counter>,
+    cache_bytes: Family<Labels, Gauge>,
+}
+
+impl NodeMetrics {
+    pub fn new() -> NodeMetrics {
+        let mut registry = Registry::with_prefix("maple");
+        let requests = Family::<Labels, Counter>::default();
+        registry.register("http_requests", "Requests answered by the service, by route and status", requests.clone());
+        let latency = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("http_request_duration_seconds", "Service time per request, by core and route", latency.clone());
+        let cache = Family::<Labels, Counter>::default();
+        registry.register("cache_lookups", "Cache lookups by cache, result (hit, miss, stale, read_copy) and core", cache.clone());
+        let flight_joins = Family::<Labels, Counter>::default();
+        registry.register("singleflight_joins", "Requests that joined an upstream fetch already in flight", flight_joins.clone());
+        let upstream_calls = Family::<Labels, Counter>::default();
+        registry.register("upstream_calls", "Upstream calls by endpoint and outcome (ok, not_found, error, timeout, rejected)", upstream_calls.clone());
+        let breaker_state = Family::<Labels, Gauge>::default();
+        registry.register("upstream_breaker_state", "Circuit breaker per core: 0 closed, 1 open, 2 half-open", breaker_state.clone());
+        let in_flight = Family::<Labels, Gauge>::default();
+        registry.register("requests_in_flight", "Requests inside the service, per core", in_flight.clone());
+        let cross_core = Family::<Labels, Counter>::default();
+        registry.register("cross_core_messages", "Requests forwarded to the owner core, by sending core and result", cross_core.clone());
+        let cache_bytes = Family::<Labels, Gauge>::default();
+        registry.register("cache_bytes", "Bytes held by each per-core cache", cache_bytes.clone());
+        NodeMetrics { registry, requests, latency, cache, flight_joins, upstream_calls, breaker_state, in_flight, cross_core, cache_bytes }
+    }
+
+    pub fn core(&self, core: usize) -> CoreMetrics {
+        let c = core.to_string();
+        CoreMetrics {
+            core: c.clone(),
+            requests: self.requests.clone(),
+            latency: self.latency.clone(),
+            cache: self.cache.clone(),
+            flight_joins: self.flight_joins.get_or_create_owned(&vec![("core", c.clone())]),
+            upstream_calls: self.upstream_calls.clone(),
+            breaker_state: self.breaker_state.get_or_create_owned(&vec![("core", c.clone())]),
+            in_flight: self.in_flight.get_or_create_owned(&vec![("core", c.clone())]),
+            cross_core: self.cross_core.clone(),
+            cache_bytes: self.cache_bytes.clone(),
+            local: RefCell::new(LocalHandles::default()),
+        }
+    }
+
+    /// OpenMetrics text: our registry, then the HTTP server's own counters.
+    pub fn render(&self, server: Option<&net::ServerStats>) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
+        if let Some(stats) = server {
+            render_server_stats(&mut out, stats);
+        }
+        encode_eof(&mut out).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn render_server_stats(out: &mut String, stats: &net::ServerStats) {
+    let per_core = stats.per_core();
+    let mut family = |name: &str, kind: &str, help: &str, get: &dyn Fn(&net::CoreSnapshot) -> u64| {
+        let _ = writeln!(out, "# HELP maple_server_{name} {help}");
+        let _ = writeln!(out, "# TYPE maple_server_{name} {kind}");
+        let suffix = if kind == "counter" { "_total" } else { "" };
+        for (i, s) in per_core.iter().enumerate() {
+            let _ = writeln!(out, "maple_server_{name}{suffix}{{core=\"{i}\"}} {}", get(s));
+        }
+    };
+    family("requests", "counter", "Requests parsed, per core (per-core load)", &|s| s.requests);
+    family("connections_active", "gauge", "Open connections", &|s| s.connections_active);
+    family("connections_rejected", "counter", "Connections refused at the per-core limit", &|s| s.connections_rejected);
+    family("rejected_malformed", "counter", "400: malformed requests", &|s| s.err_malformed);
+    family("rejected_header_too_large", "counter", "431: request head too large", &|s| s.err_header_too_large);
+    family("rejected_body_too_large", "counter", "413: request body too large", &|s| s.err_body_too_large);
+    family("rejected_overloaded", "counter", "503: in-flight limit reached", &|s| s.err_overloaded);
+    family("timeouts", "counter", "Connections closed by header or idle timeout", &|s| s.timeout_header + s.timeout_idle);
+}
+
+#[derive(Default)]
+struct LocalHandles {
+    requests: HashMap<(&'static str, u16), Counter>,
+    latency: HashMap<&'static str, Histogram>,
+    cache: HashMap<(&'static str, &'static str), Counter>,
+    upstream: HashMap<(&'static str, &'static str), Counter>,
+    cross_core: HashMap<&'static str, Counter>,
+    cache_bytes: HashMap<&'static str, Gauge>,
+}
+
+/// One core's handles. Not `Send`: lives on its core.
+pub struct CoreMetrics {
+    core: String,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    cache: Family<Labels, Counter>,
+    flight_joins: Counter,
+    upstream_calls: Family<Labels, Counter>,
+    breaker_state: Gauge,
+    in_flight: Gauge,
+    cross_core: Family<Labels, Counter>,
+    cache_bytes: Family<Labels, Gauge>,
+    local: RefCell<LocalHandles>,
+}
+
+impl CoreMetrics {
+    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
+        let mut local = self.local.borrow_mut();
+        local
+            .requests
+            .entry((route, status))
+            .or_insert_with(|| self.requests.get_or_create_owned(&vec![("route", route.to_string()), ("status", status.to_string())]))
+            .inc();
+        local
+            .latency
+            .entry(route)
+            .or_insert_with(|| self.latency.get_or_create_owned(&vec![("core", self.core.clone()), ("route", route.to_string())]))
+            .observe(took.as_secs_f64());
+    }
+
+    /// `cache`: equipment, expectation, basic, ocid; `result`: hit, miss, stale, read_copy.
+    pub fn cache(&self, cache: &'static str, result: &'static str) {
+        let mut local = self.local.borrow_mut();
+        local
+            .cache
+            .entry((cache, result))
+            .or_insert_with(|| {
+                self.cache.get_or_create_owned(&vec![
+                    ("cache", cache.to_string()),
+                    ("result", result.to_string()),
+                    ("core", self.core.clone()),
+                ])
+            })
+            .inc();
+    }
+
+    pub fn cache_bytes(&self, cache: &'static str, bytes: usize) {
+        let mut local = self.local.borrow_mut();
+        local
+            .cache_bytes
+            .entry(cache)
+            .or_insert_with(|| self.cache_bytes.get_or_create_owned(&vec![("cache", cache.to_string()), ("core", self.core.clone())]))
+            .set(bytes as i64);
+    }
+
+    pub fn flight_join(&self) {
+        self.flight_joins.inc();
+    }
+
+    pub fn upstream(&self, endpoint: &'static str, outcome: &'static str) {
+        let mut local = self.local.borrow_mut();
+        local
+            .upstream
+            .entry((endpoint, outcome))
+            .or_insert_with(|| {
+                self.upstream_calls.get_or_create_owned(&vec![("endpoint", endpoint.to_string()), ("outcome", outcome.to_string())])
+            })
+            .inc();
+    }
+
+    pub fn breaker_state(&self, gauge: i64) {
+        self.breaker_state.set(gauge);
+    }
+
+    pub fn in_flight(&self) -> &Gauge<i64, std::sync::atomic::AtomicI64> {
+        &self.in_flight
+    }
+
+    /// `result`: sent, reply, full, gone.
+    pub fn cross_core(&self, result: &'static str) {
+        let mut local = self.local.borrow_mut();
+        local
+            .cross_core
+            .entry(result)
+            .or_insert_with(|| self.cross_core.get_or_create_owned(&vec![("core", self.core.clone()), ("result", result.to_string())]))
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openmetrics_with_core_labels() {
+        let node = NodeMetrics::new();
+        let c0 = node.core(0);
+        c0.request("expectation", 200, Duration::from_millis(3));
+        c0.request("expectation", 200, Duration::from_millis(1));
+        c0.cache("expectation", "hit");
+        c0.upstream("equipment", "ok");
+        c0.flight_join();
+        let text = node.render(None);
+        assert!(text.contains("maple_http_requests_total{route=\"expectation\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("maple_cache_lookups_total{cache=\"expectation\",result=\"hit\",core=\"0\"} 1"), "{text}");
+        assert!(text.contains("maple_singleflight_joins_total{core=\"0\"} 1"), "{text}");
+        assert!(text.contains("maple_http_request_duration_seconds_count{core=\"0\",route=\"expectation\"} 2"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

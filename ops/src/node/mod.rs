@@ -1,0 +1,69 @@
+//! The node: routes, per-core owner shards, cross-core forwarding, read
+//! copies of hot responses, health and metrics.
+//!
+//! Data path (ARCHITECTURE.md): name → slot → owner core. Owner is this core
+//! → [`owner::Owner`] inline. Owner is another core → one [`OwnerMsg`] on
+//! that core's bounded flume channel, reply on a oneshot. No locks, no
+//! shared maps; the only shared mutable state is per-slot atomic versions.
+
+pub mod error;
+pub mod owner;
+pub mod render;
+pub mod route;
+pub mod service;
+
+use std::sync::Arc;
+
+use engine::shard::SlotVersions;
+use replication::SlotMap;
+
+use crate::config::Config;
+use crate::metrics::NodeMetrics;
+use crate::sim::Simulator;
+pub use service::CoreService;
+
+/// Capacity of each core's inbound cross-core queue; full → 503.
+pub const CROSS_CORE_QUEUE: usize = 4096;
+
+/// A request for a key another core owns.
+pub struct OwnerMsg {
+    pub op: owner::Op,
+    pub name: route::Name,
+    pub reply: futures::channel::oneshot::Sender<Result<owner::Served, error::NodeError>>,
+}
+
+/// Read-only state every core shares (`Send + Sync`).
+pub struct NodeShared {
+    pub cfg: Config,
+    pub slots: SlotMap,
+    pub versions: SlotVersions,
+    pub metrics: Arc<NodeMetrics>,
+    pub server_stats: Option<net::ServerStats>,
+    pub shutdown: net::Shutdown,
+    pub sim: Option<Arc<Simulator>>,
+    pub to_core: Vec<flume::Sender<OwnerMsg>>,
+    pub inbox: Vec<flume::Receiver<OwnerMsg>>,
+}
+
+impl NodeShared {
+    pub fn new(
+        cfg: Config,
+        metrics: Arc<NodeMetrics>,
+        server_stats: Option<net::ServerStats>,
+        shutdown: net::Shutdown,
+        sim: Option<Arc<Simulator>>,
+    ) -> NodeShared {
+        let (to_core, inbox) = (0..cfg.cores).map(|_| flume::bounded(CROSS_CORE_QUEUE)).unzip();
+        NodeShared {
+            slots: SlotMap::single_node(cfg.cores),
+            versions: SlotVersions::new(replication::SLOT_COUNT as usize),
+            cfg,
+            metrics,
+            server_stats,
+            shutdown,
+            sim,
+            to_core,
+            inbox,
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The owner side of a core: the shard state for the keys this core owns,
+//! and the fetch → compute → store path behind single-flight.
+//!
+//! Invariants:
+//! - only the owner core reads or writes these caches (local requests call
+//!   it directly, other cores send a message);
+//! - at most one upstream fetch per (kind, key) is in flight on this core —
+//!   and since a key has one owner, in the whole node;
+//! - the slot version is bumped after a new rendering is stored, so other
+//!   cores' read copies of that slot stop being served.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::shard::{ByteLru, Doc, Join, SingleFlight, SlotVersions, Weigh};
+
+use super::error::NodeError;
+use super::render::{render, Rendered};
+use super::route::Name;
+use crate::metrics::CoreMetrics;
+use crate::upstream::Nexon;
+
+/// Bounds of single-flight tables (per core).
+const MAX_FLIGHTS: usize = 4096;
+const MAX_WAITERS_PER_FLIGHT: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+}
+
+impl CacheStatus {
+    pub fn header(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
+        }
+    }
+}
+
+/// What an owner answers: a stored document and how it was obtained.
+/// `Send`, so it can go back to the asking core.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub doc: Doc,
+    pub cache: CacheStatus,
+    /// The slot's version when the answer was made (for read copies).
+    pub version: u64,
+}
+
+/// What a request asks of the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Expectation { force: bool },
+    Preset(u8),
+    Equipment,
+    Basic,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub equipment_bytes: usize,
+    pub expectation_bytes: usize,
+    pub ttl: Duration,
+    pub stale: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Ocid(Arc<str>);
+
+impl Weigh for Ocid {
+    fn weight(&self) -> usize {
+        self.0.len()
+    }
+}
+
+type Flight<V> = SingleFlight<Result<(V, CacheStatus), NodeError>>;
+
+pub struct Owner {
+    cfg: CacheConfig,
+    ocids: RefCell<ByteLru<Ocid>>,
+    equipment: RefCell<ByteLru<Doc>>,
+    basic: RefCell<ByteLru<Doc>>,
+    expectations: RefCell<ByteLru<Rendered>>,
+    ocid_flights: Flight<Ocid>,
+    equipment_flights: Flight<Doc>,
+    basic_flights: Flight<Doc>,
+    expectation_flights: Flight<Rendered>,
+    nexon: Nexon,
+    versions: SlotVersions,
+    metrics: Rc<CoreMetrics>,
+}
+
+impl Owner {
+    pub fn new(cfg: CacheConfig, nexon: Nexon, versions: SlotVersions, metrics: Rc<CoreMetrics>) -> Owner {
+        // The small caches (ocids, basic info) get a fixed share.
+        let small = (cfg.equipment_bytes / 16).max(64 * 1024);
+        Owner {
+            ocids: RefCell::new(ByteLru::new(small, cfg.stale)),
+            equipment: RefCell::new(ByteLru::new(cfg.equipment_bytes, cfg.stale)),
+            basic: RefCell::new(ByteLru::new(small, cfg.stale)),
+            expectations: RefCell::new(ByteLru::new(cfg.expectation_bytes, cfg.stale)),
+            ocid_flights: SingleFlight::new(MAX_FLIGHTS, MAX_WAITERS_PER_FLIGHT),
+            equipment_flights: SingleFlight::new(MAX_FLIGHTS, MAX_WAITERS_PER_FLIGHT),
+            basic_flights: SingleFlight::new(MAX_FLIGHTS, MAX_WAITERS_PER_FLIGHT),
+            expectation_flights: SingleFlight::new(MAX_FLIGHTS, MAX_WAITERS_PER_FLIGHT),
+            cfg,
+            nexon,
+            versions,
+            metrics,
+        }
+    }
+
+    pub fn nexon(&self) -> &Nexon {
+        &self.nexon
+    }
+
+    pub async fn serve(self: &Rc<Self>, op: Op, name: &Name) -> Result<Served, NodeError> {
+        let (doc, cache) = match op {
+            Op::Expectation { force } => {
+                let (r, cache) = self.expectation(name, force).await?;
+                (r.full, cache)
+            }
+            Op::Preset(n) => {
+                let (r, cache) = self.expectation(name, false).await?;
+                let doc = r.preset(n).cloned().ok_or(NodeError::NotFound)?;
+                (doc, cache)
+            }
+            Op::Equipment => self.equipment_doc(name, false).await?,
+            Op::Basic => self.basic_doc(name).await?,
+        };
+        Ok(Served { doc, cache, version: self.versions.get(name.slot) })
+    }
+
+    async fn expectation(self: &Rc<Self>, name: &Name, force: bool) -> Result<(Rendered, CacheStatus), NodeError> {
+        let this = self.clone();
+        let n = name.clone();
+        self.cached_or_fetch("expectation", &self.expectations, &self.expectation_flights, name, force, move || async move {
+            let (equipment, eq_cache) = this.equipment_doc(&n, force).await?;
+            // Compute on this core: the owner is the only one rendering this key.
+            let rendered = render(&n.display, &equipment.gzip).map_err(NodeError::Calc)?;
+            if eq_cache != CacheStatus::Stale {
+                this.expectations.borrow_mut().insert(n.key.clone(), rendered.clone(), Instant::now());
+                this.versions.bump(n.slot);
+                this.metrics.cache_bytes("expectation", this.expectations.borrow().bytes());
+            }
+            Ok((rendered, if eq_cache == CacheStatus::Stale { CacheStatus::Stale } else { CacheStatus::Miss }))
+        })
+        .await
+    }
+
+    async fn equipment_doc(self: &Rc<Self>, name: &Name, force: bool) -> Result<(Doc, CacheStatus), NodeError> {
+        let this = self.clone();
+        let n = name.clone();
+        self.cached_or_fetch("equipment", &self.equipment, &self.equipment_flights, name, force, move || async move {
+            let ocid = this.ocid(&n).await?;
+            let body = this.nexon.equipment(&ocid.0).await?;
+            let doc = Doc::from_json(body.to_vec());
+            this.equipment.borrow_mut().insert(n.key.clone(), doc.clone(), Instant::now());
+            this.metrics.cache_bytes("equipment", this.equipment.borrow().bytes());
+            Ok((doc, CacheStatus::Miss))
+        })
+        .await
+    }
+
+    async fn basic_doc(self: &Rc<Self>, name: &Name) -> Result<(Doc, CacheStatus), NodeError> {
+        let this = self.clone();
+        let n = name.clone();
+        self.cached_or_fetch("basic", &self.basic, &self.basic_flights, name, false, move || async move {
+            let ocid = this.ocid(&n).await?;
+            let body = this.nexon.basic(&ocid.0).await?;
+            let doc = Doc::from_json(body.to_vec());
+            this.basic.borrow_mut().insert(n.key.clone(), doc.clone(), Instant::now());
+            Ok((doc, CacheStatus::Miss))
+        })
+        .await
+    }
+
+    /// The ocid never changes for a name, so any cached one (up to the
+    /// stale age) is used without a refetch.
+    async fn ocid(self: &Rc<Self>, name: &Name) -> Result<Ocid, NodeError> {
+        if let Some((o, _)) = self.ocids.borrow_mut().get(&name.key, Instant::now()) {
+            self.metrics.cache("ocid", "hit");
+            return Ok(o.clone());
+        }
+        let this = self.clone();
+        let n = name.clone();
+        let (o, _) = self
+            .cached_or_fetch("ocid", &self.ocids, &self.ocid_flights, name, true, move || async move {
+                let o = Ocid(this.nexon.ocid(&n.display).await?.into());
+                this.ocids.borrow_mut().insert(n.key.clone(), o.clone(), Instant::now());
+                Ok((o, CacheStatus::Miss))
+            })
+            .await?;
+        Ok(o)
+    }
+
+    /// Fresh cache hit, else join (or lead) the key's flight; if the flight
+    /// fails for an upstream reason, serve what the cache still holds
+    /// (younger than the stale age) marked STALE.
+    async fn cached_or_fetch<V, F, Fut>(
+        &self,
+        cache_name: &'static str,
+        cache: &RefCell<ByteLru<V>>,
+        flights: &Flight<V>,
+        name: &Name,
+        force: bool,
+        fetch: F,
+    ) -> Result<(V, CacheStatus), NodeError>
+    where
+        V: Weigh + Clone + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(V, CacheStatus), NodeError>> + 'static,
+    {
+        if !force {
+            if let Some((v, age)) = cache.borrow_mut().get(&name.key, Instant::now()) {
+                if age <= self.cfg.ttl {
+                    self.metrics.cache(cache_name, "hit");
+                    return Ok((v.clone(), CacheStatus::Hit));
+                }
+            }
+        }
+        self.metrics.cache(cache_name, "miss");
+        let result = match flights.join(&name.key) {
+            Err(_full) => Err(NodeError::Overloaded("too many requests waiting on upstream")),
+            Ok(Join::Follower(wait)) => {
+                self.metrics.flight_join();
+                wait.await.unwrap_or(Err(NodeError::Abandoned))
+            }
+            Ok(Join::Leader { guard, wait }) => {
+                // The fetch runs as its own task: the leader's client hanging
+                // up must not cancel it for the followers.
+                let fut = fetch();
+                monoio::spawn(async move { guard.complete(fut.await) });
+                wait.await.unwrap_or(Err(NodeError::Abandoned))
+            }
+        };
+        match result {
+            Err(e) if e.allows_stale() => match cache.borrow_mut().get(&name.key, Instant::now()) {
+                Some((v, _)) => {
+                    self.metrics.cache(cache_name, "stale");
+                    Ok((v.clone(), CacheStatus::Stale))
+                }
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The three Nexon Open API calls the node makes, with the breaker, the
+//! timeout and the metrics around each.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+use super::breaker::{BreakerConfig, CircuitBreaker};
+use super::transport::Transport;
+use crate::metrics::CoreMetrics;
+
+/// Largest upstream body we accept (a real equipment response is ~360 KB).
+pub const MAX_UPSTREAM_BODY: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// Nexon says the character does not exist (400 OPENAPI00004 / 404).
+    NotFound,
+    /// The breaker is open: no call was made.
+    BreakerOpen,
+    Timeout,
+    /// Non-success status from upstream.
+    Status(u16),
+    /// Connect/read/TLS failure.
+    Transport(String),
+    /// 200 with a body we cannot use.
+    BadBody(String),
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::NotFound => write!(f, "character not found upstream"),
+            UpstreamError::BreakerOpen => write!(f, "upstream circuit breaker is open"),
+            UpstreamError::Timeout => write!(f, "upstream timed out"),
+            UpstreamError::Status(s) => write!(f, "upstream answered {s}"),
+            UpstreamError::Transport(e) => write!(f, "upstream unreachable: {e}"),
+            UpstreamError::BadBody(e) => write!(f, "upstream sent an unusable body: {e}"),
+        }
+    }
+}
+
+impl UpstreamError {
+    /// Counts against the breaker (the upstream misbehaved, not the caller).
+    fn is_failure(&self) -> bool {
+        !matches!(self, UpstreamError::NotFound | UpstreamError::BreakerOpen)
+    }
+
+    fn outcome(&self) -> &'static str {
+        match self {
+            UpstreamError::NotFound => "not_found",
+            UpstreamError::BreakerOpen => "rejected",
+            UpstreamError::Timeout => "timeout",
+            _ => "error",
+        }
+    }
+}
+
+/// One per core.
+pub struct Nexon {
+    transport: Transport,
+    timeout: Duration,
+    breaker: RefCell<CircuitBreaker>,
+    metrics: Rc<CoreMetrics>,
+}
+
+impl Nexon {
+    pub fn new(transport: Transport, timeout: Duration, breaker: BreakerConfig, metrics: Rc<CoreMetrics>) -> Nexon {
+        Nexon { transport, timeout, breaker: RefCell::new(CircuitBreaker::new(breaker)), metrics }
+    }
+
+    pub fn breaker_state(&self) -> super::BreakerState {
+        self.breaker.borrow().state(Instant::now())
+    }
+
+    /// `GET /maplestory/v1/id?character_name=` → the ocid.
+    pub async fn ocid(&self, name: &str) -> Result<String, UpstreamError> {
+        let path = format!("/maplestory/v1/id?character_name={}", utf8_percent_encode(name, NON_ALPHANUMERIC));
+        let body = self.get("id", &path).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| UpstreamError::BadBody(e.to_string()))?;
+        match v.get("ocid").and_then(|o| o.as_str()) {
+            Some(o) if !o.is_empty() && o.len() <= 256 => Ok(o.to_owned()),
+            _ => Err(UpstreamError::BadBody("no ocid in the id response".into())),
+        }
+    }
+
+    /// `GET /maplestory/v1/character/item-equipment?ocid=` → the JSON as sent.
+    pub async fn equipment(&self, ocid: &str) -> Result<Bytes, UpstreamError> {
+        let path = format!("/maplestory/v1/character/item-equipment?ocid={}", utf8_percent_encode(ocid, NON_ALPHANUMERIC));
+        self.get("equipment", &path).await
+    }
+
+    /// `GET /maplestory/v1/character/basic?ocid=` → the JSON as sent.
+    pub async fn basic(&self, ocid: &str) -> Result<Bytes, UpstreamError> {
+        let path = format!("/maplestory/v1/character/basic?ocid={}", utf8_percent_encode(ocid, NON_ALPHANUMERIC));
+        self.get("basic", &path).await
+    }
+
+    async fn get(&self, endpoint: &'static str, path_and_query: &str) -> Result<Bytes, UpstreamError> {
+        let permitted = self.breaker.borrow_mut().try_acquire(Instant::now());
+        self.metrics.breaker_state(self.breaker_state().as_gauge());
+        if !permitted {
+            self.metrics.upstream(endpoint, "rejected");
+            return Err(UpstreamError::BreakerOpen);
+        }
+        let result = match monoio::time::timeout(self.timeout, self.transport.get(path_and_query)).await {
+            Err(_elapsed) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((status, body))) => classify(status, body),
+        };
+        let failed = result.as_ref().err().is_some_and(UpstreamError::is_failure);
+        self.breaker.borrow_mut().record(!failed, Instant::now());
+        self.metrics.breaker_state(self.breaker_state().as_gauge());
+        self.metrics.upstream(endpoint, result.as_ref().err().map_or("ok", UpstreamError::outcome));
+        result
+    }
+}
+
+fn classify(status: u16, body: Bytes) -> Result<Bytes, UpstreamError> {
+    match status {
+        200 if body.len() <= MAX_UPSTREAM_BODY => Ok(body),
+        200 => Err(UpstreamError::BadBody(format!("{} bytes is over the limit", body.len()))),
+        404 => Err(UpstreamError::NotFound),
+        // Nexon: OPENAPI00004 "Please input valid parameter" = no such character.
+        400 if body.windows(12).any(|w| w == b"OPENAPI00004") => Err(UpstreamError::NotFound),
+        s => Err(UpstreamError::Status(s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_typed_errors() {
+        assert!(classify(200, Bytes::from_static(b"{}")).is_ok());
+        assert_eq!(classify(404, Bytes::new()), Err(UpstreamError::NotFound));
+        assert_eq!(
+            classify(400, Bytes::from_static(br#"{"error":{"name":"OPENAPI00004"}}"#)),
+            Err(UpstreamError::NotFound)
+        );
+        assert_eq!(classify(400, Bytes::from_static(b"{}")), Err(UpstreamError::Status(400)));
+        assert_eq!(classify(503, Bytes::new()), Err(UpstreamError::Status(503)));
+        assert!(!UpstreamError::NotFound.is_failure());
+        assert!(UpstreamError::Timeout.is_failure());
+    }
+}
