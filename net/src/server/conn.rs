@@ -41,6 +41,13 @@ pub(crate) struct Core<S> {
     pub rejecting: Cell<usize>,
     /// Fired when the drain starts: idle connections close at once.
     pub draining: LocalSignal,
+    /// Fired when the drain budget is spent: every connection drops now
+    /// (monoio leaks tasks still pending when `block_on` returns, so they
+    /// must end before that).
+    pub abort: LocalSignal,
+    /// The process-wide trigger, checked directly where a decision is made
+    /// (the `draining` signal lags it by one wake-up).
+    pub shutdown: crate::shutdown::Shutdown,
     pub date: DateCache,
 }
 
@@ -75,7 +82,10 @@ pub(crate) async fn serve<S: Service>(core: Rc<Core<S>>, stream: TcpStream) {
         pending: 0,
         served: 0,
     };
-    let end = conn.run().await;
+    let end = monoio::select! {
+        end = conn.run() => end,
+        _ = core.abort.wait() => End::Abort,
+    };
     match end {
         End::Done => {
             let _ = conn.stream.shutdown().await;
@@ -207,7 +217,7 @@ impl<S: Service> Conn<'_, S> {
             };
             let resp = self.call(req).await;
             self.served += 1;
-            let keep_alive = head.keep_alive && !wants_close(&resp) && !self.core.draining.is_fired();
+            let keep_alive = head.keep_alive && !wants_close(&resp) && !self.core.shutdown.is_triggered();
             encode_response(&mut self.out, &resp, keep_alive, head_only, &self.core.date);
             self.pending += 1;
             if !keep_alive {

@@ -187,6 +187,8 @@ where
             connections: Cell::new(0),
             rejecting: Cell::new(0),
             draining: LocalSignal::new(),
+            abort: LocalSignal::new(),
+            shutdown: shutdown.clone(),
             date: Default::default(),
         });
         {
@@ -210,6 +212,12 @@ where
         }
         if core.connections.get() > 0 {
             tracing::warn!(core = index, open = core.connections.get(), "drain budget exhausted, dropping connections");
+            core.abort.fire();
+            // Let the woken connection tasks run and drop their sockets.
+            let give_up = monoio::time::Instant::now() + Duration::from_millis(200);
+            while core.connections.get() > 0 && monoio::time::Instant::now() < give_up {
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
         Ok(())
     })
@@ -232,6 +240,11 @@ async fn accept_loop<S: Service>(core: &Rc<Core<S>>, listener: monoio::net::TcpL
                 continue;
             }
         };
+        if core.shutdown.is_triggered() {
+            // Raced the trigger: do not start serving a new connection.
+            drop(stream);
+            break;
+        }
         CoreCounters::inc(&core.counters.connections_accepted);
         if core.connections.get() >= core.limits.max_connections_per_core {
             CoreCounters::inc(&core.counters.connections_rejected);
