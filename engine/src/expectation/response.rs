@@ -105,3 +105,10 @@ pub struct ExpectationResponse {
     pub max_preset_no: u8,
     pub presets: Vec<PresetExpectation>,
 }
+
+impl ExpectationResponse {
+    /// Preset `n` (1..=3) if it has items.
+    pub fn preset(&self, n: u8) -> Option<&PresetExpectation> {
+        self.presets.iter().find(|p| p.preset_no == n)
+    }
+}

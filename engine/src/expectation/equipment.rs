@@ -1,0 +1,345 @@
+//! The Nexon `character/item-equipment` JSON, parsed into borrowed structs.
+//!
+//! Only the fields the calculator reads are kept; everything else is skipped
+//! without building values. Strings borrow from the input unless they contain
+//! escapes. Errors name the field path
+//! (`item_equipment_preset_2[3].starforce: ...`) and never panic:
+//!
+//! * input size, gzip expansion, nesting depth and items per list are bounded;
+//! * numbers Nexon sends as strings (`"starforce": "22"`) or integers are both
+//!   accepted, anything else is a typed error, as are out-of-range values;
+//! * `item_name` and `item_equipment_slot` are required on every item.
+//!
+//! As the original, V4 reads the three presets only (`item_equipment_preset_1..3`);
+//! the currently worn list (`item_equipment`) is validated but not used.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Read;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::error::CalcError;
+
+/// Largest accepted document (plain or after gunzip). Real ones are ~350 KB.
+pub const MAX_INPUT_BYTES: usize = 8 * 1024 * 1024;
+/// Deepest accepted nesting of objects/arrays. Real documents nest 4 deep.
+pub const MAX_DEPTH: usize = 16;
+/// Most items accepted in one equipment list. Real lists hold ≤ 30.
+pub const MAX_ITEMS_PER_LIST: usize = 64;
+/// Highest starforce value accepted (the game's cap).
+pub const MAX_STARFORCE: u64 = 30;
+/// Highest item level accepted.
+pub const MAX_ITEM_LEVEL: u64 = 300;
+/// Highest special ring level accepted (real rings go to 5).
+pub const MAX_SPECIAL_RING_LEVEL: u64 = 255;
+
+/// The part of the document the calculator uses.
+#[derive(Debug, Deserialize)]
+pub struct EquipmentDoc<'a> {
+    #[serde(borrow, default)]
+    pub character_class: Option<Cow<'a, str>>,
+    /// The currently worn list: validated, not used by V4.
+    #[serde(borrow, default)]
+    pub item_equipment: Option<ItemList<'a>>,
+    #[serde(borrow, default)]
+    pub item_equipment_preset_1: Option<ItemList<'a>>,
+    #[serde(borrow, default)]
+    pub item_equipment_preset_2: Option<ItemList<'a>>,
+    #[serde(borrow, default)]
+    pub item_equipment_preset_3: Option<ItemList<'a>>,
+}
+
+impl<'a> EquipmentDoc<'a> {
+    /// Items of preset `n` (1..=3); empty when the list is absent or null.
+    pub fn preset(&self, n: u8) -> &[RawItem<'a>] {
+        let list = match n {
+            1 => &self.item_equipment_preset_1,
+            2 => &self.item_equipment_preset_2,
+            3 => &self.item_equipment_preset_3,
+            _ => return &[],
+        };
+        list.as_ref().map_or(&[], |l| l.0.as_slice())
+    }
+}
+
+/// A JSON array of items holding at most [`MAX_ITEMS_PER_LIST`].
+#[derive(Debug, Default)]
+pub struct ItemList<'a>(pub Vec<RawItem<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ItemList<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for ListVisitor<'a> {
+            type Value = ItemList<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "an array of at most {MAX_ITEMS_PER_LIST} items")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_ITEMS_PER_LIST));
+                while let Some(item) = seq.next_element::<RawItem<'a>>()? {
+                    if items.len() == MAX_ITEMS_PER_LIST {
+                        return Err(de::Error::custom(format_args!(
+                            "more than {MAX_ITEMS_PER_LIST} items in one equipment list"
+                        )));
+                    }
+                    items.push(item);
+                }
+                Ok(ItemList(items))
+            }
+        }
+        deserializer.deserialize_seq(ListVisitor(std::marker::PhantomData))
+    }
+}
+
+/// One equipment item, as Nexon sends it (only the fields we read).
+#[derive(Debug, Deserialize)]
+pub struct RawItem<'a> {
+    #[serde(borrow)]
+    pub item_equipment_slot: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub item_equipment_part: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub item_name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub item_icon: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub item_base_option: Option<BaseOption>,
+
+    #[serde(borrow, default)]
+    pub potential_option_grade: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub potential_option_1: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub potential_option_2: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub potential_option_3: Option<Cow<'a, str>>,
+
+    #[serde(borrow, default)]
+    pub additional_potential_option_grade: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub additional_potential_option_1: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub additional_potential_option_2: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub additional_potential_option_3: Option<Cow<'a, str>>,
+
+    #[serde(default)]
+    pub starforce: Option<BoundedNumber<MAX_STARFORCE>>,
+    #[serde(borrow, default)]
+    pub starforce_scroll_flag: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub special_ring_level: Option<BoundedNumber<MAX_SPECIAL_RING_LEVEL>>,
+
+    /// The flame (additional option) stats, handed to the flame calculator as is.
+    #[serde(default)]
+    pub item_add_option: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BaseOption {
+    #[serde(default)]
+    pub base_equipment_level: Option<BoundedNumber<MAX_ITEM_LEVEL>>,
+    /// Weapon base attack (`"251"`), for the flame math; unparsable = 0.
+    #[serde(default)]
+    pub attack_power: Option<LooseNumber>,
+    #[serde(default)]
+    pub magic_power: Option<LooseNumber>,
+}
+
+/// A number that is informational only: integer or decimal string, anything
+/// else (or out of range) reads as 0, as in the original's StatParser.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LooseNumber(pub u32);
+
+impl<'de> Deserialize<'de> for LooseNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let number = match &value {
+            serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            serde_json::Value::String(s) => s.trim().parse().unwrap_or(0),
+            _ => 0,
+        };
+        Ok(LooseNumber(number))
+    }
+}
+
+/// Grade text that means "no grade" in Nexon data: null, "", "null".
+fn real_text<'s>(value: &'s Option<Cow<'_, str>>) -> Option<&'s str> {
+    let text = value.as_deref()?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.eq_ignore_ascii_case("null") {
+        None
+    } else {
+        Some(text)
+    }
+}
+
+impl<'a> RawItem<'a> {
+    pub fn level(&self) -> u32 {
+        self.item_base_option.as_ref().and_then(|b| b.base_equipment_level).map_or(0, |n| n.get())
+    }
+
+    pub fn base_attack_power(&self) -> u32 {
+        self.item_base_option.as_ref().and_then(|b| b.attack_power).map_or(0, |n| n.0)
+    }
+
+    pub fn base_magic_power(&self) -> u32 {
+        self.item_base_option.as_ref().and_then(|b| b.magic_power).map_or(0, |n| n.0)
+    }
+
+    pub fn starforce(&self) -> u32 {
+        self.starforce.map_or(0, |n| n.get())
+    }
+
+    pub fn special_ring_level(&self) -> u32 {
+        self.special_ring_level.map_or(0, |n| n.get())
+    }
+
+    /// "사용" = the item was starforced with noljang (starforce scrolls).
+    pub fn is_noljang(&self) -> bool {
+        self.starforce_scroll_flag.as_deref() == Some("사용")
+    }
+
+    pub fn potential_grade(&self) -> Option<&str> {
+        real_text(&self.potential_option_grade)
+    }
+
+    pub fn additional_grade(&self) -> Option<&str> {
+        real_text(&self.additional_potential_option_grade)
+    }
+
+    /// Main potential lines that are present (non-blank), in order.
+    pub fn potential_lines(&self) -> Vec<&str> {
+        lines([&self.potential_option_1, &self.potential_option_2, &self.potential_option_3])
+    }
+
+    /// Additional potential lines that are present (non-blank), in order.
+    pub fn additional_lines(&self) -> Vec<&str> {
+        lines([
+            &self.additional_potential_option_1,
+            &self.additional_potential_option_2,
+            &self.additional_potential_option_3,
+        ])
+    }
+}
+
+fn lines<'s>(options: [&'s Option<Cow<'_, str>>; 3]) -> Vec<&'s str> {
+    options.into_iter().filter_map(|o| o.as_deref()).filter(|line| !line.trim().is_empty()).collect()
+}
+
+/// A non-negative integer sent either as a JSON integer or as a decimal
+/// string (`"22"`, `""` = 0), at most `MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundedNumber<const MAX: u64>(u32);
+
+impl<const MAX: u64> BoundedNumber<MAX> {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de, const MAX: u64> Deserialize<'de> for BoundedNumber<MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor<const MAX: u64>;
+        impl<const MAX: u64> NumberVisitor<MAX> {
+            fn check<E: de::Error>(value: u64) -> Result<BoundedNumber<MAX>, E> {
+                if value > MAX {
+                    return Err(E::custom(format_args!("{value} is above the maximum {MAX}")));
+                }
+                Ok(BoundedNumber(value as u32)) // MAX ≤ 300 < u32::MAX
+            }
+        }
+        impl<'de, const MAX: u64> Visitor<'de> for NumberVisitor<MAX> {
+            type Value = BoundedNumber<MAX>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a whole number 0..={MAX} (integer or decimal string)")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Self::check(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                match u64::try_from(v) {
+                    Ok(v) => Self::check(v),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let digits = v.trim();
+                if digits.is_empty() {
+                    return Ok(BoundedNumber(0));
+                }
+                if digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(E::invalid_value(de::Unexpected::Str(v), &self));
+                }
+                let value: u64 = digits.parse().map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))?;
+                Self::check(value)
+            }
+        }
+        deserializer.deserialize_any(NumberVisitor::<MAX>)
+    }
+}
+
+/// Plain JSON bytes: gunzips when the input starts with the gzip magic
+/// (the server stores equipment gzip-compressed), bounded.
+pub fn plain_json(input: &[u8]) -> Result<Cow<'_, [u8]>, CalcError> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(CalcError::TooLarge { max: MAX_INPUT_BYTES });
+    }
+    if input.len() < 2 || input[0] != 0x1f || input[1] != 0x8b {
+        return Ok(Cow::Borrowed(input));
+    }
+    let mut out = Vec::with_capacity(input.len() * 8);
+    let decoder = flate2::read::GzDecoder::new(input);
+    decoder
+        .take(MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| CalcError::Gzip(e.to_string()))?;
+    if out.len() > MAX_INPUT_BYTES {
+        return Err(CalcError::TooLarge { max: MAX_INPUT_BYTES });
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Rejects documents nested deeper than [`MAX_DEPTH`] before any parsing
+/// (serde_json alone would accept 128 levels).
+pub fn check_depth(json: &[u8]) -> Result<(), CalcError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (offset, &byte) in json.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(CalcError::TooDeep { max: MAX_DEPTH, offset });
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses plain JSON bytes (see [`plain_json`]) into the borrowed document.
+pub fn parse(json: &[u8]) -> Result<EquipmentDoc<'_>, CalcError> {
+    check_depth(json)?;
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let doc: EquipmentDoc = serde_path_to_error::deserialize(&mut deserializer).map_err(CalcError::from_json)?;
+    // Trailing garbage after the document is an error too.
+    deserializer.end().map_err(|e| CalcError::Json { path: String::new(), message: e.to_string() })?;
+    Ok(doc)
+}
