@@ -3,9 +3,7 @@
 //! its dense path, trials are ≥ 1 and monotonic in the target, and no JSON
 //! input makes the public entry point panic.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/expectation/flame/mod.rs"]
-mod flame;
+use engine::expectation::flame;
 
 use flame::dp::{binomial, success_probability, DENSE_MAX_TARGET};
 use flame::pmf::OptionPmf;

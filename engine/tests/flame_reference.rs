@@ -2,16 +2,10 @@
 //! against the flame numbers the original's own code produced
 //! (`derived/v4_reference_*.json`: `flameExpectation.*FlameTrials`,
 //! `_target`, `_category`).
-//!
-//! The flame module is compiled straight from its source here, so this test
-//! does not depend on how `expectation/mod.rs` wires it in.
-
-#[allow(dead_code, unused_imports)]
-#[path = "../src/expectation/flame/mod.rs"]
-mod flame;
 
 use std::path::PathBuf;
 
+use engine::expectation::flame;
 use flame::{flame_expectation, weapon_base, FlameInput, TrialsStatus};
 use serde_json::Value;
 

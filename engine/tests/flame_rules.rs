@@ -7,9 +7,7 @@
 //! in the public index; these expectations are taken from the documented
 //! contracts of its sources and checked by hand.)
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/expectation/flame/mod.rs"]
-mod flame;
+use engine::expectation::flame;
 
 use flame::category::is_boss_equipment;
 use flame::pmf::{option_pmfs, weapon_att_bonus};

@@ -150,6 +150,11 @@ impl FlameType {
     }
 }
 
+/// (stage, probability) pairs of one flame, ascending stage.
+pub type StageOdds = Vec<(u8, f64)>;
+/// `[boss as usize][flame type index]`.
+type StageOddsTable = [[StageOdds; 3]; 2];
+
 /// Values of one option at stages 1..=7; `None` = the stage does not exist
 /// for this option at this level (the original drops the whole option then).
 pub type StageValues = [Option<u32>; STAGES];
@@ -186,7 +191,7 @@ pub struct FlameTables {
     /// Ascending by bucket.
     levels: Vec<LevelTable>,
     /// `[boss as usize][flame type]` → (stage, probability), ascending stage.
-    stage_probs: [[Vec<(u8, f64)>; 3]; 2],
+    stage_probs: StageOddsTable,
     pub weapon_pool: Vec<FlameOption>,
     pub armor_pool: Vec<FlameOption>,
     classes: HashMap<String, JobWeights>,
@@ -330,8 +335,8 @@ fn parse_levels(v: &Value) -> Result<Vec<LevelTable>, FlameTableError> {
     Ok(levels)
 }
 
-fn parse_stage_probs(v: &Value) -> Result<[[Vec<(u8, f64)>; 3]; 2], FlameTableError> {
-    let mut out: [[Vec<(u8, f64)>; 3]; 2] = Default::default();
+fn parse_stage_probs(v: &Value) -> Result<StageOddsTable, FlameTableError> {
+    let mut out: StageOddsTable = Default::default();
     for boss in [false, true] {
         for flame in FlameType::ALL {
             let key = format!("{}_{}", if boss { "BOSS" } else { "OTHER" }, flame.name());
