@@ -143,6 +143,13 @@ impl Owner {
         let n = name.clone();
         self.cached_or_fetch("expectation", &self.expectations, &self.expectation_flights, name, force, move || async move {
             let (equipment, eq_cache) = this.equipment_doc(&n, force).await?;
+            if eq_cache == CacheStatus::Stale {
+                // Upstream is failing: the stored rendering (same equipment)
+                // beats rendering the stale equipment again.
+                if let Some((r, _)) = this.expectations.borrow_mut().get(&n.key, Instant::now()) {
+                    return Ok((r.clone(), CacheStatus::Stale));
+                }
+            }
             // Compute on this core: the owner is the only one rendering this key.
             let rendered = render(&n.display, &equipment.gzip).map_err(NodeError::Calc)?;
             if eq_cache != CacheStatus::Stale {

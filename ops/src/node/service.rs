@@ -82,6 +82,13 @@ impl CoreService {
     }
 
     async fn dispatch(&self, req: &Request) -> (&'static str, Response) {
+        // The in-process simulator's control paths (`maple serve` without a
+        // key only): call counters and run-time failure/latency injection.
+        if let (Some(sim), true) = (&self.shared.sim, req.path.starts_with("/sim/")) {
+            if let Some(reply) = sim.control(&req.path, &req.query) {
+                return ("sim", Response::json(reply.status, reply.body));
+            }
+        }
         let (route, name) = match route(&req.method, &req.path, &req.query) {
             Ok(r) => r,
             Err(e) => return (e.label(), route_error(&e)),

@@ -46,8 +46,9 @@ impl SimStats {
 pub struct Simulator {
     fixtures: Fixtures,
     pub stats: SimStats,
-    latency: Duration,
-    failure_rate: f64,
+    /// Both adjustable at run time (`/sim/config`), hence atomics.
+    latency_ms: AtomicU64,
+    failure_rate_bits: AtomicU64,
     calls: AtomicU64,
 }
 
@@ -74,8 +75,8 @@ impl Simulator {
         Ok(Arc::new(Simulator {
             fixtures: Fixtures::load(data_dir)?,
             stats: SimStats::default(),
-            latency,
-            failure_rate,
+            latency_ms: AtomicU64::new(latency.as_millis().min(60_000) as u64),
+            failure_rate_bits: AtomicU64::new(failure_rate.to_bits()),
             calls: AtomicU64::new(0),
         }))
     }
@@ -83,23 +84,58 @@ impl Simulator {
     /// Serves one request (after the injected latency). `path` excludes the
     /// query; `query` is the raw query string.
     pub async fn call(&self, path: &str, query: &str) -> SimReply {
-        if path == "/sim/stats" {
-            return SimReply::json(200, self.stats.to_json());
+        if let Some(reply) = self.control(path, query) {
+            return reply;
         }
-        if !self.latency.is_zero() {
-            monoio::time::sleep(self.latency).await;
+        let latency = self.latency_ms.load(Ordering::Relaxed);
+        if latency > 0 {
+            monoio::time::sleep(Duration::from_millis(latency)).await;
         }
         self.respond(path, query)
+    }
+
+    fn failure_rate(&self) -> f64 {
+        f64::from_bits(self.failure_rate_bits.load(Ordering::Relaxed))
+    }
+
+    /// `/sim/stats` (call counters) and `/sim/config[?failure_rate=&latency_ms=]`
+    /// (read or change the injected failures and latency at run time).
+    pub fn control(&self, path: &str, query: &str) -> Option<SimReply> {
+        match path {
+            "/sim/stats" => Some(SimReply::json(200, self.stats.to_json())),
+            "/sim/config" => {
+                if let Some(r) = query_param(query, "failure_rate") {
+                    match r.parse::<f64>() {
+                        Ok(r) if (0.0..=1.0).contains(&r) => self.failure_rate_bits.store(r.to_bits(), Ordering::Relaxed),
+                        _ => return Some(SimReply::nexon_error(400, "OPENAPI00004", "failure_rate must be in 0..=1")),
+                    }
+                }
+                if let Some(l) = query_param(query, "latency_ms") {
+                    match l.parse::<u64>() {
+                        Ok(l) if l <= 60_000 => self.latency_ms.store(l, Ordering::Relaxed),
+                        _ => return Some(SimReply::nexon_error(400, "OPENAPI00004", "latency_ms must be in 0..=60000")),
+                    }
+                }
+                let body = format!(
+                    "{{\"failure_rate\":{},\"latency_ms\":{}}}",
+                    self.failure_rate(),
+                    self.latency_ms.load(Ordering::Relaxed)
+                );
+                Some(SimReply::json(200, body))
+            }
+            _ => None,
+        }
     }
 
     /// Exact share of failures: call k fails iff ⌊(k+1)·r⌋ > ⌊k·r⌋, so a
     /// rate of 0.25 fails every 4th call and 1.0 fails every call.
     fn inject_failure(&self) -> bool {
-        if self.failure_rate <= 0.0 {
+        let rate = self.failure_rate();
+        if rate <= 0.0 {
             return false;
         }
         let k = self.calls.fetch_add(1, Ordering::Relaxed) as f64;
-        ((k + 1.0) * self.failure_rate).floor() > (k * self.failure_rate).floor()
+        ((k + 1.0) * rate).floor() > (k * rate).floor()
     }
 
     /// The request logic without latency (sync, for tests and the in-process path).
@@ -190,6 +226,16 @@ mod tests {
         assert_eq!(failed, 25);
         let all = sim(1.0);
         assert!((0..10).all(|_| all.respond("/maplestory/v1/id", "character_name=a").status == 503));
+    }
+
+    #[test]
+    fn config_changes_failure_rate_at_run_time() {
+        let s = sim(0.0);
+        assert_eq!(s.respond("/maplestory/v1/id", "character_name=a").status, 200);
+        assert_eq!(s.control("/sim/config", "failure_rate=1").unwrap().status, 200);
+        assert_eq!(s.respond("/maplestory/v1/id", "character_name=a").status, 503);
+        assert_eq!(s.control("/sim/config", "failure_rate=2").unwrap().status, 400);
+        assert!(s.control("/maplestory/v1/id", "").is_none());
     }
 
     #[test]

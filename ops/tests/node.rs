@@ -1,0 +1,318 @@
+//! End-to-end tests of `maple serve` (and `maple upstream-sim`): the real
+//! binary on a free port, the real simulator behind it, a std-only HTTP
+//! client. No timing asserts; sleeps only wait for TTLs to pass.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `maple <args>` and waits for its "listening on ADDR" line.
+fn start(args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maple"))
+        .args(args)
+        .env_remove("MAPLE_NEXON_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn maple");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("maple exited before listening").expect("read stderr");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().expect("address");
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Proc { child, addr }
+}
+
+fn serve(extra: &[&str]) -> Proc {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir"];
+    let dir = std::env::temp_dir().join(format!("maple-node-test-{}", std::process::id()));
+    let dir = dir.to_str().unwrap().to_owned();
+    args.push(Box::leak(dir.into_boxed_str()));
+    args.extend_from_slice(extra);
+    start(&args)
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Sends raw bytes, reads one response (Connection: close semantics).
+fn raw(addr: SocketAddr, request: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse(&buf)
+}
+
+fn parse(buf: &[u8]) -> Resp {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(buf)));
+    let head = std::str::from_utf8(&buf[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().unwrap()) {
+        body.truncate(len);
+    }
+    Resp { status, headers, body }
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str("Content-Length: 0\r\n");
+    }
+    req.push_str("\r\n");
+    raw(addr, req.as_bytes())
+}
+
+fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, "GET", path, &[])
+}
+
+fn enc(name: &str) -> String {
+    name.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+fn metric(addr: SocketAddr, line_prefix: &str) -> f64 {
+    let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(line_prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("valid gzip");
+    out
+}
+
+#[test]
+fn every_endpoint_gzip_etag_and_korean_names() {
+    let node = serve(&["--cores", "2"]);
+    let a = node.addr;
+
+    let r = get(a, "/api/v4/characters/evan/expectation");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-cache"), Some("MISS"));
+    let v = r.json();
+    assert_eq!(v["userIgn"], "evan");
+    // The Evan fixture's highest preset, as the original computes it (derived/README.md).
+    assert_eq!(v["totalExpectedCost"].as_f64().unwrap(), 3_325_625_981_940.0);
+    assert_eq!(v["maxPresetNo"], 2);
+    let etag = r.header("etag").unwrap().to_owned();
+
+    let again = get(a, "/api/v4/characters/evan/expectation");
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    assert!(again.body == r.body, "served from the stored bytes");
+
+    let gz = request(a, "GET", "/api/v4/characters/evan/expectation", &[("Accept-Encoding", "gzip, br")]);
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert!(gz.body.len() < r.body.len() / 3);
+    assert!(gunzip(&gz.body) == r.body, "gzip holds the same JSON");
+
+    let nm = request(a, "GET", "/api/v4/characters/evan/expectation", &[("If-None-Match", &etag)]);
+    assert_eq!(nm.status, 304);
+    assert!(nm.body.is_empty());
+    assert_eq!(nm.header("etag"), Some(etag.as_str()));
+
+    let p = get(a, "/api/v4/characters/evan/expectation/preset/2").json();
+    assert_eq!(p["presetNo"], 2);
+    assert_eq!(p["totalExpectedCost"].as_f64().unwrap(), 3_325_625_981_940.0);
+
+    let rc = request(a, "POST", "/api/v4/characters/evan/expectation/recalculate", &[]);
+    assert_eq!(rc.status, 200);
+    assert_eq!(rc.header("x-cache"), Some("MISS"), "recalculate bypasses the cache");
+    let fresh = get(a, "/api/v4/characters/evan/expectation?force=true");
+    assert_eq!(fresh.header("x-cache"), Some("MISS"));
+
+    let eq = get(a, "/api/v2/characters/mechanic/equipment").json();
+    assert_eq!(eq["character_class"], "메카닉");
+    assert!(eq["item_equipment_preset_1"].as_array().unwrap().len() > 10);
+
+    for name in ["아델", "강은호", "진격캐넌"] {
+        let r = get(a, &format!("/api/v4/characters/{}/expectation", enc(name)));
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(r.json()["userIgn"], name);
+        assert!(r.json()["presets"].as_array().unwrap().len() >= 1);
+        let b = get(a, &format!("/api/v1/characters/{}", enc(name)));
+        assert_eq!(b.status, 200);
+        assert_eq!(b.json()["character_name"], name);
+    }
+    // Different names get different (deterministic) equipment.
+    let x = get(a, &format!("/api/v4/characters/{}/expectation", enc("강은호"))).json();
+    let y = get(a, &format!("/api/v4/characters/{}/expectation", enc("진격캐넌"))).json();
+    assert_ne!(x["totalExpectedCost"], y["totalExpectedCost"]);
+
+    assert_eq!(get(a, "/health/live").status, 200);
+    assert_eq!(get(a, "/health/ready").status, 200);
+    let m = get(a, "/metrics");
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    let text = String::from_utf8(m.body).unwrap();
+    for needle in [
+        "maple_http_requests_total{route=\"expectation\",status=\"200\"}",
+        "maple_http_request_duration_seconds_bucket",
+        "maple_cache_lookups_total",
+        "maple_upstream_calls_total{endpoint=\"equipment\",outcome=\"ok\"}",
+        "maple_upstream_breaker_state",
+        "maple_requests_in_flight",
+        "maple_server_requests_total{core=\"1\"}",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}");
+    }
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn errors_are_json_with_the_right_status() {
+    let node = serve(&["--cores", "1", "--max-header-bytes", "4096", "--max-body-bytes", "1024"]);
+    let a = node.addr;
+    let check = |r: Resp, status: u16| {
+        assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(&r.body));
+        if status != 431 && status != 413 {
+            assert_eq!(r.json()["status"], status);
+        }
+    };
+    check(get(a, "/no/such/route"), 404);
+    check(request(a, "DELETE", "/api/v4/characters/evan/expectation", &[]), 405);
+    check(request(a, "GET", "/api/v4/characters/evan/expectation/recalculate", &[]), 405);
+    check(get(a, "/api/v4/characters/%FF%FE/expectation"), 400);
+    check(get(a, "/api/v4/characters/%20%20/expectation"), 400);
+    check(get(a, &format!("/api/v4/characters/{}/expectation", "a".repeat(200))), 400);
+    check(get(a, "/api/v4/characters/evan/expectation/preset/9"), 400);
+    check(get(a, "/api/v4/characters/missing-person/expectation"), 404);
+    // Limits and malformed requests, answered by the server before any route.
+    let big_header = format!("GET /health/live HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "x".repeat(8192));
+    assert_eq!(raw(a, big_header.as_bytes()).status, 431);
+    let big_body = format!(
+        "POST /api/v4/characters/evan/expectation/recalculate HTTP/1.1\r\nHost: t\r\nContent-Length: 4096\r\n\r\n{}",
+        "x".repeat(4096)
+    );
+    assert_eq!(raw(a, big_body.as_bytes()).status, 413);
+    assert_eq!(raw(a, b"NOT A REQUEST\r\n\r\n").status, 400);
+    assert_eq!(raw(a, b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n").status, 400);
+    // Still serving after all that.
+    assert_eq!(get(a, "/health/live").status, 200);
+}
+
+#[test]
+fn one_upstream_fetch_for_a_hundred_concurrent_misses() {
+    // Latency keeps the first fetch in flight while the others arrive.
+    let node = serve(&["--cores", "2", "--sim-latency-ms", "400"]);
+    let a = node.addr;
+    let path = format!("/api/v4/characters/{}/expectation", enc("동시요청"));
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || get(a, &path))
+        })
+        .collect();
+    let bodies: Vec<Resp> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(bodies.iter().all(|r| r.status == 200));
+    assert!(bodies.windows(2).all(|w| w[0].body == w[1].body), "everyone got the same rendering");
+    let stats = get(a, "/sim/stats").json();
+    assert_eq!(stats["id"], 1, "one id lookup: {stats}");
+    assert_eq!(stats["equipment"], 1, "one equipment fetch: {stats}");
+    assert!(metric(a, "maple_singleflight_joins_total") >= 1.0);
+}
+
+#[test]
+fn stale_serving_and_circuit_breaker() {
+    let node = serve(&["--cores", "1", "--cache-ttl-secs", "1"]);
+    let a = node.addr;
+    let ok = get(a, "/api/v4/characters/evan/expectation");
+    assert_eq!(ok.status, 200);
+    assert_eq!(get(a, "/sim/config?failure_rate=1.0").status, 200);
+    std::thread::sleep(Duration::from_millis(1200)); // past the 1 s TTL
+    let stale = get(a, "/api/v4/characters/evan/expectation");
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.header("x-cache"), Some("STALE"));
+    assert!(stale.header("warning").unwrap().starts_with("110"));
+    assert!(stale.body == ok.body, "the stored rendering is served");
+    // Uncached names: nothing to serve → 502, until 10 failures in the
+    // window open the breaker → 503 without calling upstream.
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        statuses.push(get(a, &format!("/api/v4/characters/nobody{i}/expectation")).status);
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
+    assert_eq!(*statuses.last().unwrap(), 503, "{statuses:?}");
+    let calls_when_open = get(a, "/sim/stats").json()["total"].as_u64().unwrap();
+    let r = get(a, "/api/v4/characters/nobody-more/expectation");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["code"], "UPSTREAM_CIRCUIT_OPEN");
+    assert_eq!(get(a, "/sim/stats").json()["total"].as_u64().unwrap(), calls_when_open, "open breaker makes no call");
+    assert_eq!(metric(a, "maple_upstream_breaker_state{core=\"0\"}"), 1.0);
+    // The cached character is still served (stale) while the breaker is open.
+    assert_eq!(get(a, "/api/v4/characters/evan/expectation").header("x-cache"), Some("STALE"));
+}
+
+#[test]
+fn sigterm_drains_in_flight_and_exits_zero() {
+    let mut node = serve(&["--cores", "1", "--sim-latency-ms", "1500", "--drain-secs", "10"]);
+    let a = node.addr;
+    let slow = std::thread::spawn(move || get(a, "/api/v4/characters/drain-me/expectation"));
+    std::thread::sleep(Duration::from_millis(400)); // the request is now waiting on upstream
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "in-flight request finished during the drain");
+    let status = node.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn standalone_simulator_serves_the_nexon_paths() {
+    let sim = start(&["upstream-sim", "--addr", "127.0.0.1:0"]);
+    let a = sim.addr;
+    let id = get(a, &format!("/maplestory/v1/id?character_name={}", enc("아델")));
+    assert_eq!(id.status, 200);
+    let ocid = id.json()["ocid"].as_str().unwrap().to_owned();
+    let basic = get(a, &format!("/maplestory/v1/character/basic?ocid={ocid}")).json();
+    assert_eq!(basic["character_name"], "아델");
+    let eq = get(a, &format!("/maplestory/v1/character/item-equipment?ocid={ocid}"));
+    assert_eq!(eq.status, 200);
+    assert!(eq.json()["item_equipment"].is_array());
+    assert_eq!(get(a, "/maplestory/v1/id?character_name=missing-x").status, 400);
+    assert_eq!(get(a, "/sim/stats").json()["total"], 4);
+}
