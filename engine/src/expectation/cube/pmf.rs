@@ -126,7 +126,11 @@ impl DensePmf {
 
     /// Probability of `total`; 0 outside the array.
     pub fn mass_at(&self, total: i64) -> f64 {
-        usize::try_from(total).ok().and_then(|i| self.mass.get(i)).copied().unwrap_or(0.0)
+        usize::try_from(total)
+            .ok()
+            .and_then(|i| self.mass.get(i))
+            .copied()
+            .unwrap_or(0.0)
     }
 
     pub fn mass(&self) -> &[f64] {

@@ -183,6 +183,7 @@ impl StatType {
         )
     }
 
+    #[cfg(test)]
     fn is_level_based(self) -> bool {
         matches!(
             self,
@@ -329,7 +330,9 @@ pub fn is_priced_line(line: &str) -> bool {
 /// that matches no type means the keywords are out of date).
 pub fn looks_like_primary_stat(line: &str) -> bool {
     let upper = line.to_uppercase();
-    ["STR", "DEX", "INT", "LUK"].iter().any(|k| upper.contains(k))
+    ["STR", "DEX", "INT", "LUK"]
+        .iter()
+        .any(|k| upper.contains(k))
         || line.contains("올스탯")
         || line.contains("올 스탯")
 }
@@ -374,12 +377,17 @@ pub fn contributions(line: &str) -> Result<Vec<Contribution>, DriftError> {
     let types = find_all_types(line);
     if types.is_empty() {
         if looks_like_primary_stat(line) {
-            return Err(DriftError { line: line.to_owned() });
+            return Err(DriftError {
+                line: line.to_owned(),
+            });
         }
         return Ok(Vec::new());
     }
     let value = parse_num(line);
-    Ok(types.into_iter().map(|stat| Contribution { stat, value }).collect())
+    Ok(types
+        .into_iter()
+        .map(|stat| Contribution { stat, value })
+        .collect())
 }
 
 /// How much a line adds toward `target` (the original's `extractContributionFor`):
@@ -415,21 +423,40 @@ mod tests {
                 .filter(|t| !t.is_level_based() && t.is_percent() == percent)
                 .collect();
             expected.sort_by_key(|t| std::cmp::Reverse(t.keyword().chars().count())); // stable
-            assert_eq!(multi_match_candidates(percent), expected.as_slice(), "percent={percent}");
+            assert_eq!(
+                multi_match_candidates(percent),
+                expected.as_slice(),
+                "percent={percent}"
+            );
         }
     }
 
     #[test]
     fn longest_keyword_wins_and_is_consumed() {
-        assert_eq!(find_all_types("보스 몬스터 공격 시 데미지 +40%"), vec![StatType::BossDamage]);
-        assert_eq!(find_all_types("보스 몬스터 데미지 +35%"), vec![StatType::Damage]);
-        assert_eq!(find_all_types("크리티컬 데미지 +8%"), vec![StatType::CriticalDamage]);
+        assert_eq!(
+            find_all_types("보스 몬스터 공격 시 데미지 +40%"),
+            vec![StatType::BossDamage]
+        );
+        assert_eq!(
+            find_all_types("보스 몬스터 데미지 +35%"),
+            vec![StatType::Damage]
+        );
+        assert_eq!(
+            find_all_types("크리티컬 데미지 +8%"),
+            vec![StatType::CriticalDamage]
+        );
         assert_eq!(find_all_types("STR +12%"), vec![StatType::StrPercent]);
         assert_eq!(find_all_types("STR +30"), vec![StatType::Str]);
         assert_eq!(find_all_types("올스탯 +9%"), vec![StatType::AllStatPercent]);
         assert_eq!(find_all_types("최대 HP +12%"), vec![StatType::HpPercent]);
-        assert_eq!(find_all_types("스킬 재사용 대기시간 -2초"), vec![StatType::CooldownReduction]);
-        assert_eq!(find_all_types("캐릭터 기준 9레벨 당 INT +2"), vec![StatType::LevelInt]);
+        assert_eq!(
+            find_all_types("스킬 재사용 대기시간 -2초"),
+            vec![StatType::CooldownReduction]
+        );
+        assert_eq!(
+            find_all_types("캐릭터 기준 9레벨 당 INT +2"),
+            vec![StatType::LevelInt]
+        );
         assert!(find_all_types("피격 시 5% 확률로 데미지의 40% 무시").is_empty());
         assert!(find_all_types("공격 시 7% 확률로 오토스틸").is_empty());
         assert!(find_all_types("최대 MP +9%").is_empty());
