@@ -266,6 +266,24 @@ fn zeros_carry_a_reason() {
     assert_eq!((out.powerful, out.eternal, out.abyss), (0.0, 0.0, 0.0));
 }
 
+/// Levels 170–199 have no stage 6–7 values; a boss weapon keeps only its
+/// attack, magic and boss-damage lines (3 < 4): no flame is priced, and
+/// the status says the table cannot answer (the original: 0).
+#[test]
+fn boss_flame_needs_four_options() {
+    let add = json!({"magic_power": "100"});
+    let mut input = item("아케인셰이드 스태프", "무기", 175, "에반", &add);
+    input.base_magic_power = 200;
+    let out = flame_expectation(&input);
+    assert_eq!(out.category, Some("BOSS_WEAPON"));
+    assert_eq!(out.status.powerful, TrialsStatus::NotInTable);
+    assert_eq!(out.status.eternal, TrialsStatus::NotInTable);
+    assert_eq!(out.status.abyss, TrialsStatus::NotInTable);
+    // At 200 the same weapon is priced.
+    input.level = 200;
+    assert_eq!(flame_expectation(&input).status.abyss, TrialsStatus::Expected);
+}
+
 #[test]
 fn rounding_is_half_up_two_decimals() {
     assert_eq!(round_trials(2.5909090909), 2.59);

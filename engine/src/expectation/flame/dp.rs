@@ -36,24 +36,26 @@ pub const SPARSE_MAX_STATES: usize = 1 << 18;
 /// Why no probability could be computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DpError {
-    /// The pool is empty: the table has no option with a value at every
-    /// stage this flame rolls at this level.
+    /// The pool is empty (or, for a boss flame, has fewer than 4 options):
+    /// the table lacks values at some stage this flame rolls at this level
+    /// for (nearly) every option — e.g. stages 6–7 at levels 170–199.
     EmptyPool,
     /// More sparse states than [`SPARSE_MAX_STATES`].
     TooLarge,
 }
 
-/// Probability that one flame reaches `target` (> 0). `Ok(0.0)` means the
+/// Probability that one flame reaches `target`. `Ok(0.0)` means the
 /// target is out of reach.
 pub fn success_probability(pmfs: &[OptionPmf], boss_drop: bool, target: u64) -> Result<f64, DpError> {
-    assert!(target > 0, "a target of 0 is reached by every flame");
     let n = pmfs.len();
-    if n == 0 {
+    let max_k = if boss_drop { MAX_LINES } else { MAX_LINES.min(n) };
+    if n == 0 || max_k > n {
+        // The original returns "no trials" (priced 0) here as well; a boss
+        // flame needs 4 distinct options.
         return Err(DpError::EmptyPool);
     }
-    let max_k = if boss_drop { MAX_LINES } else { MAX_LINES.min(n) };
-    if max_k > n {
-        return Ok(0.0); // a boss flame needs 4 distinct options
+    if target == 0 {
+        return Ok(1.0); // every flame scores ≥ 0
     }
 
     let (zero, scoring): (Vec<&OptionPmf>, Vec<&OptionPmf>) = pmfs.iter().partition(|p| p.is_zero());
@@ -261,7 +263,8 @@ mod tests {
         assert_eq!(success_probability(&opts, true, 21), Ok(0.0));
         assert!(success_probability(&opts, true, 20).unwrap() > 0.0);
         assert_eq!(success_probability(&[], true, 1), Err(DpError::EmptyPool));
-        // Fewer than 4 options: no boss flame exists.
-        assert_eq!(success_probability(&opts[..3], true, 1), Ok(0.0));
+        // Fewer than 4 options: the table cannot describe a boss flame.
+        assert_eq!(success_probability(&opts[..3], true, 1), Err(DpError::EmptyPool));
+        assert_eq!(success_probability(&opts, false, 0), Ok(1.0));
     }
 }
