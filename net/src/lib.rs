@@ -4,11 +4,13 @@
 //! service never sees sockets, and the server never sees the domain.
 
 pub mod chunked;
+pub mod client;
 pub mod http;
 pub mod jwt;
 pub mod server;
 pub mod shutdown;
 
+pub use client::{ClientConfig, ClientError, ClientResponse, HttpClient};
 pub use http::{Request, Response, Service};
 pub use server::{
     error_response, run_server, BoundServer, CoreCounters, CoreSnapshot, Limits, ServerConfig, ServerStats,
