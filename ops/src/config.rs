@@ -133,6 +133,8 @@ pub struct Config {
     pub max_in_flight: usize,
     pub max_connections: usize,
     pub drain: Duration,
+    /// For the user-token routes (likes), which the node does not mount yet.
+    #[allow(dead_code)]
     pub jwt_secret: Option<String>,
 }
 

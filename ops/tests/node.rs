@@ -237,8 +237,11 @@ fn errors_are_json_with_the_right_status() {
 
 #[test]
 fn one_upstream_fetch_for_a_hundred_concurrent_misses() {
-    // Latency keeps the first fetch in flight while the others arrive.
-    let node = serve(&["--cores", "2", "--sim-latency-ms", "400"]);
+    // A separate simulator over HTTP (the net client path); its latency
+    // keeps the first fetch in flight while the others arrive.
+    let sim = start(&["upstream-sim", "--addr", "127.0.0.1:0", "--latency-ms", "400"]);
+    let url = format!("http://{}", sim.addr);
+    let node = serve(&["--cores", "2", "--upstream-url", &url]);
     let a = node.addr;
     let path = format!("/api/v4/characters/{}/expectation", enc("동시요청"));
     let threads: Vec<_> = (0..100)
@@ -248,12 +251,17 @@ fn one_upstream_fetch_for_a_hundred_concurrent_misses() {
         })
         .collect();
     let bodies: Vec<Resp> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    assert!(bodies.iter().all(|r| r.status == 200));
+    assert!(bodies.iter().all(|r| r.status == 200), "{:?}", bodies.iter().map(|r| r.status).collect::<Vec<_>>());
     assert!(bodies.windows(2).all(|w| w[0].body == w[1].body), "everyone got the same rendering");
-    let stats = get(a, "/sim/stats").json();
+    let stats = get(sim.addr, "/sim/stats").json();
     assert_eq!(stats["id"], 1, "one id lookup: {stats}");
     assert_eq!(stats["equipment"], 1, "one equipment fetch: {stats}");
     assert!(metric(a, "maple_singleflight_joins_total") >= 1.0);
+    // Other cores now answer from their read copy without asking the owner.
+    for _ in 0..10 {
+        assert_eq!(get(a, &path).header("x-cache"), Some("HIT"));
+    }
+    assert_eq!(get(sim.addr, "/sim/stats").json()["total"], 2);
 }
 
 #[test]

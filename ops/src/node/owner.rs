@@ -117,10 +117,6 @@ impl Owner {
         }
     }
 
-    pub fn nexon(&self) -> &Nexon {
-        &self.nexon
-    }
-
     pub async fn serve(self: &Rc<Self>, op: Op, name: &Name) -> Result<Served, NodeError> {
         let (doc, cache) = match op {
             Op::Expectation { force } => {

@@ -48,7 +48,7 @@ impl CoreService {
         let metrics = Rc::new(shared.metrics.core(core));
         let transport = match (&shared.cfg.upstream, &shared.sim) {
             (UpstreamTarget::InProcess { .. }, Some(sim)) => Transport::Sim(sim.clone()),
-            (UpstreamTarget::Http { base_url, api_key }, _) => Transport::http(base_url, api_key.as_deref()),
+            (UpstreamTarget::Http { base_url, api_key }, _) => Transport::http(base_url, api_key.as_deref(), shared.cfg.upstream_timeout),
             (UpstreamTarget::InProcess { .. }, None) => unreachable!("cmd_serve builds the simulator for in-process mode"),
         };
         let nexon = Nexon::new(transport, shared.cfg.upstream_timeout, BreakerConfig::default(), metrics.clone());

@@ -5,6 +5,6 @@ pub mod breaker;
 pub mod nexon;
 pub mod transport;
 
-pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use breaker::{BreakerConfig, BreakerState};
 pub use nexon::{Nexon, UpstreamError};
 pub use transport::Transport;

@@ -10,13 +10,23 @@ use crate::sim::Simulator;
 
 pub enum Transport {
     Sim(Arc<Simulator>),
-    // TEMP until net::client lands
-    Http { base_url: String, api_key: Option<String> },
+    /// One keep-alive client per core. A client that could not be built
+    /// (bad URL) fails every call with that reason instead of panicking.
+    Http(Result<net::HttpClient, String>),
 }
 
 impl Transport {
-    pub fn http(base_url: &str, api_key: Option<&str>) -> Transport {
-        Transport::Http { base_url: base_url.to_owned(), api_key: api_key.map(str::to_owned) }
+    pub fn http(base_url: &str, api_key: Option<&str>, timeout: std::time::Duration) -> Transport {
+        let cfg = net::ClientConfig {
+            base_url: base_url.to_owned(),
+            timeout,
+            max_body_bytes: super::nexon::MAX_UPSTREAM_BODY,
+            max_idle_per_host: 64,
+            default_headers: api_key
+                .map(|k| vec![("x-nxopen-api-key".to_owned(), k.to_owned())])
+                .unwrap_or_default(),
+        };
+        Transport::Http(net::HttpClient::new(cfg).map_err(|e| e.to_string()))
     }
 
     /// `GET path_and_query` → (status, body).
@@ -27,7 +37,13 @@ impl Transport {
                 let reply = sim.call(path, query).await;
                 Ok((reply.status, reply.body))
             }
-            Transport::Http { .. } => Err(UpstreamError::Transport("http client not wired yet".into())),
+            Transport::Http(Err(e)) => Err(UpstreamError::Transport(e.clone())),
+            Transport::Http(Ok(client)) => match client.get(path_and_query, &[("accept", "application/json")]).await {
+                Ok(resp) => Ok((resp.status, resp.body)),
+                Err(net::ClientError::Timeout(_)) => Err(UpstreamError::Timeout),
+                Err(net::ClientError::BodyTooLarge(n)) => Err(UpstreamError::BadBody(format!("body over {n} bytes"))),
+                Err(e) => Err(UpstreamError::Transport(e.to_string())),
+            },
         }
     }
 }
