@@ -16,8 +16,9 @@
 //!    1/P rounded half-up to 2 decimals.
 //!
 //! Where the original prices a flame 0 — the table has no option at every
-//! stage this flame rolls at the item's level (e.g. stages 1–2 at level
-//! 160–169, which it leaves empty), or T is out of reach — we keep the 0 in
+//! stage this flame rolls at the item's level (stages 1–2 at levels
+//! 160–169 are empty, so non-boss powerful/eternal flames there; stages 6–7
+//! at 170–199, so boss flames there), or T is out of reach — we keep the 0 in
 //! the number (the reference values and the response's meaning depend on
 //! it) and say why in [`FlameOutcome::status`], so the response can show
 //! "impossible" / "unavailable" instead of a free flame
