@@ -324,3 +324,31 @@ fn standalone_simulator_serves_the_nexon_paths() {
     assert_eq!(get(a, "/maplestory/v1/id?character_name=missing-x").status, 400);
     assert_eq!(get(a, "/sim/stats").json()["total"], 4);
 }
+
+#[test]
+fn serve_help_documents_every_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_maple")).args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--config", "--listen", "--cores", "--data-dir", "--nexon-api-key", "--upstream-url", "--upstream-timeout-ms",
+        "--sim-latency-ms", "--sim-failure-rate", "--cache-equipment-mb", "--cache-expectation-mb", "--cache-ttl-secs",
+        "--cache-stale-secs", "--max-header-bytes", "--max-body-bytes", "--drain-secs", "--jwt-secret", "MAPLE_NEXON_API_KEY",
+    ] {
+        assert!(text.contains(flag), "`maple serve --help` lacks {flag}");
+    }
+}
+
+#[test]
+fn toml_config_file_is_read_and_bad_files_fail_fast() {
+    let dir = std::env::temp_dir().join(format!("maple-cfg-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "listen = \"127.0.0.1:0\"\ncores = 1\ncache_ttl_secs = 5\n").unwrap();
+    let node = start(&["serve", "--config", good.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()]);
+    assert_eq!(get(node.addr, "/health/ready").status, 200);
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "no_such_setting = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maple")).args(["serve", "--config", bad.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_setting"));
+}

@@ -166,9 +166,17 @@ impl CoreService {
 impl net::Service for CoreService {
     async fn call(&self, req: Request) -> Response {
         let start = Instant::now();
+        // A guard, so a request dropped mid-way (client gone, drain budget
+        // over) still leaves the gauge.
+        struct InFlight<'a>(&'a CoreMetrics);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.in_flight().dec();
+            }
+        }
         self.metrics.in_flight().inc();
+        let _in_flight = InFlight(&self.metrics);
         let (label, resp) = self.dispatch(&req).await;
-        self.metrics.in_flight().dec();
         self.metrics.request(label, resp.status, start.elapsed());
         resp
     }
