@@ -4,4 +4,5 @@
 //! expected-cost response. It knows nothing of HTTP or storage.
 
 pub mod expectation;
+pub mod likes;
 pub mod shard;
