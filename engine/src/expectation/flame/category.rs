@@ -70,9 +70,15 @@ pub fn is_boss_equipment(item_name: &str, weapon: bool) -> bool {
     }
     let lists = &tables().boss;
     if weapon {
-        lists.weapon_prefixes.iter().any(|p| item_name.starts_with(p.as_str()))
+        lists
+            .weapon_prefixes
+            .iter()
+            .any(|p| item_name.starts_with(p.as_str()))
     } else {
-        lists.armor_prefixes.iter().any(|p| item_name.starts_with(p.as_str()))
+        lists
+            .armor_prefixes
+            .iter()
+            .any(|p| item_name.starts_with(p.as_str()))
             || lists.accessory_names.iter().any(|n| n == item_name)
     }
 }

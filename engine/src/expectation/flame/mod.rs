@@ -107,7 +107,11 @@ pub struct FlameStatus {
 
 impl FlameStatus {
     fn all(s: TrialsStatus) -> FlameStatus {
-        FlameStatus { powerful: s, eternal: s, abyss: s }
+        FlameStatus {
+            powerful: s,
+            eternal: s,
+            abyss: s,
+        }
     }
 }
 
@@ -158,8 +162,18 @@ pub fn flame_expectation(input: &FlameInput) -> FlameOutcome {
             ..FlameOutcome::NONE
         };
     };
-    let base = WeaponBase { attack: input.base_attack_power, magic: input.base_magic_power };
-    let run = |flame| match expected_trials(category, flame, input.level, &weights, u64::from(target), base) {
+    let base = WeaponBase {
+        attack: input.base_attack_power,
+        magic: input.base_magic_power,
+    };
+    let run = |flame| match expected_trials(
+        category,
+        flame,
+        input.level,
+        &weights,
+        u64::from(target),
+        base,
+    ) {
         Ok(trials) => (round_trials(trials), TrialsStatus::Expected),
         Err(status) => (0.0, status),
     };
@@ -172,7 +186,11 @@ pub fn flame_expectation(input: &FlameInput) -> FlameOutcome {
         abyss,
         target: Some(target),
         category: Some(category.name()),
-        status: FlameStatus { powerful: s_p, eternal: s_e, abyss: s_a },
+        status: FlameStatus {
+            powerful: s_p,
+            eternal: s_e,
+            abyss: s_a,
+        },
     }
 }
 
@@ -210,6 +228,15 @@ pub fn round_trials(x: f64) -> f64 {
 /// object (strings or numbers; absent, unparsable or negative → 0), for
 /// callers that hold the raw JSON.
 pub fn weapon_base(base_option: &Value) -> WeaponBase {
-    let read = |k: &str| base_option.get(k).map_or(0, weights::nexon_int).max(0).unsigned_abs();
-    WeaponBase { attack: read("attack_power"), magic: read("magic_power") }
+    let read = |k: &str| {
+        base_option
+            .get(k)
+            .map_or(0, weights::nexon_int)
+            .max(0)
+            .unsigned_abs()
+    };
+    WeaponBase {
+        attack: read("attack_power"),
+        magic: read("magic_power"),
+    }
 }

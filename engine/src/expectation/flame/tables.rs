@@ -242,17 +242,29 @@ impl FlameTables {
     /// Parses and validates the flame part of a lookup table document.
     pub fn parse(json: &str) -> Result<FlameTables, FlameTableError> {
         let doc: Value = serde_json::from_str(json)?;
-        let levels = parse_levels(doc.get("flame_armor_table").ok_or_else(|| shape("no flame_armor_table"))?)?;
-        let stage_probs = parse_stage_probs(doc.get("flame_stage_probs").ok_or_else(|| shape("no flame_stage_probs"))?)?;
+        let levels = parse_levels(
+            doc.get("flame_armor_table")
+                .ok_or_else(|| shape("no flame_armor_table"))?,
+        )?;
+        let stage_probs = parse_stage_probs(
+            doc.get("flame_stage_probs")
+                .ok_or_else(|| shape("no flame_stage_probs"))?,
+        )?;
         let pools: RawPools = serde_json::from_value(
-            doc.get("flame_option_pools").cloned().ok_or_else(|| shape("no flame_option_pools"))?,
+            doc.get("flame_option_pools")
+                .cloned()
+                .ok_or_else(|| shape("no flame_option_pools"))?,
         )?;
         let weapon_pool = parse_pool(&pools.weapon)?;
         let armor_pool = parse_pool(&pools.armor)?;
-        let (classes, fallback_weights) =
-            parse_job_weights(doc.get("flame_job_weights").ok_or_else(|| shape("no flame_job_weights"))?)?;
+        let (classes, fallback_weights) = parse_job_weights(
+            doc.get("flame_job_weights")
+                .ok_or_else(|| shape("no flame_job_weights"))?,
+        )?;
         let boss: RawBoss = serde_json::from_value(
-            doc.get("flame_boss_equipment").cloned().ok_or_else(|| shape("no flame_boss_equipment"))?,
+            doc.get("flame_boss_equipment")
+                .cloned()
+                .ok_or_else(|| shape("no flame_boss_equipment"))?,
         )?;
         Ok(FlameTables {
             levels,
@@ -301,17 +313,30 @@ impl FlameTables {
 }
 
 fn parse_levels(v: &Value) -> Result<Vec<LevelTable>, FlameTableError> {
-    let obj = v.as_object().ok_or_else(|| shape("flame_armor_table is not an object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| shape("flame_armor_table is not an object"))?;
     let mut levels = Vec::with_capacity(obj.len());
     for (bucket, options) in obj {
-        let bucket: u32 = bucket.parse().map_err(|_| shape(format!("bad level bucket {bucket}")))?;
-        let options = options.as_object().ok_or_else(|| shape(format!("level {bucket} is not an object")))?;
-        let mut values: [Option<StageValues>; FlameOption::ALL.len()] = [None; FlameOption::ALL.len()];
+        let bucket: u32 = bucket
+            .parse()
+            .map_err(|_| shape(format!("bad level bucket {bucket}")))?;
+        let options = options
+            .as_object()
+            .ok_or_else(|| shape(format!("level {bucket} is not an object")))?;
+        let mut values: [Option<StageValues>; FlameOption::ALL.len()] =
+            [None; FlameOption::ALL.len()];
         for (name, stages) in options {
-            let option = FlameOption::from_name(name).ok_or_else(|| shape(format!("unknown flame option {name}")))?;
-            let arr = stages.as_array().ok_or_else(|| shape(format!("{bucket}/{name} is not an array")))?;
+            let option = FlameOption::from_name(name)
+                .ok_or_else(|| shape(format!("unknown flame option {name}")))?;
+            let arr = stages
+                .as_array()
+                .ok_or_else(|| shape(format!("{bucket}/{name} is not an array")))?;
             if arr.len() != STAGES {
-                return Err(shape(format!("{bucket}/{name} has {} stages, want {STAGES}", arr.len())));
+                return Err(shape(format!(
+                    "{bucket}/{name} has {} stages, want {STAGES}",
+                    arr.len()
+                )));
             }
             let mut sv: StageValues = [None; STAGES];
             for (slot, x) in sv.iter_mut().zip(arr) {
@@ -347,12 +372,17 @@ fn parse_stage_probs(v: &Value) -> Result<StageOddsTable, FlameTableError> {
             // BTreeMap: ascending stage, the order the original iterates in.
             let mut by_stage = BTreeMap::new();
             for (stage, p) in obj {
-                let stage: u8 = stage.parse().map_err(|_| shape(format!("{key}: bad stage {stage}")))?;
+                let stage: u8 = stage
+                    .parse()
+                    .map_err(|_| shape(format!("{key}: bad stage {stage}")))?;
                 if !(1..=STAGES as u8).contains(&stage) {
                     return Err(shape(format!("{key}: stage {stage} out of 1..=7")));
                 }
                 let p = p.as_f64().filter(|p| (0.0..=1.0).contains(p));
-                by_stage.insert(stage, p.ok_or_else(|| shape(format!("{key}: bad probability")))?);
+                by_stage.insert(
+                    stage,
+                    p.ok_or_else(|| shape(format!("{key}: bad probability")))?,
+                );
             }
             let total: f64 = by_stage.values().sum();
             if by_stage.is_empty() || (total - 1.0).abs() > 1e-9 {
@@ -375,9 +405,16 @@ fn parse_pool(names: &[String]) -> Result<Vec<FlameOption>, FlameTableError> {
 /// `MAIN/SUB1+SUB2` (main stat weight `main`, sub stat weight `sub` of
 /// `default_of(main,sub)`), or the name of an explicit weight set
 /// (`xenon`, `demon_avenger`).
-fn parse_job_weights(v: &Value) -> Result<(HashMap<String, JobWeights>, JobWeights), FlameTableError> {
-    let scale = v.get("_scale").and_then(Value::as_u64).ok_or_else(|| shape("flame_job_weights._scale"))?;
-    let default = v.get("default_of(main,sub)").ok_or_else(|| shape("flame_job_weights default_of"))?;
+fn parse_job_weights(
+    v: &Value,
+) -> Result<(HashMap<String, JobWeights>, JobWeights), FlameTableError> {
+    let scale = v
+        .get("_scale")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| shape("flame_job_weights._scale"))?;
+    let default = v
+        .get("default_of(main,sub)")
+        .ok_or_else(|| shape("flame_job_weights default_of"))?;
     let num = |o: &Value, k: &str| -> Result<u32, FlameTableError> {
         o.get(k)
             .and_then(Value::as_u64)
@@ -400,13 +437,17 @@ fn parse_job_weights(v: &Value) -> Result<(HashMap<String, JobWeights>, JobWeigh
         ..JobWeights::ZERO
     };
     let of_stats = |spec: &str| -> Result<JobWeights, FlameTableError> {
-        let (m, subs) = spec.split_once('/').ok_or_else(|| shape(format!("bad class group {spec}")))?;
+        let (m, subs) = spec
+            .split_once('/')
+            .ok_or_else(|| shape(format!("bad class group {spec}")))?;
         // Main first, then subs: the original's order (matters only if a
         // group named the same stat twice).
         let mut w = common;
-        *w.stat_mut(m).ok_or_else(|| shape(format!("bad stat {m} in {spec}")))? = main;
+        *w.stat_mut(m)
+            .ok_or_else(|| shape(format!("bad stat {m} in {spec}")))? = main;
         for s in subs.split('+') {
-            *w.stat_mut(s).ok_or_else(|| shape(format!("bad stat {s} in {spec}")))? = sub;
+            *w.stat_mut(s)
+                .ok_or_else(|| shape(format!("bad stat {s} in {spec}")))? = sub;
         }
         Ok(w)
     };
@@ -437,11 +478,18 @@ fn parse_job_weights(v: &Value) -> Result<(HashMap<String, JobWeights>, JobWeigh
         let weights = if group.contains('/') {
             of_stats(group)?
         } else {
-            explicit(v.get(group).ok_or_else(|| shape(format!("no weight set {group}")))?)?
+            explicit(
+                v.get(group)
+                    .ok_or_else(|| shape(format!("no weight set {group}")))?,
+            )?
         };
-        let names = names.as_array().ok_or_else(|| shape(format!("classes.{group} is not a list")))?;
+        let names = names
+            .as_array()
+            .ok_or_else(|| shape(format!("classes.{group} is not a list")))?;
         for n in names {
-            let n = n.as_str().ok_or_else(|| shape(format!("classes.{group}: not a string")))?;
+            let n = n
+                .as_str()
+                .ok_or_else(|| shape(format!("classes.{group}: not a string")))?;
             if classes.insert(n.to_owned(), weights).is_some() {
                 return Err(shape(format!("class {n} listed twice")));
             }
