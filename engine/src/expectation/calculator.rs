@@ -92,8 +92,11 @@ impl Calculator {
         let doc = equipment::parse(&json)?;
         let class = doc.character_class.as_deref().unwrap_or("");
 
+        // The same item is usually worn in several presets: compute it once.
+        // Bounded by the number of items in the document (≤ 3 × MAX_ITEMS_PER_LIST).
+        let mut memo = ItemMemo::new();
         let presets: Vec<PresetExpectation> = (1..=3u8)
-            .map(|n| self.preset(n, doc.preset(n), class))
+            .map(|n| self.preset(n, doc.preset(n), class, &mut memo))
             .filter(|p| !p.items.is_empty())
             .collect();
 
@@ -119,8 +122,19 @@ impl Calculator {
         })
     }
 
-    fn preset(&self, preset_no: u8, raw_items: &[RawItem], class: &str) -> PresetExpectation {
-        let items: Vec<ItemExpectation> = raw_items.iter().map(|item| self.item(item, class)).collect();
+    fn preset(&self, preset_no: u8, raw_items: &[RawItem], class: &str, memo: &mut ItemMemo) -> PresetExpectation {
+        let items: Vec<ItemExpectation> = raw_items
+            .iter()
+            .map(|item| {
+                let key = memo_key(item);
+                if let Some(done) = memo.get(&key) {
+                    return done.clone();
+                }
+                let computed = self.item(item, class);
+                memo.insert(key, computed.clone());
+                computed
+            })
+            .collect();
         let mut breakdown = CostBreakdown::default();
         let mut total = 0.0;
         for item in &items {
@@ -298,6 +312,49 @@ impl Calculator {
             expected_destroy_count_with: sf.expected_destroys(0, target_star, StarforceOptions::WITH_DESTROY_PREVENTION),
         }
     }
+}
+
+/// Results of items already computed in this document, keyed by every input
+/// the item computation reads.
+type ItemMemo = std::collections::HashMap<String, ItemExpectation>;
+
+fn memo_key(raw: &RawItem) -> String {
+    let fields: [Option<&str>; 13] = [
+        Some(&raw.item_equipment_slot),
+        raw.item_equipment_part.as_deref(),
+        Some(&raw.item_name),
+        raw.item_icon.as_deref(),
+        raw.potential_option_grade.as_deref(),
+        raw.potential_option_1.as_deref(),
+        raw.potential_option_2.as_deref(),
+        raw.potential_option_3.as_deref(),
+        raw.additional_potential_option_grade.as_deref(),
+        raw.additional_potential_option_1.as_deref(),
+        raw.additional_potential_option_2.as_deref(),
+        raw.additional_potential_option_3.as_deref(),
+        raw.starforce_scroll_flag.as_deref(),
+    ];
+    let mut key = String::with_capacity(256);
+    for field in fields {
+        // \u{1f} (unit separator) cannot collide with field text in practice;
+        // \u{1e} marks an absent field.
+        key.push_str(field.unwrap_or("\u{1e}"));
+        key.push('\u{1f}');
+    }
+    use std::fmt::Write;
+    let _ = write!(
+        key,
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}",
+        raw.level(),
+        raw.starforce(),
+        raw.special_ring_level(),
+        raw.base_attack_power(),
+        raw.base_magic_power()
+    );
+    if let Some(add) = &raw.item_add_option {
+        key.push_str(&add.to_string());
+    }
+    key
 }
 
 /// Half-up rounding to a multiple of 100 meso (the original's roundToNearest100).

@@ -11,7 +11,7 @@
 //! * `item_name` and `item_equipment_slot` are required on every item.
 //!
 //! As the original, V4 reads the three presets only (`item_equipment_preset_1..3`);
-//! the currently worn list (`item_equipment`) is validated but not used.
+//! the currently worn list (`item_equipment`) is skipped.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -40,9 +40,8 @@ pub const MAX_SPECIAL_RING_LEVEL: u64 = 255;
 pub struct EquipmentDoc<'a> {
     #[serde(borrow, default)]
     pub character_class: Option<Cow<'a, str>>,
-    /// The currently worn list: validated, not used by V4.
-    #[serde(borrow, default)]
-    pub item_equipment: Option<ItemList<'a>>,
+    // `item_equipment` (the currently worn list) is not used by V4 and is
+    // skipped like every other unknown field (still syntax-checked).
     #[serde(borrow, default)]
     pub item_equipment_preset_1: Option<ItemList<'a>>,
     #[serde(borrow, default)]
@@ -337,9 +336,15 @@ pub fn check_depth(json: &[u8]) -> Result<(), CalcError> {
 /// Parses plain JSON bytes (see [`plain_json`]) into the borrowed document.
 pub fn parse(json: &[u8]) -> Result<EquipmentDoc<'_>, CalcError> {
     check_depth(json)?;
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    let doc: EquipmentDoc = serde_path_to_error::deserialize(&mut deserializer).map_err(CalcError::from_json)?;
-    // Trailing garbage after the document is an error too.
-    deserializer.end().map_err(|e| CalcError::Json { path: String::new(), message: e.to_string() })?;
-    Ok(doc)
+    // Fast path without path tracking; only a failing document is parsed a
+    // second time, with serde_path_to_error, to name the field.
+    match serde_json::from_slice::<EquipmentDoc>(json) {
+        Ok(doc) => Ok(doc),
+        Err(plain) => {
+            let mut deserializer = serde_json::Deserializer::from_slice(json);
+            serde_path_to_error::deserialize::<_, EquipmentDoc>(&mut deserializer).map_err(CalcError::from_json)?;
+            // Parsed with paths but not without: trailing data after the document.
+            Err(CalcError::Json { path: String::new(), message: plain.to_string() })
+        }
+    }
 }

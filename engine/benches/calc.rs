@@ -1,0 +1,51 @@
+//! The uncached expectation path on one real fixture, stage by stage:
+//! parse (Nexon JSON → borrowed structs), compute (parse + all presets),
+//! render (response → JSON bytes) and gzip (the bytes the server stores).
+//! `cargo bench -p engine --bench calc`; fixture dir from `MAPLE_SHARED_DATA`
+//! (default ../../shared/data/maple).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use engine::expectation::{equipment, Calculator};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("MAPLE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"));
+    std::fs::read(dir.join(name)).expect("fixture")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 4), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let input = fixture("evan_equip.json");
+    let calc = Calculator::embedded();
+    let response = calc.compute("evan", &input, "2026-11-23T10:00:00".into()).unwrap();
+    let rendered = serde_json::to_vec(&response).unwrap();
+    eprintln!("input {} B, response {} B, gzip {} B", input.len(), rendered.len(), gzip(&rendered).len());
+
+    let mut group = c.benchmark_group("calc_evan");
+    group.throughput(Throughput::Bytes(input.len() as u64));
+    group.bench_function("parse", |b| {
+        b.iter(|| {
+            let json = equipment::plain_json(black_box(&input)).unwrap();
+            black_box(equipment::parse(&json).unwrap().preset(1).len())
+        })
+    });
+    group.bench_function("compute", |b| {
+        b.iter(|| calc.compute("evan", black_box(&input), "2026-11-23T10:00:00".into()).unwrap())
+    });
+    group.throughput(Throughput::Bytes(rendered.len() as u64));
+    group.bench_function("render", |b| b.iter(|| serde_json::to_vec(black_box(&response)).unwrap()));
+    group.bench_function("gzip", |b| b.iter(|| gzip(black_box(&rendered))));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
