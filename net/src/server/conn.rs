@@ -223,10 +223,9 @@ impl<S: Service> Conn<'_, S> {
             if !keep_alive {
                 return if self.flush().await { End::Done } else { End::Abort };
             }
-            if self.pending >= self.limits().pipeline_depth || self.out.len() >= OUT_FLUSH_BYTES {
-                if !self.flush().await {
-                    return End::Abort;
-                }
+            let batch_full = self.pending >= self.limits().pipeline_depth || self.out.len() >= OUT_FLUSH_BYTES;
+            if batch_full && !self.flush().await {
+                return End::Abort;
             }
             if !self.buf.is_empty() {
                 // The next pipelined request has started arriving already.

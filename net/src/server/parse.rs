@@ -44,11 +44,14 @@ pub(crate) fn parse_head(
     max_header_bytes: usize,
     max_body_bytes: usize,
 ) -> Result<Option<Head>, HeadError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
     // One small allocation per head; httparse borrows `buf` through it.
     let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
     let mut req = httparse::Request::new(&mut headers);
     let status = req.parse(buf);
-    let result = match status {
+    match status {
         Ok(httparse::Status::Partial) => {
             if buf.len() > max_header_bytes {
                 Err(HeadError::TooLarge)
@@ -71,15 +74,15 @@ pub(crate) fn parse_head(
                 build_head(&req, buf, len, max_body_bytes).map(Some)
             }
         }
-    };
-    result
+    }
 }
 
 fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize, max_body: usize) -> Result<Head, HeadError> {
     let method = req.method.ok_or(HeadError::Malformed("missing method"))?;
     let target = req.path.ok_or(HeadError::Malformed("missing path"))?;
     let version = req.version.ok_or(HeadError::Malformed("missing version"))?;
-    if !target.starts_with('/') && !(method == "OPTIONS" && target == "*") {
+    let origin_form = target.starts_with('/') || (method == "OPTIONS" && target == "*");
+    if !origin_form {
         return Err(HeadError::Malformed("request target must be origin-form"));
     }
     let (path, query) = match target.split_once('?') {
@@ -133,11 +136,7 @@ fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize, max_body:
                     }
                 }
             }
-            "expect" => {
-                if trim_ascii(h.value).eq_ignore_ascii_case(b"100-continue") {
-                    expect_continue = true;
-                }
-            }
+            "expect" if trim_ascii(h.value).eq_ignore_ascii_case(b"100-continue") => expect_continue = true,
             _ => {}
         }
         headers.push((name, start..start + h.value.len()));
