@@ -342,3 +342,15 @@ fn requests_spread_over_cores_with_reuseport() {
     }
     assert_eq!(cores_seen.len(), 2, "SO_REUSEPORT should spread connections over both cores");
 }
+
+#[test]
+fn large_bodies_keep_pipelined_order() {
+    let srv = TestServer::start(1, test_limits());
+    let mut s = srv.connect();
+    s.write_all(b"GET /hello HTTP/1.1\r\n\r\nGET /big?n=200000 HTTP/1.1\r\n\r\nGET /big?n=70000 HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n")
+        .unwrap();
+    let mut pending = Vec::new();
+    let sizes: Vec<usize> = (0..4).map(|_| read_response(&mut s, &mut pending).unwrap().body.len()).collect();
+    assert_eq!(sizes, vec![5, 200_000, 70_000, 5]);
+    assert!(pending.is_empty(), "no stray bytes after the last answer");
+}

@@ -218,8 +218,14 @@ impl<S: Service> Conn<'_, S> {
             let resp = self.call(req).await;
             self.served += 1;
             let keep_alive = head.keep_alive && !wants_close(&resp) && !self.core.shutdown.is_triggered();
-            encode_response(&mut self.out, &resp, keep_alive, head_only, &self.core.date);
+            let large_body = encode_response(&mut self.out, &resp, keep_alive, head_only, &self.core.date);
             self.pending += 1;
+            if let Some(body) = large_body {
+                // Head (and earlier pipelined answers) first, then the body from its own buffer.
+                if !self.flush().await || !self.write_body(body).await {
+                    return End::Abort;
+                }
+            }
             if !keep_alive {
                 return if self.flush().await { End::Done } else { End::Abort };
             }
@@ -255,7 +261,8 @@ impl<S: Service> Conn<'_, S> {
     /// Queue an error answer with `Connection: close`, write everything.
     async fn fail(&mut self, status: u16, msg: &str) -> End {
         let resp = error_response(status, msg);
-        encode_response(&mut self.out, &resp, false, false, &self.core.date);
+        let large = encode_response(&mut self.out, &resp, false, false, &self.core.date);
+        debug_assert!(large.is_none(), "error bodies are small");
         if self.flush().await {
             End::AfterError
         } else {
@@ -295,9 +302,8 @@ impl<S: Service> Conn<'_, S> {
 
     async fn read_body_exact(&mut self, n: usize) -> Result<Bytes, End> {
         debug_assert!(n <= self.limits().max_body_bytes, "checked when parsing the head");
-        if self.buf.len() < n {
-            self.buf.reserve(n - self.buf.len());
-        }
+        // Grow with the bytes that actually arrive: reserving the announced
+        // length up front would let idle peers pin max_body_bytes each.
         while self.buf.len() < n {
             self.read_progress().await?;
         }
@@ -330,6 +336,25 @@ impl<S: Service> Conn<'_, S> {
                     self.out = out;
                 }
                 self.pending = 0;
+                true
+            }
+            Ok((Err(_), _)) => {
+                CoreCounters::inc(&self.core.counters.io_errors);
+                false
+            }
+            Err(_) => {
+                CoreCounters::inc(&self.core.counters.timeout_idle);
+                false
+            }
+        }
+    }
+
+    /// Write one large body without copying it. False on error/timeout.
+    async fn write_body(&mut self, body: Bytes) -> bool {
+        let len = body.len() as u64;
+        match timeout(self.limits().idle_timeout, self.stream.write_all(body)).await {
+            Ok((Ok(_), _)) => {
+                CoreCounters::add(&self.core.counters.bytes_written, len);
                 true
             }
             Ok((Err(_), _)) => {
@@ -394,7 +419,8 @@ impl<S> Drop for InFlight<'_, S> {
 pub(crate) async fn reject<S>(core: Rc<Core<S>>, mut stream: TcpStream) {
     let mut out = Vec::with_capacity(256);
     let resp = error_response(503, "too many connections").header("retry-after", "1");
-    encode_response(&mut out, &resp, false, false, &core.date);
+    let large = encode_response(&mut out, &resp, false, false, &core.date);
+    debug_assert!(large.is_none(), "error bodies are small");
     let limit = core.limits.header_read_timeout.min(Duration::from_secs(1));
     if let Ok((Ok(_), _)) = timeout(limit, stream.write_all(out)).await {
         let _ = stream.shutdown().await;

@@ -123,10 +123,23 @@ pub(crate) fn http_date(unix_secs: u64) -> [u8; 29] {
     out
 }
 
+/// Bodies at least this large are written from their own buffer (no copy).
+pub(crate) const LARGE_BODY: usize = 64 * 1024;
+
 /// Append one serialised response to `out`. `keep_alive = false` adds
 /// `Connection: close`. For HEAD, the body is not written but its length is.
-pub(crate) fn encode_response(out: &mut Vec<u8>, resp: &Response, keep_alive: bool, head_only: bool, date: &DateCache) {
-    out.reserve(128 + resp.headers.len() * 32 + if head_only { 0 } else { resp.body.len() });
+/// A body of [`LARGE_BODY`] bytes or more is not copied: it is returned and
+/// the caller writes it right after `out`.
+#[must_use = "a returned large body must be written after the head"]
+pub(crate) fn encode_response(
+    out: &mut Vec<u8>,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+    date: &DateCache,
+) -> Option<bytes::Bytes> {
+    let copy_body = !head_only && resp.body.len() < LARGE_BODY;
+    out.reserve(128 + resp.headers.len() * 32 + if copy_body { resp.body.len() } else { 0 });
     let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     for (name, value) in &resp.headers {
         // The server owns framing and connection headers.
@@ -153,8 +166,13 @@ pub(crate) fn encode_response(out: &mut Vec<u8>, resp: &Response, keep_alive: bo
         let _ = write!(out, "\r\ncontent-length: {}", resp.body.len());
     }
     out.extend_from_slice(if keep_alive { b"\r\nconnection: keep-alive\r\n\r\n" } else { b"\r\nconnection: close\r\n\r\n" });
-    if !head_only && !no_body {
+    if head_only || no_body {
+        None
+    } else if copy_body {
         out.extend_from_slice(&resp.body);
+        None
+    } else {
+        Some(resp.body.clone())
     }
 }
 
@@ -190,10 +208,17 @@ mod tests {
         let d = DateCache::default();
         let mut out = Vec::new();
         let r = Response::new(200).header("content-length", "999").header("x-a", "1").body("hi");
-        encode_response(&mut out, &r, true, false, &d);
+        assert!(encode_response(&mut out, &r, true, false, &d).is_none());
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: "));
         assert!(s.ends_with("\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nhi"));
         assert!(!s.contains("999"));
+
+        let mut out = Vec::new();
+        let big = bytes::Bytes::from(vec![7u8; LARGE_BODY]);
+        let r = Response::new(200).body(big.clone());
+        let rest = encode_response(&mut out, &r, true, false, &d).expect("large body returned, not copied");
+        assert_eq!(rest, big);
+        assert!(out.ends_with(format!("content-length: {LARGE_BODY}\r\nconnection: keep-alive\r\n\r\n").as_bytes()));
     }
 }
