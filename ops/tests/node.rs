@@ -352,3 +352,25 @@ fn toml_config_file_is_read_and_bad_files_fail_fast() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_setting"));
 }
+
+#[test]
+fn recalculation_invalidates_every_cores_read_copy() {
+    let node = serve(&["--cores", "2"]);
+    let a = node.addr;
+    let path = "/api/v4/characters/mechanic/expectation";
+    // Many connections: SO_REUSEPORT spreads them over both cores, so the
+    // non-owner core builds a read copy.
+    let first = get(a, path);
+    let old_tag = first.header("etag").unwrap().to_owned();
+    for _ in 0..20 {
+        assert_eq!(get(a, path).header("etag"), Some(old_tag.as_str()));
+    }
+    assert!(metric(a, "maple_cache_lookups_total{cache=\"expectation\",result=\"read_copy\"") >= 1.0);
+    std::thread::sleep(Duration::from_millis(1100)); // calculatedAt has 1 s resolution
+    let re = request(a, "POST", "/api/v4/characters/mechanic/expectation/recalculate", &[]);
+    let new_tag = re.header("etag").unwrap().to_owned();
+    assert_ne!(new_tag, old_tag);
+    for _ in 0..20 {
+        assert_eq!(get(a, path).header("etag"), Some(new_tag.as_str()), "no core serves the old rendering");
+    }
+}

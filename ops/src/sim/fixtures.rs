@@ -9,6 +9,7 @@
 //! - each item's potential and additional-potential grade + lines, taken
 //!   from an item of the same part and level in either fixture;
 //! - each starforced item's stars, among 12/15/17..22 capped by its level.
+//!
 //! So a variant has the same size and shape as a real response.
 
 use std::collections::HashMap;
