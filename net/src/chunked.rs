@@ -187,4 +187,37 @@ mod tests {
         let long = vec![b'1'; MAX_SIZE_LINE + 10];
         assert_eq!(d.decode(&mut BytesMut::from(&long[..])), Err(ChunkedError::Malformed));
     }
+
+    proptest::proptest! {
+        /// Junk never panics the decoder and never yields more than the limit.
+        #[test]
+        fn never_panics_on_junk(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..400), split in 0usize..400) {
+            let mut d = ChunkedDecoder::new(64);
+            let split = split.min(raw.len());
+            let mut input = BytesMut::from(&raw[..split]);
+            let mut result = d.decode(&mut input);
+            if result == Ok(false) {
+                input.extend_from_slice(&raw[split..]);
+                result = d.decode(&mut input);
+            }
+            if result == Ok(true) {
+                proptest::prop_assert!(d.into_body().len() <= 64);
+            }
+        }
+
+        /// Any body encoded with any chunk sizes decodes back to itself.
+        #[test]
+        fn round_trip(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300), chunk in 1usize..50) {
+            let mut wire = Vec::new();
+            for c in body.chunks(chunk) {
+                wire.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                wire.extend_from_slice(c);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let mut d = ChunkedDecoder::new(300);
+            proptest::prop_assert_eq!(d.decode(&mut BytesMut::from(&wire[..])), Ok(true));
+            proptest::prop_assert_eq!(d.into_body().to_vec(), body);
+        }
+    }
 }

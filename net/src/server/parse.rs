@@ -238,4 +238,27 @@ mod tests {
         assert!(parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap().keep_alive);
         assert!(!parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap().keep_alive);
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the parser, and a parsed head never
+        /// claims more bytes than it was given.
+        #[test]
+        fn never_panics_on_junk(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Ok(Some(h)) = parse_head(&raw, 8, 512, 100) {
+                proptest::prop_assert!(h.len <= raw.len());
+                for (_, r) in &h.headers {
+                    proptest::prop_assert!(r.end <= h.len);
+                }
+            }
+        }
+
+        /// Valid heads with random header values round-trip the values.
+        #[test]
+        fn header_values_round_trip(v in "[a-zA-Z0-9 ;=,/.-]{0,40}") {
+            let raw = format!("GET /p HTTP/1.1\r\nX-V: {v}\r\n\r\n");
+            let h = parse_head(raw.as_bytes(), 8, 512, 100).unwrap().unwrap();
+            let (_, r) = &h.headers[0];
+            proptest::prop_assert_eq!(&raw.as_bytes()[r.clone()], v.trim().as_bytes());
+        }
+    }
 }
