@@ -191,7 +191,7 @@ impl Calculator {
             black_cube_cost: black.expected_cost,
             red_cube_cost: 0.0,
             additional_cube_cost: additional.as_ref().map_or(0.0, |c| c.expected_cost),
-            starforce_cost: starforce_cost,
+            starforce_cost,
         };
         let expected_cost = cost_breakdown.black_cube_cost
             + cost_breakdown.red_cube_cost

@@ -11,8 +11,7 @@ const MAN: u64 = 10_000;
 
 /// Formats a meso amount. Amounts beyond `u64::MAX` saturate (never panics).
 pub fn format_cost(cost: f64) -> String {
-    // `!(cost > 0.0)` also catches NaN.
-    if !(cost > 0.0) {
+    if cost.is_nan() || cost <= 0.0 {
         return "0".to_string();
     }
     // f64::round is half away from zero, i.e. half up for positive values;
