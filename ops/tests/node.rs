@@ -168,6 +168,11 @@ fn every_endpoint_gzip_etag_and_korean_names() {
     let eq = get(a, "/api/v2/characters/mechanic/equipment").json();
     assert_eq!(eq["character_class"], "메카닉");
     assert!(eq["item_equipment_preset_1"].as_array().unwrap().len() > 10);
+    let eq_gz = request(a, "GET", "/api/v2/characters/mechanic/equipment", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(eq_gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(eq_gz.header("x-cache"), Some("HIT"));
+    let unzipped: serde_json::Value = serde_json::from_slice(&gunzip(&eq_gz.body)).unwrap();
+    assert!(unzipped == eq, "the stored gzip holds the same equipment JSON");
 
     for name in ["아델", "강은호", "진격캐넌"] {
         let r = get(a, &format!("/api/v4/characters/{}/expectation", enc(name)));

@@ -26,6 +26,27 @@ impl Doc {
         Doc { json: json.into(), gzip: gz.into(), etag: etag.into() }
     }
 
+    /// Stores only the gzip form (about 8x smaller for Nexon JSON); the
+    /// JSON is recovered with [`Doc::plain`] when a client cannot take gzip.
+    pub fn gzip_only(json: &[u8]) -> Doc {
+        let etag = format!("\"{:016x}-{:x}\"", fnv1a64(json), json.len());
+        Doc { json: Arc::from(&[][..]), gzip: gzip(json).into(), etag: etag.into() }
+    }
+
+    pub fn is_gzip_only(&self) -> bool {
+        self.json.is_empty() && !self.gzip.is_empty()
+    }
+
+    /// The JSON bytes: stored, or decompressed from a gzip-only document
+    /// (at most `max_len` bytes; `None` if that is exceeded or corrupt).
+    pub fn plain(&self, max_len: usize) -> Option<std::borrow::Cow<'_, [u8]>> {
+        if self.is_gzip_only() {
+            gunzip(&self.gzip, max_len).map(std::borrow::Cow::Owned)
+        } else {
+            Some(std::borrow::Cow::Borrowed(&self.json))
+        }
+    }
+
     /// Rebuilds a document from stored gzip bytes (e.g. the equipment cache
     /// keeps only the gzip form). Returns `None` if the bytes are not gzip.
     pub fn from_gzip(gz: Vec<u8>, max_len: usize) -> Option<Doc> {
@@ -89,6 +110,18 @@ mod tests {
         assert_eq!(gunzip(&a.gzip, 1024).unwrap(), br#"{"a":1}"#);
         let again = Doc::from_gzip(a.gzip.to_vec(), 1024).unwrap();
         assert_eq!(again, a);
+    }
+
+    #[test]
+    fn gzip_only_keeps_the_etag_and_recovers_the_json() {
+        let json = br#"{"item_equipment":[1,2,3]}"#;
+        let full = Doc::from_json(json.to_vec());
+        let small = Doc::gzip_only(json);
+        assert!(small.is_gzip_only() && !full.is_gzip_only());
+        assert_eq!(small.etag, full.etag);
+        assert_eq!(&*small.plain(1024).unwrap(), json);
+        assert!(small.plain(4).is_none());
+        assert!(small.weight() < full.weight());
     }
 
     #[test]

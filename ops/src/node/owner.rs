@@ -164,7 +164,9 @@ impl Owner {
         self.cached_or_fetch("equipment", &self.equipment, &self.equipment_flights, name, force, move || async move {
             let ocid = this.ocid(&n).await?;
             let body = this.nexon.equipment(&ocid.0).await?;
-            let doc = Doc::from_json(body.to_vec());
+            // Stored compressed: rendering reads gzip directly, and most
+            // clients of the equipment route accept gzip.
+            let doc = Doc::gzip_only(&body);
             this.equipment.borrow_mut().insert(n.key.clone(), doc.clone(), Instant::now());
             this.metrics.cache_bytes("equipment", this.equipment.borrow().bytes());
             Ok((doc, CacheStatus::Miss))

@@ -200,6 +200,10 @@ pub fn doc_response(req: &Request, served: &Served) -> Response {
         Some(inm) if doc.matches_if_none_match(inm) => Response::new(304),
         _ if accepts_gzip(req.header("accept-encoding")) => Response::json(200, Bytes::from_owner(doc.gzip.clone()))
             .header("content-encoding", "gzip"),
+        _ if doc.is_gzip_only() => match doc.plain(crate::upstream::nexon::MAX_UPSTREAM_BODY) {
+            Some(json) => Response::json(200, json.into_owned()),
+            None => return error_json(500, "INTERNAL", "stored document does not decompress"),
+        },
         _ => Response::json(200, Bytes::from_owner(doc.json.clone())),
     };
     resp = resp
