@@ -32,6 +32,9 @@ const TAG_TOMBSTONE: u8 = 1;
 /// Entries read from the log per apply step.
 const APPLY_CHUNK: u64 = 1024;
 
+/// A live `(key, value)` of the state store.
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
 /// One key write produced by a committed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvWrite {
@@ -184,7 +187,7 @@ impl StateStore {
     }
 
     /// Every live `(key, value)` whose key starts with `prefix`, at most `limit`.
-    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StorageError> {
         let mut out = Vec::new();
         for item in self.kv.scan_prefix(prefix) {
             if out.len() >= limit {

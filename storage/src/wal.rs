@@ -524,9 +524,8 @@ impl Syncer {
     }
 
     fn check_append(&self, entries: &[Entry]) -> Result<(), StorageError> {
-        let mut expected = self.next_index;
         let mut term = self.last_term;
-        for e in entries {
+        for (expected, e) in (self.next_index..).zip(entries) {
             if e.index != expected {
                 return Err(StorageError::NonContiguous { expected, got: e.index });
             }
@@ -539,7 +538,6 @@ impl Syncer {
                     limit: self.shared.opts.max_entry_bytes,
                 });
             }
-            expected += 1;
             term = e.term;
         }
         Ok(())
