@@ -379,3 +379,12 @@ fn recalculation_invalidates_every_cores_read_copy() {
         assert_eq!(get(a, path).header("etag"), Some(new_tag.as_str()), "no core serves the old rendering");
     }
 }
+
+#[test]
+fn slow_upstream_is_a_504_after_the_timeout() {
+    let node = serve(&["--cores", "1", "--sim-latency-ms", "2000", "--upstream-timeout-ms", "200"]);
+    let r = get(node.addr, "/api/v4/characters/slowpoke/expectation");
+    assert_eq!(r.status, 504);
+    assert_eq!(r.json()["code"], "UPSTREAM_TIMEOUT");
+    assert!(metric(node.addr, "maple_upstream_calls_total{endpoint=\"id\",outcome=\"timeout\"}") >= 1.0);
+}
