@@ -100,6 +100,9 @@ pub struct RunArgs {
     /// Seed of the request mix and think times (runs repeat with the same seed).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// I/O driver of the bench threads: epoll, or auto (io_uring if available).
+    #[arg(long, value_enum, default_value = "epoll")]
+    pub driver: crate::run::Driver,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -200,6 +203,7 @@ pub fn config_for(a: &RunArgs) -> anyhow::Result<RunConfig> {
         timeout: a.timeout,
         drain: a.drain,
         seed: a.seed,
+        driver: a.driver,
     })
 }
 

@@ -38,6 +38,18 @@ pub struct RunConfig {
     /// Open loop: how long after `end` late lanes may still send due requests.
     pub drain: Duration,
     pub seed: u64,
+    pub driver: Driver,
+}
+
+/// monoio driver of the bench threads. For many small request/response
+/// round trips on loopback, epoll used less CPU per request than io_uring
+/// in our measurements (see bench/RESULTS.md), so it is the default; `auto`
+/// is monoio's FusionDriver (io_uring when the kernel allows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Driver {
+    #[default]
+    Epoll,
+    Auto,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +111,7 @@ struct Phase {
     hard_stop: Instant,
     timeout: Duration,
     seed: u64,
+    driver: Driver,
 }
 
 /// Runs the load and returns the merged report.
@@ -123,6 +136,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
             hard_stop: end + drain,
             timeout: cfg.timeout,
             seed: cfg.seed,
+            driver: cfg.driver,
         };
         // Lanes are dealt round-robin: thread k gets lanes k, k+threads, ...
         let lanes: Vec<(usize, LaneRequests)> = (thread..cfg.connections)
@@ -167,11 +181,8 @@ fn bucket_width(duration: Duration) -> Duration {
 }
 
 fn run_thread(phase: Phase, lanes: Vec<(usize, LaneRequests)>, bucket_width: Duration) -> Result<Recorder, RunError> {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .map_err(RunError::Runtime)?;
-    rt.block_on(async move {
+    let driver = phase.driver;
+    let work = async move {
         let phase = Rc::new(phase);
         let rec = Rc::new(RefCell::new(Recorder::new(bucket_width)));
         let tasks: Vec<_> = lanes
@@ -182,7 +193,19 @@ fn run_thread(phase: Phase, lanes: Vec<(usize, LaneRequests)>, bucket_width: Dur
             t.await;
         }
         let rec = Rc::try_unwrap(rec).ok().expect("every lane has finished");
-        Ok(rec.into_inner())
+        rec.into_inner()
+    };
+    Ok(match driver {
+        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map_err(RunError::Runtime)?
+            .block_on(work),
+        Driver::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .map_err(RunError::Runtime)?
+            .block_on(work),
     })
 }
 

@@ -118,6 +118,7 @@ fn config(target: &str, kind: WorkloadKind, pacing: Pacing, connections: usize, 
         timeout: Duration::from_secs(5),
         drain: Duration::from_secs(2),
         seed: 1,
+        driver: bench::run::Driver::Epoll,
     }
 }
 
