@@ -13,7 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn block_on<F: Future>(f: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("runtime").block_on(f)
+    if net::server::force_epoll() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime").block_on(f)
+    } else {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("runtime").block_on(f)
+    }
 }
 
 fn client(base_url: String) -> HttpClient {
@@ -253,4 +257,14 @@ fn https_against_local_rustls_server() {
             other => panic!("expected a TLS error, got {other:?}"),
         }
     });
+}
+
+#[test]
+fn fusion_driver_starts_with_timers() {
+    // io_uring when the kernel/seccomp allow it, epoll otherwise; both must work.
+    let legacy = block_on(async {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+        monoio::utils::is_legacy()
+    });
+    eprintln!("monoio driver: {}", if legacy { "legacy (epoll)" } else { "io_uring" });
 }

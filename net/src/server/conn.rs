@@ -233,6 +233,10 @@ impl<S: Service> Conn<'_, S> {
             if batch_full && !self.flush().await {
                 return End::Abort;
             }
+            if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+                // Do not keep a large body's buffer around for an idle connection.
+                self.buf = BytesMut::new();
+            }
             if !self.buf.is_empty() {
                 // The next pipelined request has started arriving already.
                 head_deadline = Some(Instant::now() + self.limits().header_read_timeout);

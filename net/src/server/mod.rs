@@ -146,6 +146,12 @@ impl BoundServer {
     }
 }
 
+/// `MAPLE_NET_DRIVER=epoll` forces the epoll driver even where io_uring
+/// works (to test the path Docker's default seccomp profile forces).
+pub fn force_epoll() -> bool {
+    std::env::var("MAPLE_NET_DRIVER").is_ok_and(|v| v.eq_ignore_ascii_case("epoll"))
+}
+
 fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -173,8 +179,7 @@ where
     S: Service,
     F: Fn(usize) -> S,
 {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?;
-    rt.block_on(async move {
+    let core_main = async move {
         if index == 0 {
             tracing::info!(legacy_epoll = monoio::utils::is_legacy(), "monoio driver (legacy = epoll fallback, io_uring blocked)");
         }
@@ -220,7 +225,12 @@ where
             }
         }
         Ok(())
-    })
+    };
+    if force_epoll() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build()?.block_on(core_main)
+    } else {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?.block_on(core_main)
+    }
 }
 
 async fn accept_loop<S: Service>(core: &Rc<Core<S>>, listener: monoio::net::TcpListener) {
