@@ -37,6 +37,9 @@ pub enum StorageError {
     /// refuses all further writes until it is reopened and recovered.
     #[error("write-ahead log is poisoned after an I/O failure: {0}")]
     Poisoned(String),
+    /// Another open log (this or another process) holds the directory.
+    #[error("write-ahead log directory {0} is in use by another process or handle")]
+    Locked(String),
     /// The syncer thread is gone (the log was closed).
     #[error("write-ahead log is closed")]
     Closed,

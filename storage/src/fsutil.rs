@@ -37,6 +37,29 @@ pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result
     Ok(())
 }
 
+/// Take an exclusive advisory lock on `dir/LOCK` for as long as the returned
+/// file stays open: two writers on one log would interleave records.
+pub fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("LOCK");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ctx(|| format!("open {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            return Err(StorageError::Locked(dir.display().to_string()));
+        }
+        return Err(StorageError::io(format!("flock {}", path.display()), err));
+    }
+    Ok(f)
+}
+
 /// Read a whole file, `None` if it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     match fs::read(path) {

@@ -167,6 +167,8 @@ pub(crate) struct Shared {
     pub(crate) fsync_latency_us: Mutex<Histogram<u64>>,
     pub(crate) entries_per_fsync: Mutex<Histogram<u64>>,
     recovery: Recovery,
+    /// Held open for the log's lifetime: the directory's flock.
+    _lock: fs::File,
 }
 
 struct SyncerThread(Option<JoinHandle<()>>);
@@ -195,6 +197,7 @@ impl Wal {
         opts.validate()?;
         let started = Instant::now();
         fs::create_dir_all(dir).ctx(|| format!("create dir {}", dir.display()))?;
+        let lock = fsutil::lock_dir(dir)?;
         remove_temp_files(dir)?;
         let purged = read_purge_mark(dir)?;
         let vote = read_vote_file(dir)?;
@@ -289,6 +292,7 @@ impl Wal {
             fsync_latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
             entries_per_fsync: Mutex::new(Histogram::new_with_bounds(1, 1 << 24, 2).expect("valid bounds")),
             recovery: rec.clone(),
+            _lock: lock,
         });
         let (tx, rx) = flume::bounded(opts.max_pending);
         let mut syncer = Syncer {

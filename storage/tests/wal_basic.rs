@@ -24,6 +24,16 @@ fn append_read_reopen_across_many_segments() {
 }
 
 #[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open(dir.path());
+    assert!(matches!(Wal::open(dir.path(), small_opts()), Err(StorageError::Locked(_))));
+    drop(wal);
+    let (wal, _) = open(dir.path());
+    assert_eq!(wal.last_index(), 0);
+}
+
+#[test]
 fn rejects_bad_appends_with_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = open(dir.path());
