@@ -151,7 +151,11 @@ impl StateStore {
     /// order; a key already written by entry `index` or later is left alone.
     pub fn apply(&self, index: u64, writes: &[KvWrite]) -> Result<Applied, StorageError> {
         let applied = self.applied_index();
-        assert!(index > applied, "entry {index} applied out of order (applied {applied})");
+        if index <= applied {
+            return Err(StorageError::InvalidArgument(format!(
+                "entry {index} applied out of order (applied up to {applied})"
+            )));
+        }
         let mut out = Applied::default();
         for (i, w) in writes.iter().enumerate() {
             if i == writes.len() / 2 && i > 0 {

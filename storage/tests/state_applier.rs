@@ -58,6 +58,7 @@ fn older_entries_never_overwrite_newer_keys_and_deletes_are_tombstones() {
     let store = StateStore::open(dir.path()).unwrap();
     let put = |k: &str, v: &str| KvWrite::Put { key: k.into(), value: v.into() };
     assert_eq!(store.apply(1, &[put("a", "1"), put("b", "1")]).unwrap().written, 2);
+    assert!(matches!(store.apply(1, &[put("a", "x")]), Err(storage::StorageError::InvalidArgument(_))));
     assert_eq!(store.apply(2, &[KvWrite::Delete { key: b"a".to_vec() }]).unwrap().written, 1);
     assert_eq!(store.get(b"a").unwrap(), None);
     assert_eq!(store.get(b"b").unwrap(), Some((1, b"1".to_vec())));
