@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use engine::expectation::{equipment, Calculator};
+use engine::expectation::cube::{CubeKind, CubeQuery, CubeTables};
+use engine::expectation::flame::{flame_expectation, FlameInput};
+use engine::expectation::{calculator::potential_part, equipment, Calculator};
 
 fn fixture(name: &str) -> Vec<u8> {
     let dir = std::env::var_os("MAPLE_SHARED_DATA")
@@ -44,6 +46,41 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(rendered.len() as u64));
     group.bench_function("render", |b| b.iter(|| serde_json::to_vec(black_box(&response)).unwrap()));
     group.bench_function("gzip", |b| b.iter(|| gzip(black_box(&rendered))));
+    group.finish();
+
+    // Where compute's time goes: every cube and flame query of the document's
+    // three presets (what compute would do without its per-item memo).
+    let json = equipment::plain_json(&input).unwrap();
+    let doc = equipment::parse(&json).unwrap();
+    let items: Vec<_> = (1..=3).flat_map(|n| doc.preset(n).iter()).collect();
+    let class = doc.character_class.as_deref().unwrap_or("");
+    let mut group = c.benchmark_group("calc_evan_parts");
+    group.bench_function("cube_all_items", |b| {
+        b.iter(|| {
+            for item in &items {
+                let (Some(grade), lines) = (item.potential_grade(), item.potential_lines()) else { continue };
+                let part = potential_part(&item.item_equipment_slot, item.item_equipment_part.as_deref());
+                let q = CubeQuery { kind: CubeKind::Black, slot: part, level: item.level(), grade, lines: &lines };
+                black_box(CubeTables::embedded().expectation(&q));
+            }
+        })
+    });
+    let null = serde_json::Value::Null;
+    group.bench_function("flame_all_items", |b| {
+        b.iter(|| {
+            for item in &items {
+                black_box(flame_expectation(&FlameInput {
+                    item_name: &item.item_name,
+                    slot: &item.item_equipment_slot,
+                    level: item.level(),
+                    character_class: class,
+                    add_option: item.item_add_option.as_ref().unwrap_or(&null),
+                    base_attack_power: item.base_attack_power(),
+                    base_magic_power: item.base_magic_power(),
+                }));
+            }
+        })
+    });
     group.finish();
 }
 
