@@ -48,7 +48,9 @@ impl Shutdown {
 
     /// Resolves once [`Shutdown::trigger`] has been called (from any thread).
     pub fn wait(&self) -> ShutdownWait {
-        ShutdownWait { shutdown: self.clone() }
+        ShutdownWait {
+            shutdown: self.clone(),
+        }
     }
 
     /// Trigger on SIGTERM or SIGINT (a background thread waits for them).
@@ -74,7 +76,9 @@ impl Shutdown {
 
 impl std::fmt::Debug for Shutdown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shutdown").field("triggered", &self.is_triggered()).finish()
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .finish()
     }
 }
 
@@ -123,7 +127,12 @@ impl LocalSignal {
 
     pub fn fire(&self) {
         self.fired.set(true);
-        let wakers: Vec<Waker> = self.slots.borrow_mut().iter_mut().filter_map(Option::take).collect();
+        let wakers: Vec<Waker> = self
+            .slots
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
         for w in wakers {
             w.wake();
         }
@@ -134,7 +143,10 @@ impl LocalSignal {
     }
 
     pub fn wait(&self) -> LocalWait<'_> {
-        LocalWait { signal: self, slot: None }
+        LocalWait {
+            signal: self,
+            slot: None,
+        }
     }
 }
 
@@ -193,7 +205,11 @@ mod tests {
             let mut w = Box::pin(sig.wait());
             assert!(w.as_mut().poll(&mut cx).is_pending());
         }
-        assert_eq!(sig.slots.borrow().len(), 1, "dropped waiters free their slot");
+        assert_eq!(
+            sig.slots.borrow().len(),
+            1,
+            "dropped waiters free their slot"
+        );
         let mut w = Box::pin(sig.wait());
         assert!(w.as_mut().poll(&mut cx).is_pending());
         sig.fire();

@@ -79,7 +79,10 @@ pub(crate) struct DateCache {
 
 impl DateCache {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if now != self.second.get() || self.text.borrow()[0] == 0 {
             *self.text.borrow_mut() = http_date(now);
             self.second.set(now);
@@ -91,8 +94,10 @@ impl DateCache {
 /// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) fn http_date(unix_secs: u64) -> [u8; 29] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] =
-        [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
     let days = unix_secs / 86_400;
     let rem = unix_secs % 86_400;
     let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
@@ -165,7 +170,11 @@ pub(crate) fn encode_response(
     if !no_body {
         let _ = write!(out, "\r\ncontent-length: {}", resp.body.len());
     }
-    out.extend_from_slice(if keep_alive { b"\r\nconnection: keep-alive\r\n\r\n" } else { b"\r\nconnection: close\r\n\r\n" });
+    out.extend_from_slice(if keep_alive {
+        b"\r\nconnection: keep-alive\r\n\r\n"
+    } else {
+        b"\r\nconnection: close\r\n\r\n"
+    });
     if head_only || no_body {
         None
     } else if copy_body {
@@ -207,7 +216,10 @@ mod tests {
     fn encode_adds_framing_and_drops_service_framing() {
         let d = DateCache::default();
         let mut out = Vec::new();
-        let r = Response::new(200).header("content-length", "999").header("x-a", "1").body("hi");
+        let r = Response::new(200)
+            .header("content-length", "999")
+            .header("x-a", "1")
+            .body("hi");
         assert!(encode_response(&mut out, &r, true, false, &d).is_none());
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: "));
@@ -217,8 +229,11 @@ mod tests {
         let mut out = Vec::new();
         let big = bytes::Bytes::from(vec![7u8; LARGE_BODY]);
         let r = Response::new(200).body(big.clone());
-        let rest = encode_response(&mut out, &r, true, false, &d).expect("large body returned, not copied");
+        let rest = encode_response(&mut out, &r, true, false, &d)
+            .expect("large body returned, not copied");
         assert_eq!(rest, big);
-        assert!(out.ends_with(format!("content-length: {LARGE_BODY}\r\nconnection: keep-alive\r\n\r\n").as_bytes()));
+        assert!(out.ends_with(
+            format!("content-length: {LARGE_BODY}\r\nconnection: keep-alive\r\n\r\n").as_bytes()
+        ));
     }
 }

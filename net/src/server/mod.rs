@@ -29,7 +29,12 @@ use std::time::Duration;
 ///
 /// `factory(core_index)` runs on that core's thread inside its runtime, so
 /// the service may `monoio::spawn` background tasks.
-pub fn run_server<S, F>(cfg: ServerConfig, factory: F, shutdown: Shutdown, drain: Duration) -> io::Result<ServerStats>
+pub fn run_server<S, F>(
+    cfg: ServerConfig,
+    factory: F,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> io::Result<ServerStats>
 where
     S: Service,
     F: Fn(usize) -> S + Send + Sync + 'static,
@@ -45,6 +50,7 @@ pub struct BoundServer {
     limits: config::Limits,
     stats: ServerStats,
     pin_cores: bool,
+    epoll: bool,
 }
 
 impl BoundServer {
@@ -53,7 +59,10 @@ impl BoundServer {
     pub fn bind(cfg: ServerConfig) -> io::Result<Self> {
         cfg.limits.validate()?;
         if cfg.cores == 0 || cfg.cores > 1024 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cores must be in 1..=1024"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cores must be in 1..=1024",
+            ));
         }
         let mut addr = cfg.addr;
         let mut listeners = Vec::with_capacity(cfg.cores);
@@ -62,7 +71,14 @@ impl BoundServer {
             addr = l.local_addr()?;
             listeners.push(l);
         }
-        Ok(BoundServer { listeners, local_addr: addr, limits: cfg.limits, stats: ServerStats::new(cfg.cores), pin_cores: false })
+        Ok(BoundServer {
+            listeners,
+            local_addr: addr,
+            limits: cfg.limits,
+            stats: ServerStats::new(cfg.cores),
+            pin_cores: false,
+            epoll: force_epoll(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -80,8 +96,20 @@ impl BoundServer {
         self
     }
 
+    /// Use the epoll driver instead of io_uring-with-epoll-fallback
+    /// (default: `MAPLE_NET_DRIVER=epoll` in the environment).
+    pub fn epoll(mut self, epoll: bool) -> Self {
+        self.epoll = epoll;
+        self
+    }
+
     /// Serve until `shutdown` is triggered; see [`run_server`].
-    pub fn run<S, F>(self, factory: F, shutdown: Shutdown, drain: Duration) -> io::Result<ServerStats>
+    pub fn run<S, F>(
+        self,
+        factory: F,
+        shutdown: Shutdown,
+        drain: Duration,
+    ) -> io::Result<ServerStats>
     where
         S: Service,
         F: Fn(usize) -> S + Send + Sync + 'static,
@@ -92,7 +120,9 @@ impl BoundServer {
         // runtime alive until every core has, so cross-core requests from a
         // slower core still get answered.
         let cores_busy = Arc::new(AtomicUsize::new(cores));
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let mut threads = Vec::with_capacity(cores);
         for (i, listener) in self.listeners.into_iter().enumerate() {
             let factory = factory.clone();
@@ -101,20 +131,33 @@ impl BoundServer {
             let counters = self.stats.core(i);
             let cores_busy = cores_busy.clone();
             let pin = self.pin_cores;
-            let spawned = std::thread::Builder::new().name(format!("maple-core-{i}")).spawn(move || {
-                if pin {
-                    if let Err(e) = monoio::utils::bind_to_cpu_set([i % cpus]) {
-                        tracing::warn!(core = i, error = ?e, "could not pin core thread");
+            let epoll = self.epoll;
+            let spawned = std::thread::Builder::new()
+                .name(format!("maple-core-{i}"))
+                .spawn(move || {
+                    if pin {
+                        if let Err(e) = monoio::utils::bind_to_cpu_set([i % cpus]) {
+                            tracing::warn!(core = i, error = ?e, "could not pin core thread");
+                        }
                     }
-                }
-                let result = run_core(i, listener, &*factory, limits, counters, &core_shutdown, drain, &cores_busy);
-                if result.is_err() {
-                    // One core failed: stop the others instead of serving half.
-                    core_shutdown.trigger();
-                    cores_busy.fetch_sub(1, Ordering::SeqCst);
-                }
-                result
-            });
+                    let result = run_core(
+                        i,
+                        listener,
+                        &*factory,
+                        limits,
+                        counters,
+                        &core_shutdown,
+                        drain,
+                        &cores_busy,
+                        epoll,
+                    );
+                    if result.is_err() {
+                        // One core failed: stop the others instead of serving half.
+                        core_shutdown.trigger();
+                        cores_busy.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    result
+                });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -174,6 +217,7 @@ fn run_core<S, F>(
     shutdown: &Shutdown,
     drain: Duration,
     cores_busy: &AtomicUsize,
+    epoll: bool,
 ) -> io::Result<()>
 where
     S: Service,
@@ -181,7 +225,10 @@ where
 {
     let core_main = async move {
         if index == 0 {
-            tracing::info!(legacy_epoll = monoio::utils::is_legacy(), "monoio driver (legacy = epoll fallback, io_uring blocked)");
+            tracing::info!(
+                legacy_epoll = monoio::utils::is_legacy(),
+                "monoio driver (legacy = epoll fallback, io_uring blocked)"
+            );
         }
         let listener = monoio::net::TcpListener::from_std(listener)?;
         let core = Rc::new(Core {
@@ -216,7 +263,11 @@ where
             monoio::time::sleep(TICK).await;
         }
         if core.connections.get() > 0 {
-            tracing::warn!(core = index, open = core.connections.get(), "drain budget exhausted, dropping connections");
+            tracing::warn!(
+                core = index,
+                open = core.connections.get(),
+                "drain budget exhausted, dropping connections"
+            );
             core.abort.fire();
             // Let the woken connection tasks run and drop their sockets.
             let give_up = monoio::time::Instant::now() + Duration::from_millis(200);
@@ -226,10 +277,16 @@ where
         }
         Ok(())
     };
-    if force_epoll() {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build()?.block_on(core_main)
+    if epoll {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()?
+            .block_on(core_main)
     } else {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?.block_on(core_main)
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()?
+            .block_on(core_main)
     }
 }
 
