@@ -403,3 +403,44 @@ fn large_bodies_keep_pipelined_order() {
     assert_eq!(sizes, vec![5, 200_000, 70_000, 5]);
     assert!(pending.is_empty(), "no stray bytes after the last answer");
 }
+
+#[test]
+fn many_concurrent_pipelining_clients_get_their_own_answers() {
+    let srv = TestServer::start(2, test_limits());
+    let addr = srv.addr;
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut pending = Vec::new();
+                for round in 0..10 {
+                    let mut batch = Vec::new();
+                    for k in 0..5 {
+                        let body = format!("c{c}r{round}k{k}");
+                        batch.extend_from_slice(
+                            format!("POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+                        );
+                    }
+                    s.write_all(&batch).unwrap();
+                    for k in 0..5 {
+                        let r = read_response(&mut s, &mut pending).unwrap();
+                        assert_eq!(r.body, format!("c{c}r{round}k{k}").as_bytes());
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    // Every connection is accounted for once the clients are gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats.total().connections_active != 0 {
+        assert!(Instant::now() < deadline, "connections_active never returned to 0");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let total = srv.stop().total();
+    assert_eq!((total.requests, total.connections_accepted), (800, 16));
+    assert_eq!(total.in_flight, 0);
+}
