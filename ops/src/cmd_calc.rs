@@ -30,14 +30,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let response = Calculator::embedded()
         .compute(&ign, &bytes, utc_now_iso())
         .with_context(|| format!("{} is not a usable equipment JSON", args.file.display()))?;
-    let mut out = std::io::stdout().lock();
-    if args.pretty {
-        serde_json::to_writer_pretty(&mut out, &response)?;
-    } else {
-        serde_json::to_writer(&mut out, &response)?;
+    let mut json = if args.pretty { serde_json::to_vec_pretty(&response)? } else { serde_json::to_vec(&response)? };
+    json.push(b'\n');
+    match std::io::stdout().lock().write_all(&json) {
+        // `maple calc … | head` closing the pipe early is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing the response"),
     }
-    writeln!(out)?;
-    Ok(())
 }
 
 /// Current UTC time as `YYYY-MM-DDTHH:MM:SS` (the original's LocalDateTime shape).
