@@ -41,7 +41,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Connections (closed loop) or lanes/users (open loop). Default per
-    /// workload: seed-v4 100, cold 16, likes 64, mixed 200, overload 256.
+    /// workload: seed-v4 100, cold 16, likes 64, mixed 200, overload 1024
+    /// (open loop: more lanes than the server admits, so its 503s can show).
     #[arg(long)]
     pub connections: Option<usize>,
     /// Measured phase, e.g. 10s, 500ms, 2m.
@@ -162,7 +163,7 @@ fn default_connections(kind: WorkloadKind) -> usize {
         WorkloadKind::Cold => 16,
         WorkloadKind::Likes => 64,
         WorkloadKind::Mixed => 200,
-        WorkloadKind::Overload => 256,
+        WorkloadKind::Overload => 1024,
     }
 }
 

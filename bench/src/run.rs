@@ -247,7 +247,7 @@ async fn lane_loop(phase: Rc<Phase>, rec: Rc<RefCell<Recorder>>, lane: usize, mu
             // error, not a silently skipped sample.
             let mut due = intended;
             while due < phase.end {
-                record("", Outcome::Unsent, None, None, due, phase.end);
+                record("(not sent)", Outcome::Unsent, None, None, due, phase.end);
                 due = sched.next_intended(now);
             }
             break;
