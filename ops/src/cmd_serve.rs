@@ -1,12 +1,16 @@
 //! `maple serve`: one node — HTTP API on every core, per-core shards,
 //! upstream (Nexon, a separate simulator, or the in-process simulator).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use engine::likes::{LikeBook, LikeLimits};
 
 use crate::config::{Config, ServeFlags, UpstreamTarget};
 use crate::metrics::NodeMetrics;
+use crate::cmd_token::DEV_JWT_SECRET;
+use crate::node::durable::{self, CoreStorage};
 use crate::node::{CoreService, NodeShared};
 use crate::sim::Simulator;
 
@@ -43,18 +47,62 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             format!("{base_url} ({})", if api_key.is_some() { "with API key" } else { "no API key" })
         }
     };
+    // Recover every core's log and store before serving and before the
+    // "listening" line scripts wait for: no request is answered (so
+    // /health/ready is not UP) until every core has recovered.
+    let recovered = recover_cores(&cfg.data_dir, cfg.cores)?;
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
     eprintln!(
         "maple serve: listening on {} ({} cores), upstream {upstream}",
         server.local_addr(),
         cfg.cores
     );
+    let jwt_secret = match &cfg.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            eprintln!("maple serve: WARNING no --jwt-secret / MAPLE_JWT_SECRET: using the dev secret {DEV_JWT_SECRET:?}");
+            DEV_JWT_SECRET.to_owned()
+        }
+    };
     let drain = cfg.drain;
-    let shared = Arc::new(NodeShared::new(cfg, Arc::new(NodeMetrics::new()), Some(server.stats()), shutdown.clone(), sim));
+    let metrics = Arc::new(NodeMetrics::new());
+    let shared = Arc::new(NodeShared::new(cfg, metrics, Some(server.stats()), shutdown.clone(), sim, recovered, jwt_secret));
+    let serving = shared.clone();
     let stats = server
-        .run(move |core| CoreService::new(core, shared.clone()), shutdown, drain)
+        .run(move |core| CoreService::new(core, serving.clone()), shutdown, drain)
         .context("serving")?;
     let total = stats.total();
     eprintln!("maple serve: stopped after {} requests", total.requests);
+    // Drained: make every core's state durable so the next start replays nothing.
+    for s in &shared.storage {
+        let index = s.final_checkpoint().with_context(|| format!("final checkpoint of core {}", s.core))?;
+        eprintln!("maple serve: core {} final checkpoint at log index {index}", s.core);
+    }
     Ok(())
+}
+
+/// Recover each core's storage on its own thread (they are independent).
+fn recover_cores(data_dir: &Path, cores: usize) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
+    let handles: Vec<_> = (0..cores)
+        .map(|core| {
+            let dir = data_dir.to_path_buf();
+            std::thread::spawn(move || durable::recover(&dir, core, LikeLimits::default()))
+        })
+        .collect();
+    let mut out = Vec::with_capacity(cores);
+    for (core, h) in handles.into_iter().enumerate() {
+        let (storage, book) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("recovery of core {core} panicked"))?
+            .with_context(|| format!("recovering {}", durable::core_dir(data_dir, core).display()))?;
+        eprintln!(
+            "maple serve: core {core} recovered in {:.1} ms: replayed {} log entries, dropped {} torn tail bytes, {} like relations",
+            storage.recovery.as_secs_f64() * 1e3,
+            storage.replayed,
+            storage.dropped_tail_bytes,
+            book.relations()
+        );
+        out.push((storage, book));
+    }
+    Ok(out)
 }

@@ -74,7 +74,7 @@ pub struct ServeFlags {
     /// Graceful-shutdown budget after SIGTERM, s [default: 10].
     #[arg(long, env = "MAPLE_DRAIN_SECS")]
     pub drain_secs: Option<u64>,
-    /// HS256 secret for user tokens (likes) [default: none; routes needing a user answer 401].
+    /// HS256 secret for user tokens (likes) [default: the dev secret `maple-dev-secret`, logged as a warning].
     #[arg(long, env = "MAPLE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 }
@@ -133,8 +133,7 @@ pub struct Config {
     pub max_in_flight: usize,
     pub max_connections: usize,
     pub drain: Duration,
-    /// For the user-token routes (likes), which the node does not mount yet.
-    #[allow(dead_code)]
+    /// HS256 secret of the user tokens of the like routes (`None`: the dev secret, with a warning).
     pub jwt_secret: Option<String>,
 }
 
@@ -223,7 +222,7 @@ mod tests {
         .unwrap();
         let flags = ServeFlags { cores: Some(2), ..Default::default() };
         let cfg = Config::merge(&flags, file).unwrap();
-        assert_eq!(cfg.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(cfg.listen, "127.0.0.1:9000".parse::<SocketAddr>().unwrap());
         assert_eq!(cfg.cores, 2, "flag wins over file");
         assert_eq!(cfg.cache_ttl, Duration::from_secs(60));
         assert_eq!(cfg.drain, Duration::from_secs(10));

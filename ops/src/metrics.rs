@@ -9,7 +9,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
+
+use storage::{StateStats, WalStats};
+
+use crate::node::durable::CoreStorage;
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -38,6 +43,7 @@ pub struct NodeMetrics {
     in_flight: Family<Labels, Gauge>,
     cross_core: Family<Labels, Counter>,
     cache_bytes: Family<Labels, Gauge>,
+    like_toggles: Family<Labels, Counter>,
 }
 
 impl NodeMetrics {
@@ -61,7 +67,9 @@ impl NodeMetrics {
         registry.register("cross_core_messages", "Requests forwarded to the owner core, by sending core and result", cross_core.clone());
         let cache_bytes = Family::<Labels, Gauge>::default();
         registry.register("cache_bytes", "Bytes held by each per-core cache", cache_bytes.clone());
-        NodeMetrics { registry, requests, latency, cache, flight_joins, upstream_calls, breaker_state, in_flight, cross_core, cache_bytes }
+        let like_toggles = Family::<Labels, Counter>::default();
+        registry.register("likes_toggles", "Like toggles by owner core and result (ok, invalid, busy, unavailable)", like_toggles.clone());
+        NodeMetrics { registry, requests, latency, cache, flight_joins, upstream_calls, breaker_state, in_flight, cross_core, cache_bytes, like_toggles }
     }
 
     pub fn core(&self, core: usize) -> CoreMetrics {
@@ -77,17 +85,30 @@ impl NodeMetrics {
             in_flight: self.in_flight.get_or_create_owned(&vec![("core", c.clone())]),
             cross_core: self.cross_core.clone(),
             cache_bytes: self.cache_bytes.clone(),
+            like_toggles: self.like_toggles.clone(),
             local: RefCell::new(LocalHandles::default()),
         }
     }
 
-    /// OpenMetrics text: our registry, then the HTTP server's own counters.
-    pub fn render(&self, server: Option<&net::ServerStats>) -> String {
+    /// OpenMetrics text: our registry, the HTTP server's own counters, then
+    /// each core's log and state store.
+    pub fn render(&self, server: Option<&net::ServerStats>, storage: &[Arc<CoreStorage>]) -> String {
         let mut out = String::with_capacity(16 * 1024);
         encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
         if let Some(stats) = server {
             render_server_stats(&mut out, stats);
         }
+        let snapshots: Vec<StorageSnapshot> = storage
+            .iter()
+            .map(|s| StorageSnapshot {
+                wal: s.wal_stats(),
+                state: s.state_stats(),
+                recovery_seconds: s.recovery.as_secs_f64(),
+                replayed: s.replayed,
+                dropped_tail_bytes: s.dropped_tail_bytes,
+            })
+            .collect();
+        render_storage(&mut out, &snapshots);
         encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
@@ -119,6 +140,63 @@ fn render_server_stats(out: &mut String, stats: &net::ServerStats) {
     family("timeouts", "counter", "Connections closed by header or idle timeout", &|s| s.timeout_header + s.timeout_idle);
 }
 
+/// One core's storage numbers at scrape time.
+pub struct StorageSnapshot {
+    pub wal: WalStats,
+    pub state: StateStats,
+    pub recovery_seconds: f64,
+    pub replayed: u64,
+    pub dropped_tail_bytes: u64,
+}
+
+/// fdatasync latency buckets, seconds.
+const FSYNC_BUCKETS: [f64; 12] = [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0];
+
+fn render_storage(out: &mut String, cores: &[StorageSnapshot]) {
+    let mut family = |name: &str, kind: &str, help: &str, get: &dyn Fn(&StorageSnapshot) -> Option<f64>| {
+        let _ = writeln!(out, "# HELP maple_{name} {help}");
+        let _ = writeln!(out, "# TYPE maple_{name} {kind}");
+        let suffix = if kind == "counter" { "_total" } else { "" };
+        for (i, s) in cores.iter().enumerate() {
+            if let Some(v) = get(s) {
+                let _ = writeln!(out, "maple_{name}{suffix}{{core=\"{i}\"}} {v}");
+            }
+        }
+    };
+    family("wal_fsyncs", "counter", "fdatasync calls of each core's write-ahead log", &|s| Some(s.wal.fsyncs as f64));
+    family("wal_entries_per_fsync", "gauge", "Mean entries made durable by one fdatasync (group commit)", &|s| {
+        Some(s.wal.mean_entries_per_fsync())
+    });
+    family("wal_log_bytes", "gauge", "Bytes of records in the retained log segments", &|s| Some(s.wal.log_bytes as f64));
+    family("wal_backpressure", "counter", "Appends refused because the log queue was full (503)", &|s| {
+        Some(s.wal.backpressure_rejections as f64)
+    });
+    family("state_apply_lag", "gauge", "Durable log entries not yet applied to the state store", &|s| Some(s.state.apply_lag as f64));
+    family("state_checkpoint_age_seconds", "gauge", "Time since the last durable state checkpoint", &|s| {
+        s.state.checkpoint_age.map(|a| a.as_secs_f64())
+    });
+    family("recovery_seconds", "gauge", "Time the core's recovery took at start", &|s| Some(s.recovery_seconds));
+    family("recovery_replayed_entries", "gauge", "Log entries replayed into the state store at start (0 after a clean stop)", &|s| {
+        Some(s.replayed as f64)
+    });
+    family("recovery_dropped_tail_bytes", "gauge", "Torn log tail bytes discarded at start (0 after a clean stop)", &|s| {
+        Some(s.dropped_tail_bytes as f64)
+    });
+    let _ = writeln!(out, "# HELP maple_wal_fsync_seconds fdatasync latency of each core's write-ahead log");
+    let _ = writeln!(out, "# TYPE maple_wal_fsync_seconds histogram");
+    for (i, s) in cores.iter().enumerate() {
+        let h = &s.wal.fsync_latency_us;
+        for le in FSYNC_BUCKETS {
+            let limit_us = (le * 1e6) as u64;
+            let n: u64 = h.iter_recorded().filter(|v| v.value_iterated_to() <= limit_us).map(|v| v.count_at_value()).sum();
+            let _ = writeln!(out, "maple_wal_fsync_seconds_bucket{{core=\"{i}\",le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "maple_wal_fsync_seconds_bucket{{core=\"{i}\",le=\"+Inf\"}} {}", h.len());
+        let _ = writeln!(out, "maple_wal_fsync_seconds_sum{{core=\"{i}\"}} {}", s.wal.fsync_seconds_total);
+        let _ = writeln!(out, "maple_wal_fsync_seconds_count{{core=\"{i}\"}} {}", h.len());
+    }
+}
+
 #[derive(Default)]
 struct LocalHandles {
     requests: HashMap<(&'static str, u16), Counter>,
@@ -127,6 +205,7 @@ struct LocalHandles {
     upstream: HashMap<(&'static str, &'static str), Counter>,
     cross_core: HashMap<&'static str, Counter>,
     cache_bytes: HashMap<&'static str, Gauge>,
+    like_toggles: HashMap<&'static str, Counter>,
 }
 
 /// One core's handles. Not `Send`: lives on its core.
@@ -141,6 +220,7 @@ pub struct CoreMetrics {
     in_flight: Gauge,
     cross_core: Family<Labels, Counter>,
     cache_bytes: Family<Labels, Gauge>,
+    like_toggles: Family<Labels, Counter>,
     local: RefCell<LocalHandles>,
 }
 
@@ -182,6 +262,16 @@ impl CoreMetrics {
             .entry(cache)
             .or_insert_with(|| self.cache_bytes.get_or_create_owned(&vec![("cache", cache.to_string()), ("core", self.core.clone())]))
             .set(bytes as i64);
+    }
+
+    /// `result`: ok, invalid, busy, unavailable (counted on the owner core).
+    pub fn like_toggle(&self, result: &'static str) {
+        let mut local = self.local.borrow_mut();
+        local
+            .like_toggles
+            .entry(result)
+            .or_insert_with(|| self.like_toggles.get_or_create_owned(&vec![("core", self.core.clone()), ("result", result.to_string())]))
+            .inc();
     }
 
     pub fn flight_join(&self) {
@@ -231,7 +321,9 @@ mod tests {
         c0.cache("expectation", "hit");
         c0.upstream("equipment", "ok");
         c0.flight_join();
-        let text = node.render(None);
+        c0.like_toggle("ok");
+        let text = node.render(None, &[]);
+        assert!(text.contains("maple_likes_toggles_total{core=\"0\",result=\"ok\"} 1"), "{text}");
         assert!(text.contains("maple_http_requests_total{route=\"expectation\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("maple_cache_lookups_total{cache=\"expectation\",result=\"hit\",core=\"0\"} 1"), "{text}");
         assert!(text.contains("maple_singleflight_joins_total{core=\"0\"} 1"), "{text}");

@@ -130,6 +130,29 @@ impl LikeBook {
         result
     }
 
+    /// Undo a toggle whose record never reached the log (the append was
+    /// refused, e.g. backpressure): restore the relation and forget the
+    /// idempotency key, so a retry decides afresh. Only valid for the most
+    /// recent record of this (user, character), before anything else touched it.
+    pub fn revert(&mut self, record: &LikeRecord) {
+        let set = self.likers.entry(record.character.clone()).or_default();
+        if record.liked {
+            if set.remove(&record.user) {
+                self.relations -= 1;
+            }
+        } else if set.insert(record.user.clone()) {
+            self.relations += 1;
+        }
+        if set.is_empty() {
+            self.likers.remove(&record.character);
+        }
+        if let Some(key) = &record.idempotency_key {
+            // The stale entry left in `answered_order` is harmless: evicting
+            // an absent id is a no-op.
+            self.answered.remove(&(record.user.clone(), key.clone()));
+        }
+    }
+
     fn remember(&mut self, user: String, key: String, result: LikeResult) {
         let id = (user, key);
         if self.answered.contains_key(&id) {

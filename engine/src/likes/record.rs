@@ -94,7 +94,8 @@ impl LikeRecord {
 }
 
 pub(crate) const COUNT_PREFIX: &[u8] = b"like/c/";
-pub(crate) const RELATION_PREFIX: &[u8] = b"like/u/";
+/// Key prefix of the relation keys (`like/u/{character}\0{user}`), for loading a book.
+pub const RELATION_PREFIX: &[u8] = b"like/u/";
 
 pub(crate) fn count_key(character: &str) -> Vec<u8> {
     [COUNT_PREFIX, character.as_bytes()].concat()

@@ -6,13 +6,17 @@
 //! that core's bounded flume channel, reply on a oneshot. No locks, no
 //! shared maps; the only shared mutable state is per-slot atomic versions.
 
+pub mod durable;
 pub mod error;
+pub mod likes;
 pub mod owner;
 pub mod render;
 pub mod route;
 pub mod service;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use engine::likes::{LikeBook, LikeResult};
 
 use engine::shard::SlotVersions;
 use replication::SlotMap;
@@ -32,6 +36,14 @@ pub struct OwnerMsg {
     pub reply: futures::channel::oneshot::Sender<Result<owner::Served, error::NodeError>>,
 }
 
+/// A like request for a character another core owns.
+pub struct LikeMsg {
+    pub user: String,
+    pub character: String,
+    pub op: likes::LikeOp,
+    pub reply: futures::channel::oneshot::Sender<Result<LikeResult, likes::LikeFail>>,
+}
+
 /// Read-only state every core shares (`Send + Sync`).
 pub struct NodeShared {
     pub cfg: Config,
@@ -43,6 +55,15 @@ pub struct NodeShared {
     pub sim: Option<Arc<Simulator>>,
     pub to_core: Vec<flume::Sender<OwnerMsg>>,
     pub inbox: Vec<flume::Receiver<OwnerMsg>>,
+    pub like_to_core: Vec<flume::Sender<LikeMsg>>,
+    pub like_inbox: Vec<flume::Receiver<LikeMsg>>,
+    /// Each core's recovered log + store (index = core).
+    pub storage: Vec<Arc<durable::CoreStorage>>,
+    /// Each core's recovered like book, taken once by that core at start
+    /// (the lock is never touched on a request path).
+    pub books: Vec<Mutex<Option<LikeBook>>>,
+    /// HS256 secret of user tokens.
+    pub jwt_secret: String,
 }
 
 impl NodeShared {
@@ -52,8 +73,13 @@ impl NodeShared {
         server_stats: Option<net::ServerStats>,
         shutdown: net::Shutdown,
         sim: Option<Arc<Simulator>>,
+        recovered: Vec<(durable::CoreStorage, LikeBook)>,
+        jwt_secret: String,
     ) -> NodeShared {
+        assert_eq!(recovered.len(), cfg.cores, "one recovered storage per core");
         let (to_core, inbox) = (0..cfg.cores).map(|_| flume::bounded(CROSS_CORE_QUEUE)).unzip();
+        let (like_to_core, like_inbox) = (0..cfg.cores).map(|_| flume::bounded(CROSS_CORE_QUEUE)).unzip();
+        let (storage, books) = recovered.into_iter().map(|(s, b)| (Arc::new(s), Mutex::new(Some(b)))).unzip();
         NodeShared {
             slots: SlotMap::single_node(cfg.cores),
             versions: SlotVersions::new(replication::SLOT_COUNT as usize),
@@ -64,6 +90,11 @@ impl NodeShared {
             sim,
             to_core,
             inbox,
+            like_to_core,
+            like_inbox,
+            storage,
+            books,
+            jwt_secret,
         }
     }
 }

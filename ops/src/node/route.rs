@@ -15,6 +15,10 @@ pub enum Route {
     Equipment,
     /// `GET /api/v1/characters/{ign}`
     Basic,
+    /// `POST /api/v2/characters/{ign}/like` (JWT user)
+    LikeToggle,
+    /// `GET /api/v2/characters/{ign}/like/status` (JWT user)
+    LikeStatus,
     Metrics,
     Live,
     Ready,
@@ -29,6 +33,8 @@ impl Route {
             Route::Recalculate => "expectation_recalculate",
             Route::Equipment => "equipment",
             Route::Basic => "basic",
+            Route::LikeToggle => "like_toggle",
+            Route::LikeStatus => "like_status",
             Route::Metrics => "metrics",
             Route::Live => "health_live",
             Route::Ready => "health_ready",
@@ -82,6 +88,8 @@ pub fn route(method: &str, path: &str, query: &str) -> Result<(Route, Option<Nam
         }
         ["api", "v4", "characters", ign, "expectation", "recalculate"] => (Route::Recalculate, Some(*ign), "POST"),
         ["api", "v2", "characters", ign, "equipment"] => (Route::Equipment, Some(*ign), "GET"),
+        ["api", "v2", "characters", ign, "like"] => (Route::LikeToggle, Some(*ign), "POST"),
+        ["api", "v2", "characters", ign, "like", "status"] => (Route::LikeStatus, Some(*ign), "GET"),
         ["api", "v1", "characters", ign] => (Route::Basic, Some(*ign), "GET"),
         _ => return Err(RouteError::NotFound),
     };
@@ -127,6 +135,9 @@ mod tests {
         assert_eq!(route("GET", "/api/v2/characters/a/equipment", "").unwrap().0, Route::Equipment);
         assert_eq!(route("GET", "/api/v1/characters/a", "").unwrap().0, Route::Basic);
         assert_eq!(route("GET", "/metrics", "").unwrap(), (Route::Metrics, None));
+        assert_eq!(route("POST", "/api/v2/characters/a/like", "").unwrap().0, Route::LikeToggle);
+        assert_eq!(route("GET", "/api/v2/characters/a/like/status", "").unwrap().0, Route::LikeStatus);
+        assert_eq!(route("GET", "/api/v2/characters/a/like", ""), Err(RouteError::MethodNotAllowed { allow: "POST" }));
         assert_eq!(route("GET", "/health/ready", "").unwrap().0, Route::Ready);
     }
 

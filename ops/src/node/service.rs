@@ -12,12 +12,16 @@ use engine::shard::{ByteLru, Doc, Weigh};
 use net::{Request, Response};
 
 use super::error::{error_json, NodeError};
+use super::likes::{LikeFail, LikeOp, LikeShard};
 use super::owner::{CacheConfig, CacheStatus, Op, Owner, Served};
 use super::route::{route, Name, Route, RouteError};
-use super::{NodeShared, OwnerMsg};
+use super::{LikeMsg, NodeShared, OwnerMsg};
 use crate::config::UpstreamTarget;
 use crate::metrics::CoreMetrics;
 use crate::upstream::{BreakerConfig, Nexon, Transport};
+
+/// Longest accepted `Idempotency-Key` header (the like book's own limit).
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
 /// A copy of another core's rendered expectation, valid while the slot's
 /// version is unchanged and it is younger than the TTL.
@@ -37,6 +41,7 @@ pub struct CoreService {
     core: usize,
     shared: Arc<NodeShared>,
     owner: Rc<Owner>,
+    likes: Rc<LikeShard>,
     read_copies: RefCell<ByteLru<ReadCopy>>,
     metrics: Rc<CoreMetrics>,
 }
@@ -72,8 +77,27 @@ impl CoreService {
                 });
             }
         });
+        let book = shared.books[core]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("each core takes its recovered like book once");
+        let likes = Rc::new(LikeShard::new(book, shared.storage[core].clone(), metrics.clone()));
+        let like_inbox = shared.like_inbox[core].clone();
+        let serving = likes.clone();
+        monoio::spawn(async move {
+            // Bounded like the owner inbox: the sender bounds its in-flight requests.
+            while let Ok(msg) = like_inbox.recv_async().await {
+                let likes = serving.clone();
+                monoio::spawn(async move {
+                    let result = likes.serve(&msg.user, &msg.character, msg.op).await;
+                    let _ = msg.reply.send(result);
+                });
+            }
+        });
         CoreService {
             core,
+            likes,
             read_copies: RefCell::new(ByteLru::new(shared.cfg.cache_read_copy_bytes.max(1), shared.cfg.cache_ttl)),
             shared,
             owner,
@@ -105,7 +129,36 @@ impl CoreService {
             }
             (Route::Metrics, _) => Response::new(200)
                 .header("content-type", crate::metrics::CONTENT_TYPE)
-                .body(self.shared.metrics.render(self.shared.server_stats.as_ref())),
+                .body(self.shared.metrics.render(self.shared.server_stats.as_ref(), &self.shared.storage)),
+            (route @ (Route::LikeToggle | Route::LikeStatus), Some(name)) => {
+                let user = match self.user(req) {
+                    Ok(user) => user,
+                    Err(resp) => return (label, resp),
+                };
+                let op = if route == Route::LikeToggle {
+                    match req.header("idempotency-key") {
+                        None => LikeOp::Toggle { idempotency_key: None },
+                        Some(k) => match std::str::from_utf8(k) {
+                            Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_BYTES => {
+                                LikeOp::Toggle { idempotency_key: Some(k.to_owned()) }
+                            }
+                            _ => {
+                                let msg = format!("Idempotency-Key must be 1..={MAX_IDEMPOTENCY_KEY_BYTES} bytes of UTF-8");
+                                return (label, error_json(400, "BAD_REQUEST", &msg));
+                            }
+                        },
+                    }
+                } else {
+                    LikeOp::Status
+                };
+                match self.like(user, name, op).await {
+                    Ok(r) => {
+                        let body = serde_json::json!({ "liked": r.liked, "likeCount": r.like_count });
+                        Response::json(200, serde_json::to_vec(&body).expect("json value serialises"))
+                    }
+                    Err(e) => e.to_response(),
+                }
+            }
             (route, Some(name)) => {
                 let op = match route {
                     Route::Expectation { force } => Op::Expectation { force },
@@ -149,6 +202,38 @@ impl CoreService {
             self.read_copies.borrow_mut().insert(key, copy, Instant::now());
         }
         Ok(served)
+    }
+
+    /// The caller: `sub` of the HS256 token in `Authorization: Bearer`.
+    fn user(&self, req: &Request) -> Result<String, Response> {
+        let unauthorized = |msg: &str| error_json(401, "UNAUTHORIZED", msg).header("www-authenticate", "Bearer");
+        let header = req.header("authorization").ok_or_else(|| unauthorized("missing Authorization: Bearer token"))?;
+        let token = std::str::from_utf8(header)
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("Authorization must be 'Bearer <token>'"))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match net::jwt::verify(self.shared.jwt_secret.as_bytes(), token, now) {
+            Ok(claims) => Ok(claims.sub),
+            Err(e) => Err(unauthorized(&format!("invalid token: {e}"))),
+        }
+    }
+
+    /// A like request, answered by the character's owner core once durable.
+    async fn like(&self, user: String, name: Name, op: LikeOp) -> Result<engine::likes::LikeResult, LikeFail> {
+        let owner = self.shared.slots.owner_core(name.slot);
+        if owner == self.core {
+            return self.likes.serve(&user, &name.key, op).await;
+        }
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let msg = LikeMsg { user, character: name.key, op, reply: tx };
+        if self.shared.like_to_core[owner].try_send(msg).is_err() {
+            self.metrics.cross_core("full");
+            return Err(LikeFail::Busy("owner core queue is full".into()));
+        }
+        self.metrics.cross_core("sent");
+        rx.await.map_err(|_| LikeFail::Unavailable("owner core dropped the request".into()))?
     }
 
     fn read_copy(&self, name: &Name) -> Option<Served> {

@@ -1,0 +1,147 @@
+//! The like shard of one owner core: the in-memory [`LikeBook`] of the
+//! characters this core owns, fed to and acknowledged from the core's log.
+//!
+//! Durability rule (why no answer can show a state that may be lost):
+//! a toggle changes the book and appends its record to the log in the same
+//! synchronous step (no await in between), so the log order equals the book
+//! order and `last_appended` is the newest record the book reflects. EVERY
+//! answer read from the book — the toggle's own, an idempotent replay, a
+//! status — is sent only after the log is durable up to the `last_appended`
+//! seen when the answer was read. The log becomes durable in index order,
+//! so waiting for that one append implies every earlier one. A state that
+//! never became durable is therefore never acknowledged to anyone.
+//! If an append is refused (backpressure) the change is reverted at once,
+//! before anything else could read it; if a durable write fails, the log is
+//! poisoned and the shard refuses every later like request (503) until a
+//! restart rebuilds the book from disk.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use engine::likes::{LikeBook, LikeError, LikeResult};
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use storage::{Entry, StorageError};
+
+use super::durable::{self, CoreStorage, TERM};
+use crate::metrics::CoreMetrics;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LikeOp {
+    Toggle { idempotency_key: Option<String> },
+    Status,
+}
+
+/// Why a like request failed; maps to an HTTP error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LikeFail {
+    Invalid(String),
+    /// Log queue full or book full: retry later (503 + Retry-After).
+    Busy(String),
+    /// The log failed; nothing is acknowledged until a restart (503).
+    Unavailable(String),
+}
+
+impl LikeFail {
+    pub fn to_response(&self) -> net::Response {
+        use super::error::error_json;
+        match self {
+            LikeFail::Invalid(m) => error_json(400, "BAD_REQUEST", m),
+            LikeFail::Busy(m) => error_json(503, "STORAGE_BUSY", m),
+            LikeFail::Unavailable(m) => error_json(503, "STORAGE_UNAVAILABLE", m),
+        }
+    }
+}
+
+type Durable = Shared<LocalBoxFuture<'static, Result<u64, String>>>;
+
+pub struct LikeShard {
+    book: RefCell<LikeBook>,
+    storage: Arc<CoreStorage>,
+    next_index: Cell<u64>,
+    /// The newest append; resolves when it (and so every earlier one) is durable.
+    last_appended: RefCell<Option<Durable>>,
+    poisoned: RefCell<Option<String>>,
+    metrics: Rc<CoreMetrics>,
+}
+
+impl LikeShard {
+    pub fn new(book: LikeBook, storage: Arc<CoreStorage>, metrics: Rc<CoreMetrics>) -> LikeShard {
+        let next = storage.wal.last_index() + 1;
+        LikeShard {
+            book: RefCell::new(book),
+            storage,
+            next_index: Cell::new(next),
+            last_appended: RefCell::new(None),
+            poisoned: RefCell::new(None),
+            metrics,
+        }
+    }
+
+    pub async fn serve(self: &Rc<Self>, user: &str, character: &str, op: LikeOp) -> Result<LikeResult, LikeFail> {
+        let r = self.serve_inner(user, character, op.clone()).await;
+        if let LikeOp::Toggle { .. } = op {
+            self.metrics.like_toggle(match &r {
+                Ok(_) => "ok",
+                Err(LikeFail::Invalid(_)) => "invalid",
+                Err(LikeFail::Busy(_)) => "busy",
+                Err(LikeFail::Unavailable(_)) => "unavailable",
+            });
+        }
+        r
+    }
+
+    async fn serve_inner(self: &Rc<Self>, user: &str, character: &str, op: LikeOp) -> Result<LikeResult, LikeFail> {
+        if let Some(why) = self.poisoned.borrow().clone() {
+            return Err(LikeFail::Unavailable(why));
+        }
+        let result = match op {
+            LikeOp::Status => self.book.borrow().status(user, character).map_err(invalid)?,
+            LikeOp::Toggle { idempotency_key } => {
+                let toggled = self.book.borrow_mut().toggle(user, character, idempotency_key.as_deref()).map_err(invalid)?;
+                if let Some(record) = toggled.record {
+                    let index = self.next_index.get();
+                    let entry = Entry::new(TERM, index, durable::like_payload(&record));
+                    match self.storage.wal.append(vec![entry]) {
+                        Ok(fut) => {
+                            self.next_index.set(index + 1);
+                            let shared = fut.map(|r| r.map_err(|e: StorageError| e.to_string())).boxed_local().shared();
+                            *self.last_appended.borrow_mut() = Some(shared);
+                        }
+                        Err(e) => {
+                            // Nothing reached the log: undo before anyone reads it.
+                            self.book.borrow_mut().revert(&record);
+                            return Err(match e {
+                                StorageError::Backpressure { .. } => LikeFail::Busy(e.to_string()),
+                                e => self.poison(e.to_string()),
+                            });
+                        }
+                    }
+                }
+                toggled.result
+            }
+        };
+        // Wait until what this answer reflects is durable (see the module doc).
+        let pending = self.last_appended.borrow().clone();
+        if let Some(durable) = pending {
+            match durable.await {
+                Ok(index) => self.storage.applier.notify_committed(index),
+                Err(e) => return Err(self.poison(e)),
+            }
+        }
+        Ok(result)
+    }
+
+    fn poison(&self, why: String) -> LikeFail {
+        let why = format!("like log failed, restart needed: {why}");
+        *self.poisoned.borrow_mut() = Some(why.clone());
+        LikeFail::Unavailable(why)
+    }
+}
+
+fn invalid(e: LikeError) -> LikeFail {
+    match e {
+        LikeError::Full => LikeFail::Busy(e.to_string()),
+        e => LikeFail::Invalid(e.to_string()),
+    }
+}
