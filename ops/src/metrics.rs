@@ -44,6 +44,7 @@ pub struct NodeMetrics {
     cross_core: Family<Labels, Counter>,
     cache_bytes: Family<Labels, Gauge>,
     like_toggles: Family<Labels, Counter>,
+    write_behind: Family<Labels, Counter>,
 }
 
 impl NodeMetrics {
@@ -54,7 +55,7 @@ impl NodeMetrics {
         let latency = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register("http_request_duration_seconds", "Service time per request, by core and route", latency.clone());
         let cache = Family::<Labels, Counter>::default();
-        registry.register("cache_lookups", "Cache lookups by cache, result (hit, miss, stale, read_copy) and core", cache.clone());
+        registry.register("cache_lookups", "Cache lookups by cache, result (hit, miss, stale, read_copy, store) and core", cache.clone());
         let flight_joins = Family::<Labels, Counter>::default();
         registry.register("singleflight_joins", "Requests that joined an upstream fetch already in flight", flight_joins.clone());
         let upstream_calls = Family::<Labels, Counter>::default();
@@ -69,7 +70,22 @@ impl NodeMetrics {
         registry.register("cache_bytes", "Bytes held by each per-core cache", cache_bytes.clone());
         let like_toggles = Family::<Labels, Counter>::default();
         registry.register("likes_toggles", "Like toggles by owner core and result (ok, invalid, busy, unavailable)", like_toggles.clone());
-        NodeMetrics { registry, requests, latency, cache, flight_joins, upstream_calls, breaker_state, in_flight, cross_core, cache_bytes, like_toggles }
+        let write_behind = Family::<Labels, Counter>::default();
+        registry.register("expectation_write_behind", "Fresh expectations written behind to the log, by result (appended, refused, too_large)", write_behind.clone());
+        NodeMetrics {
+            registry,
+            requests,
+            latency,
+            cache,
+            flight_joins,
+            upstream_calls,
+            breaker_state,
+            in_flight,
+            cross_core,
+            cache_bytes,
+            like_toggles,
+            write_behind,
+        }
     }
 
     pub fn core(&self, core: usize) -> CoreMetrics {
@@ -86,6 +102,7 @@ impl NodeMetrics {
             cross_core: self.cross_core.clone(),
             cache_bytes: self.cache_bytes.clone(),
             like_toggles: self.like_toggles.clone(),
+            write_behind: self.write_behind.clone(),
             local: RefCell::new(LocalHandles::default()),
         }
     }
@@ -206,6 +223,7 @@ struct LocalHandles {
     cross_core: HashMap<&'static str, Counter>,
     cache_bytes: HashMap<&'static str, Gauge>,
     like_toggles: HashMap<&'static str, Counter>,
+    write_behind: HashMap<&'static str, Counter>,
 }
 
 /// One core's handles. Not `Send`: lives on its core.
@@ -221,6 +239,7 @@ pub struct CoreMetrics {
     cross_core: Family<Labels, Counter>,
     cache_bytes: Family<Labels, Gauge>,
     like_toggles: Family<Labels, Counter>,
+    write_behind: Family<Labels, Counter>,
     local: RefCell<LocalHandles>,
 }
 
@@ -239,7 +258,7 @@ impl CoreMetrics {
             .observe(took.as_secs_f64());
     }
 
-    /// `cache`: equipment, expectation, basic, ocid; `result`: hit, miss, stale, read_copy.
+    /// `cache`: equipment, expectation, basic, ocid; `result`: hit, miss, stale, read_copy, store.
     pub fn cache(&self, cache: &'static str, result: &'static str) {
         let mut local = self.local.borrow_mut();
         local
@@ -271,6 +290,16 @@ impl CoreMetrics {
             .like_toggles
             .entry(result)
             .or_insert_with(|| self.like_toggles.get_or_create_owned(&vec![("core", self.core.clone()), ("result", result.to_string())]))
+            .inc();
+    }
+
+    /// `result`: appended, refused, too_large.
+    pub fn write_behind(&self, result: &'static str) {
+        let mut local = self.local.borrow_mut();
+        local
+            .write_behind
+            .entry(result)
+            .or_insert_with(|| self.write_behind.get_or_create_owned(&vec![("core", self.core.clone()), ("result", result.to_string())]))
             .inc();
     }
 

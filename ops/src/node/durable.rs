@@ -5,12 +5,16 @@
 //! Log payload = `kind: u8 | body`. Kinds:
 //! - [`KIND_LIKE`]: an `engine::likes::LikeRecord` (outcome, not delta);
 //! - [`KIND_EXPECTATION`]: a rendered expectation (write-behind cache):
-//!   `key_len: u16 | key | etag_len: u16 | etag | calculated_at_ms: u64 | gzip`.
+//!   `key_len: u16 | key | etag_len: u16 | etag | calculated_at_ms: u64`
+//!   then 4 × `len: u32 | gzip` (the whole response, presets 1..=3; length
+//!   0 = no such preset).
 
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use engine::likes::{LikeBook, LikeLimits, LikeRecord, RELATION_PREFIX};
 use storage::{Applier, ApplierOptions, Entry, KvWrite, StateStore, StateStats, StorageError, Wal, WalOptions, WalStats};
 
@@ -55,6 +59,41 @@ impl CoreStorage {
     pub fn final_checkpoint(&self) -> Result<u64, StorageError> {
         self.applier.notify_committed(self.wal.durable_index());
         futures::executor::block_on(self.applier.checkpoint()?)
+    }
+}
+
+type Durable = Shared<LocalBoxFuture<'static, Result<u64, String>>>;
+
+/// The core-local appender of a core's log: assigns dense indices in append
+/// order and remembers the newest append. Appends happen only on the owning
+/// core's thread, so submit order = index order.
+pub struct CoreLog {
+    pub storage: Arc<CoreStorage>,
+    next_index: Cell<u64>,
+    /// Resolves when the newest append (and so every earlier one) is durable.
+    last_appended: RefCell<Option<Durable>>,
+}
+
+impl CoreLog {
+    pub fn new(storage: Arc<CoreStorage>) -> CoreLog {
+        let next = storage.wal.last_index() + 1;
+        CoreLog { storage, next_index: Cell::new(next), last_appended: RefCell::new(None) }
+    }
+
+    /// Submit one entry; `Backpressure` (or any error) means nothing was
+    /// written. Synchronous: no await between deciding and submitting.
+    pub fn append(&self, payload: Vec<u8>) -> Result<Durable, StorageError> {
+        let index = self.next_index.get();
+        let fut = self.storage.wal.append(vec![Entry::new(TERM, index, payload)])?;
+        self.next_index.set(index + 1);
+        let durable = fut.map(|r| r.map_err(|e: StorageError| e.to_string())).boxed_local().shared();
+        *self.last_appended.borrow_mut() = Some(durable.clone());
+        Ok(durable)
+    }
+
+    /// The newest append, if any (await it to know all appends so far are durable).
+    pub fn newest(&self) -> Option<Durable> {
+        self.last_appended.borrow().clone()
     }
 }
 
@@ -127,9 +166,14 @@ pub fn like_payload(record: &LikeRecord) -> Vec<u8> {
 /// A rendered expectation as written behind to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredExpectation {
-    pub gzip: Vec<u8>,
+    /// ETag of the whole response.
     pub etag: String,
+    /// Wall clock of the computation, ms since the Unix epoch.
     pub calculated_at_ms: u64,
+    /// gzip of the whole response.
+    pub gzip: Vec<u8>,
+    /// gzip of presets 1..=3.
+    pub presets: [Option<Vec<u8>>; 3],
 }
 
 fn expectation_key(key: &str) -> Vec<u8> {
@@ -145,7 +189,11 @@ pub fn expectation_payload(key: &str, e: &StoredExpectation) -> Vec<u8> {
     out.extend_from_slice(&(e.etag.len() as u16).to_le_bytes());
     out.extend_from_slice(e.etag.as_bytes());
     out.extend_from_slice(&e.calculated_at_ms.to_le_bytes());
-    out.extend_from_slice(&e.gzip);
+    for blob in std::iter::once(Some(&e.gzip)).chain(e.presets.iter().map(Option::as_ref)) {
+        let blob = blob.map_or(&[][..], |b| b.as_slice());
+        out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+        out.extend_from_slice(blob);
+    }
     out
 }
 
@@ -167,10 +215,19 @@ fn decode_expectation(mut b: &[u8]) -> Result<(String, StoredExpectation), Stora
     let key = string()?;
     let etag = string()?;
     let calculated_at_ms = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+    let mut blob = || -> Result<Option<Vec<u8>>, StorageError> {
+        let len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+        (len > 0).then(|| take(len).map(<[u8]>::to_vec)).transpose()
+    };
+    let gzip = blob()?.ok_or_else(|| bad("empty document"))?;
+    let presets = [blob()?, blob()?, blob()?];
+    if !b.is_empty() {
+        return Err(bad("trailing bytes"));
+    }
     if key.is_empty() {
         return Err(bad("empty key"));
     }
-    Ok((key, StoredExpectation { gzip: b.to_vec(), etag, calculated_at_ms }))
+    Ok((key, StoredExpectation { etag, calculated_at_ms, gzip, presets }))
 }
 
 #[cfg(test)]
@@ -183,11 +240,16 @@ mod tests {
         let writes = entry_writes(&Entry::new(TERM, 1, like_payload(&rec))).unwrap();
         assert_eq!(writes.len(), 2);
         assert!(matches!(&writes[1], KvWrite::Delete { .. }), "an unlike deletes the relation key");
-        let e = StoredExpectation { gzip: vec![1, 2, 3], etag: "\"abc\"".into(), calculated_at_ms: 42 };
+        let e = StoredExpectation {
+            etag: "\"abc\"".into(),
+            calculated_at_ms: 42,
+            gzip: vec![1, 2, 3],
+            presets: [Some(vec![4]), None, Some(vec![5, 6])],
+        };
         let payload = expectation_payload("아델", &e);
         let (key, back) = decode_expectation(&payload[1..]).unwrap();
         assert_eq!((key.as_str(), &back), ("아델", &e));
-        for cut in 1..13 {
+        for cut in 1..payload.len() {
             assert!(entry_writes(&Entry::new(TERM, 1, payload[..cut].to_vec())).is_err(), "cut {cut}");
         }
         assert!(entry_writes(&Entry::new(TERM, 1, vec![9, 0])).is_err());

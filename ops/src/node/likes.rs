@@ -15,15 +15,13 @@
 //! poisoned and the shard refuses every later like request (503) until a
 //! restart rebuilds the book from disk.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use engine::likes::{LikeBook, LikeError, LikeResult};
-use futures::future::{FutureExt, LocalBoxFuture, Shared};
-use storage::{Entry, StorageError};
+use storage::StorageError;
 
-use super::durable::{self, CoreStorage, TERM};
+use super::durable::{self, CoreLog};
 use crate::metrics::CoreMetrics;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,26 +51,18 @@ impl LikeFail {
     }
 }
 
-type Durable = Shared<LocalBoxFuture<'static, Result<u64, String>>>;
-
 pub struct LikeShard {
     book: RefCell<LikeBook>,
-    storage: Arc<CoreStorage>,
-    next_index: Cell<u64>,
-    /// The newest append; resolves when it (and so every earlier one) is durable.
-    last_appended: RefCell<Option<Durable>>,
+    log: Rc<CoreLog>,
     poisoned: RefCell<Option<String>>,
     metrics: Rc<CoreMetrics>,
 }
 
 impl LikeShard {
-    pub fn new(book: LikeBook, storage: Arc<CoreStorage>, metrics: Rc<CoreMetrics>) -> LikeShard {
-        let next = storage.wal.last_index() + 1;
+    pub fn new(book: LikeBook, log: Rc<CoreLog>, metrics: Rc<CoreMetrics>) -> LikeShard {
         LikeShard {
             book: RefCell::new(book),
-            storage,
-            next_index: Cell::new(next),
-            last_appended: RefCell::new(None),
+            log,
             poisoned: RefCell::new(None),
             metrics,
         }
@@ -100,32 +90,22 @@ impl LikeShard {
             LikeOp::Toggle { idempotency_key } => {
                 let toggled = self.book.borrow_mut().toggle(user, character, idempotency_key.as_deref()).map_err(invalid)?;
                 if let Some(record) = toggled.record {
-                    let index = self.next_index.get();
-                    let entry = Entry::new(TERM, index, durable::like_payload(&record));
-                    match self.storage.wal.append(vec![entry]) {
-                        Ok(fut) => {
-                            self.next_index.set(index + 1);
-                            let shared = fut.map(|r| r.map_err(|e: StorageError| e.to_string())).boxed_local().shared();
-                            *self.last_appended.borrow_mut() = Some(shared);
-                        }
-                        Err(e) => {
-                            // Nothing reached the log: undo before anyone reads it.
-                            self.book.borrow_mut().revert(&record);
-                            return Err(match e {
-                                StorageError::Backpressure { .. } => LikeFail::Busy(e.to_string()),
-                                e => self.poison(e.to_string()),
-                            });
-                        }
+                    if let Err(e) = self.log.append(durable::like_payload(&record)) {
+                        // Nothing reached the log: undo before anyone reads it.
+                        self.book.borrow_mut().revert(&record);
+                        return Err(match e {
+                            StorageError::Backpressure { .. } => LikeFail::Busy(e.to_string()),
+                            e => self.poison(e.to_string()),
+                        });
                     }
                 }
                 toggled.result
             }
         };
         // Wait until what this answer reflects is durable (see the module doc).
-        let pending = self.last_appended.borrow().clone();
-        if let Some(durable) = pending {
+        if let Some(durable) = self.log.newest() {
             match durable.await {
-                Ok(index) => self.storage.applier.notify_committed(index),
+                Ok(index) => self.log.storage.applier.notify_committed(index),
                 Err(e) => return Err(self.poison(e)),
             }
         }

@@ -13,10 +13,11 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::shard::{ByteLru, Doc, Join, SingleFlight, SlotVersions, Weigh};
 
+use super::durable::{expectation_payload, CoreLog, StoredExpectation, MAX_EXPECTATION_BYTES};
 use super::error::NodeError;
 use super::render::{render, Rendered};
 use super::route::Name;
@@ -26,12 +27,16 @@ use crate::upstream::Nexon;
 /// Bounds of single-flight tables (per core).
 const MAX_FLIGHTS: usize = 4096;
 const MAX_WAITERS_PER_FLIGHT: usize = 8192;
+/// Largest rendered document accepted back from the store.
+const MAX_RENDERED_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
     Hit,
     Miss,
     Stale,
+    /// Not in memory, served from the state store (written behind earlier).
+    Store,
 }
 
 impl CacheStatus {
@@ -40,6 +45,7 @@ impl CacheStatus {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",
             CacheStatus::Stale => "STALE",
+            CacheStatus::Store => "STORE",
         }
     }
 }
@@ -95,10 +101,12 @@ pub struct Owner {
     nexon: Nexon,
     versions: SlotVersions,
     metrics: Rc<CoreMetrics>,
+    /// The core's log: fresh expectations are written behind to the store.
+    log: Rc<CoreLog>,
 }
 
 impl Owner {
-    pub fn new(cfg: CacheConfig, nexon: Nexon, versions: SlotVersions, metrics: Rc<CoreMetrics>) -> Owner {
+    pub fn new(cfg: CacheConfig, nexon: Nexon, versions: SlotVersions, metrics: Rc<CoreMetrics>, log: Rc<CoreLog>) -> Owner {
         // The small caches (ocids, basic info) get a fixed share.
         let small = (cfg.equipment_bytes / 16).max(64 * 1024);
         Owner {
@@ -114,6 +122,7 @@ impl Owner {
             nexon,
             versions,
             metrics,
+            log,
         }
     }
 
@@ -135,6 +144,11 @@ impl Owner {
     }
 
     async fn expectation(self: &Rc<Self>, name: &Name, force: bool) -> Result<(Rendered, CacheStatus), NodeError> {
+        if !force {
+            if let Some(stored) = self.stored_expectation(name) {
+                return Ok((stored, CacheStatus::Store));
+            }
+        }
         let this = self.clone();
         let n = name.clone();
         self.cached_or_fetch("expectation", &self.expectations, &self.expectation_flights, name, force, move || async move {
@@ -152,10 +166,72 @@ impl Owner {
                 this.expectations.borrow_mut().insert(n.key.clone(), rendered.clone(), Instant::now());
                 this.versions.bump(n.slot);
                 this.metrics.cache_bytes("expectation", this.expectations.borrow().bytes());
+                this.write_behind(&n.key, &rendered);
             }
             Ok((rendered, if eq_cache == CacheStatus::Stale { CacheStatus::Stale } else { CacheStatus::Miss }))
         })
         .await
+    }
+
+    /// On a memory miss (e.g. after a restart), a rendering younger than the
+    /// TTL from the state store, put back in the memory cache with its age.
+    /// (A sled read on the core thread: served from sled's page cache, and
+    /// only once per key per process.)
+    fn stored_expectation(&self, name: &Name) -> Option<Rendered> {
+        let now = Instant::now();
+        if self.expectations.borrow_mut().get(&name.key, now).is_some() {
+            return None; // memory decides (hit, or refetch when expired)
+        }
+        let stored = self.log.storage.expectation(&name.key)?;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let age = Duration::from_millis(now_ms.saturating_sub(stored.calculated_at_ms));
+        if age > self.cfg.ttl {
+            return None;
+        }
+        let doc = |gz: &Vec<u8>| Doc::from_gzip(gz.clone(), MAX_RENDERED_BYTES);
+        let full = doc(&stored.gzip)?;
+        let mut presets = Vec::with_capacity(3);
+        for p in &stored.presets {
+            presets.push(match p {
+                Some(gz) => Some(doc(gz)?),
+                None => None,
+            });
+        }
+        let rendered = Rendered { full, presets: presets.into() };
+        let born = now.checked_sub(age).unwrap_or(now);
+        self.expectations.borrow_mut().insert(name.key.clone(), rendered.clone(), born);
+        self.versions.bump(name.slot);
+        self.metrics.cache("expectation", "store");
+        Some(rendered)
+    }
+
+    /// Append a fresh rendering to the core's log (not awaited: it is a
+    /// cache), and have it applied to the store once durable. A full log
+    /// queue or an oversized rendering just skips the write.
+    fn write_behind(&self, key: &str, r: &Rendered) {
+        let stored = StoredExpectation {
+            etag: r.full.etag.to_string(),
+            calculated_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            gzip: r.full.gzip.to_vec(),
+            presets: std::array::from_fn(|i| r.presets.get(i).cloned().flatten().map(|d| d.gzip.to_vec())),
+        };
+        let bytes = stored.gzip.len() + stored.presets.iter().flatten().map(Vec::len).sum::<usize>();
+        if bytes > MAX_EXPECTATION_BYTES {
+            self.metrics.write_behind("too_large");
+            return;
+        }
+        match self.log.append(expectation_payload(key, &stored)) {
+            Ok(durable) => {
+                self.metrics.write_behind("appended");
+                let storage = self.log.storage.clone();
+                monoio::spawn(async move {
+                    if let Ok(index) = durable.await {
+                        storage.applier.notify_committed(index);
+                    }
+                });
+            }
+            Err(_) => self.metrics.write_behind("refused"),
+        }
     }
 
     async fn equipment_doc(self: &Rc<Self>, name: &Name, force: bool) -> Result<(Doc, CacheStatus), NodeError> {

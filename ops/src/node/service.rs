@@ -11,6 +11,7 @@ use bytes::Bytes;
 use engine::shard::{ByteLru, Doc, Weigh};
 use net::{Request, Response};
 
+use super::durable::CoreLog;
 use super::error::{error_json, NodeError};
 use super::likes::{LikeFail, LikeOp, LikeShard};
 use super::owner::{CacheConfig, CacheStatus, Op, Owner, Served};
@@ -63,7 +64,8 @@ impl CoreService {
             ttl: shared.cfg.cache_ttl,
             stale: shared.cfg.cache_stale,
         };
-        let owner = Rc::new(Owner::new(cache, nexon, shared.versions.clone(), metrics.clone()));
+        let log = Rc::new(CoreLog::new(shared.storage[core].clone()));
+        let owner = Rc::new(Owner::new(cache, nexon, shared.versions.clone(), metrics.clone(), log.clone()));
         let inbox = shared.inbox[core].clone();
         let serving = owner.clone();
         monoio::spawn(async move {
@@ -82,7 +84,7 @@ impl CoreService {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .expect("each core takes its recovered like book once");
-        let likes = Rc::new(LikeShard::new(book, shared.storage[core].clone(), metrics.clone()));
+        let likes = Rc::new(LikeShard::new(book, log, metrics.clone()));
         let like_inbox = shared.like_inbox[core].clone();
         let serving = likes.clone();
         monoio::spawn(async move {
