@@ -71,7 +71,7 @@ impl NodeMetrics {
         let like_toggles = Family::<Labels, Counter>::default();
         registry.register("likes_toggles", "Like toggles by owner core and result (ok, invalid, busy, unavailable)", like_toggles.clone());
         let write_behind = Family::<Labels, Counter>::default();
-        registry.register("expectation_write_behind", "Fresh expectations written behind to the log, by result (appended, refused, too_large)", write_behind.clone());
+        registry.register("expectation_write_behind", "Fresh expectations written behind to the log, by result (appended, durable, refused, too_large)", write_behind.clone());
         NodeMetrics {
             registry,
             requests,
@@ -293,7 +293,7 @@ impl CoreMetrics {
             .inc();
     }
 
-    /// `result`: appended, refused, too_large.
+    /// `result`: appended, durable, refused, too_large.
     pub fn write_behind(&self, result: &'static str) {
         let mut local = self.local.borrow_mut();
         local

@@ -453,12 +453,17 @@ fn fresh_expectation_is_written_behind_and_served_from_the_store_after_a_crash()
     assert_eq!(first.status, 200);
     assert_eq!(first.header("x-cache"), Some("MISS"));
     let preset = c.send("GET", &format!("{path}/preset/2"), &[]).unwrap();
-    // The write-behind is not awaited by the GET; wait until it is applied.
+    // The write-behind is not awaited by the GET; wait until it is durable
+    // (a kill before that may lose it: it is a cache).
     let mut tries = 0;
     loop {
         let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
-        let appended = metric_sum(&m, "maple_expectation_write_behind_total{");
-        if appended >= 1.0 && metric_sum(&m, "maple_state_apply_lag{") == 0.0 {
+        let durable: f64 = m
+            .lines()
+            .filter(|l| l.starts_with("maple_expectation_write_behind_total{") && l.contains("result=\"durable\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        if durable >= 1.0 {
             break;
         }
         tries += 1;

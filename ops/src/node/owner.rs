@@ -224,9 +224,11 @@ impl Owner {
             Ok(durable) => {
                 self.metrics.write_behind("appended");
                 let storage = self.log.storage.clone();
+                let metrics = self.metrics.clone();
                 monoio::spawn(async move {
                     if let Ok(index) = durable.await {
                         storage.applier.notify_committed(index);
+                        metrics.write_behind("durable");
                     }
                 });
             }
