@@ -23,7 +23,7 @@ pub struct Args {
 pub enum BenchCmd {
     /// Drive a running server with a named workload and report throughput,
     /// latency percentiles and errors (text, JSON, SVG under --out).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Side by side on this machine: nginx / wrk / redis-server vs our
     /// generator and node (installs them with apt-get; runs bench/compare.sh).
     Compare(CompareArgs),

@@ -59,7 +59,7 @@ fn serve_conn(mut s: TcpStream, fail_every: u64, c: &Counters) {
         let n = c.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let line = head.lines().next().unwrap_or("");
         let path = line.split(' ').nth(1).unwrap_or("");
-        let resp: Vec<u8> = if fail_every > 0 && n % fail_every == 0 {
+        let resp: Vec<u8> = if fail_every > 0 && n.is_multiple_of(fail_every) {
             b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}".to_vec()
         } else if path.ends_with("/like") && line.starts_with("POST ") {
             let token = head.lines().find_map(|l| l.strip_prefix("Authorization: Bearer ")).unwrap_or("");
