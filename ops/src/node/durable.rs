@@ -104,9 +104,18 @@ pub fn core_dir(data_dir: &Path, core: usize) -> PathBuf {
 /// Open the core's log and store, replay the log after the checkpoint into
 /// sled, rebuild the like book from sled, start the applier.
 pub fn recover(data_dir: &Path, core: usize, limits: LikeLimits) -> Result<(CoreStorage, LikeBook), StorageError> {
+    recover_with(data_dir, core, limits, WalOptions::default())
+}
+
+pub fn recover_with(
+    data_dir: &Path,
+    core: usize,
+    limits: LikeLimits,
+    wal_options: WalOptions,
+) -> Result<(CoreStorage, LikeBook), StorageError> {
     let started = Instant::now();
     let dir = core_dir(data_dir, core);
-    let (wal, recovery) = Wal::open(&dir.join("wal"), WalOptions::default())?;
+    let (wal, recovery) = Wal::open(&dir.join("wal"), wal_options)?;
     let store = Arc::new(StateStore::open(&dir.join("state"))?);
     let replayed = store.replay(&wal, wal.last_index(), &mut entry_writes)?;
     let mut book = LikeBook::new(limits.clone());

@@ -125,3 +125,72 @@ fn invalid(e: LikeError) -> LikeFail {
         e => LikeFail::Invalid(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use engine::likes::LikeLimits;
+    use storage::WalOptions;
+
+    use super::*;
+    use crate::metrics::NodeMetrics;
+    use crate::node::durable::recover_with;
+
+    #[test]
+    fn busy_is_503_with_retry_after_and_invalid_is_400() {
+        let r = LikeFail::Busy("log full".into()).to_response();
+        assert_eq!(r.status, 503);
+        assert!(r.headers.iter().any(|(n, v)| *n == "retry-after" && v == "1"));
+        assert_eq!(LikeFail::Invalid("bad".into()).to_response().status, 400);
+        assert_eq!(LikeFail::Unavailable("poisoned".into()).to_response().status, 503);
+    }
+
+    /// Many toggles submitted at once into a log that admits one pending
+    /// request: each answer is either acknowledged or refused (Busy), a
+    /// refused toggle leaves no trace, and a restart shows exactly the
+    /// acknowledged ones. (How many are refused depends on the syncer's
+    /// speed; the invariants hold either way.)
+    #[test]
+    fn refused_toggles_are_reverted_and_acknowledged_ones_survive() {
+        let dir = std::env::temp_dir().join(format!("maple-likes-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = WalOptions { max_pending: 1, ..WalOptions::default() };
+        let metrics = NodeMetrics::new();
+        let acked: Vec<String> = {
+            let (storage, book) = recover_with(&dir, 0, LikeLimits::default(), opts.clone()).unwrap();
+            let log = Rc::new(CoreLog::new(Arc::new(storage)));
+            let shard = Rc::new(LikeShard::new(book, log, Rc::new(metrics.core(0))));
+            let users: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+            let toggles = users.iter().map(|u| {
+                let shard = shard.clone();
+                async move { (u.clone(), shard.serve(u, "Hero", LikeOp::Toggle { idempotency_key: None }).await) }
+            });
+            let results = futures::executor::block_on(futures::future::join_all(toggles));
+            let mut acked = Vec::new();
+            for (user, r) in results {
+                match r {
+                    Ok(res) => {
+                        assert!(res.liked);
+                        acked.push(user);
+                    }
+                    Err(LikeFail::Busy(_)) => {
+                        let now = futures::executor::block_on(shard.serve(&user, "Hero", LikeOp::Status)).unwrap();
+                        assert!(!now.liked, "{user}: a refused toggle was reverted");
+                    }
+                    Err(e) => panic!("{user}: {e:?}"),
+                }
+            }
+            eprintln!("{} of {} toggles acknowledged, the rest refused", acked.len(), users.len());
+            let status = futures::executor::block_on(shard.serve("x", "Hero", LikeOp::Status)).unwrap();
+            assert_eq!(status.like_count, acked.len() as u64);
+            acked
+        };
+        let (_, book) = recover_with(&dir, 0, LikeLimits::default(), opts).unwrap();
+        assert_eq!(book.status("x", "hero").unwrap().like_count, acked.len() as u64);
+        for u in &acked {
+            assert!(book.status(u, "hero").unwrap().liked);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
