@@ -439,7 +439,7 @@ impl Report {
         if self.late_sends > 0 {
             let _ = writeln!(
                 s,
-                "late sends  {} requests went out >1 ms after their intended time (lanes busy; counted in latency)",
+                "late sends  {} requests went out >1 ms late because their lane was still busy (counted in latency)",
                 self.late_sends
             );
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::http::{Conn, Target};
 use crate::report::{Outcome, Recorder, Report, RunMeta};
-use crate::schedule::{LaneSchedule, Pacing, Timing};
+use crate::schedule::{latency_origin, LaneSchedule, Pacing, Timing};
 use crate::workload::{LaneRequests, Workload};
 
 /// Time given to threads to start and lanes to connect before `t0`.
@@ -236,6 +236,8 @@ async fn lane_loop(phase: Rc<Phase>, rec: Rc<RefCell<Recorder>>, lane: usize, mu
             rec.borrow_mut().record(route, outcome, timing, meta, since);
         }
     };
+    // When this lane's previous request finished (see `latency_origin`).
+    let mut free_at = phase.t0;
     loop {
         let now = Instant::now();
         let intended = sched.next_intended(now);
@@ -261,6 +263,7 @@ async fn lane_loop(phase: Rc<Phase>, rec: Rc<RefCell<Recorder>>, lane: usize, mu
                     let outcome = if failed.is_err() { Outcome::Timeout } else { Outcome::Connect };
                     record(route, outcome, None, None, intended, Instant::now());
                     monoio::time::sleep(CONNECT_BACKOFF).await;
+                    free_at = Instant::now();
                     continue;
                 }
             }
@@ -269,7 +272,8 @@ async fn lane_loop(phase: Rc<Phase>, rec: Rc<RefCell<Recorder>>, lane: usize, mu
         let sent = Instant::now();
         let result = monoio::time::timeout(phase.timeout, c.send(buf)).await;
         let done = Instant::now();
-        let timing = Timing { intended, sent, done };
+        let timing = Timing { intended: latency_origin(intended, free_at, sent), sent, done };
+        free_at = done;
         match result {
             Ok((res, b)) => {
                 buf = b;

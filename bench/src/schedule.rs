@@ -135,6 +135,20 @@ impl Timing {
     }
 }
 
+/// Where a request's latency is counted from. If the lane was still busy
+/// with the previous response at the intended time, the wait is the
+/// server's doing and counts (coordinated-omission correction: from
+/// `intended`). If the lane was idle, any delay is only the client's timer
+/// waking late (monoio's timer has millisecond granularity), which is not
+/// the server's latency: count from `sent`.
+pub fn latency_origin(intended: Instant, lane_free_at: Instant, sent: Instant) -> Instant {
+    if lane_free_at > intended {
+        intended
+    } else {
+        sent.max(intended)
+    }
+}
+
 /// Number of fixed-rate intended times in `[from, to)` over all lanes —
 /// what an open-loop run must account for (sent or counted as unsent).
 pub fn fixed_rate_count(rate: f64, lanes: usize, start: Instant, from: Instant, to: Instant) -> u64 {
@@ -246,6 +260,18 @@ mod tests {
         assert!(over_100ms >= 90, "the stall shows up in ~1/3 of the samples, got {over_100ms}");
         // Once the backlog is gone, latency is the service time again.
         assert_eq!(lat[299], 1);
+    }
+
+    #[test]
+    fn latency_origin_blames_only_the_server() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Busy lane: the previous response came at 5 ms, due at 2 ms, sent at 5 ms.
+        assert_eq!(latency_origin(t0 + ms(2), t0 + ms(5), t0 + ms(5)), t0 + ms(2));
+        // Idle lane (free since 0 ms), the timer woke 1 ms late: count from the send.
+        assert_eq!(latency_origin(t0 + ms(2), t0, t0 + ms(3)), t0 + ms(3));
+        // Closed loop: intended == free == sent.
+        assert_eq!(latency_origin(t0, t0, t0), t0);
     }
 
     #[test]
