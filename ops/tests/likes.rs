@@ -489,3 +489,21 @@ fn fresh_expectation_is_written_behind_and_served_from_the_store_after_a_crash()
     let sim = c.send("GET", "/sim/stats", &[]).unwrap().json();
     assert_eq!(sim["total"], 0, "no upstream call after the restart: {sim}");
 }
+
+#[test]
+fn a_keyed_toggle_retried_after_a_crash_gets_the_first_answer() {
+    let dir = TempDir::new();
+    let mut node = Node::start(dir.path(), "1");
+    let mut c = Conn::open(node.addr).unwrap();
+    let auth = format!("Bearer {}", token("retrier"));
+    let keyed = [("Authorization", auth.as_str()), ("Idempotency-Key", "click-1")];
+    toggle(&mut c, "other", "아델").like();
+    assert_eq!(c.send("POST", &like_path("아델"), &keyed).unwrap().like(), (true, 2));
+    node.child.kill().unwrap(); // SIGKILL: the client never knows if its answer arrived
+    node.child.wait().unwrap();
+    drop(node);
+    let node = Node::start(dir.path(), "1");
+    let mut c = Conn::open(node.addr).unwrap();
+    assert_eq!(c.send("POST", &like_path("아델"), &keyed).unwrap().like(), (true, 2), "the retry is not a second toggle");
+    assert_eq!(status(&mut c, "retrier", "아델").like(), (true, 2));
+}

@@ -128,6 +128,7 @@ pub fn recover_with(
     }
     book.load_kv(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
         .map_err(|e| StorageError::Decode(e.to_string()))?;
+    restore_idempotency(&wal, &mut book)?;
     let applier = Applier::spawn(store, wal.clone(), entry_writes, ApplierOptions::default(), wal.last_index())?;
     let storage = CoreStorage {
         core,
@@ -138,6 +139,27 @@ pub fn recover_with(
         recovery: started.elapsed(),
     };
     Ok((storage, book))
+}
+
+/// Re-apply the like records still in the log to the book loaded from the
+/// store, so idempotency keys of recent toggles answer retries after a
+/// restart too. Safe: the store already reflects the whole log, every record
+/// sets an absolute outcome, so applying any suffix of the log in order
+/// leaves every relation as it is.
+fn restore_idempotency(wal: &Wal, book: &mut LikeBook) -> Result<(), StorageError> {
+    let (first, last) = (wal.first_index(), wal.last_index());
+    let mut next = first.max(1);
+    while next <= last {
+        let end = last.min(next + 1023);
+        for entry in wal.read(next..=end)? {
+            if entry.payload.first() == Some(&KIND_LIKE) {
+                let record = LikeRecord::decode(&entry.payload[1..]).map_err(|e| StorageError::Decode(e.to_string()))?;
+                book.apply(&record);
+            }
+        }
+        next = end + 1;
+    }
+    Ok(())
 }
 
 /// The state-store image of one log entry (used by replay and the applier;
