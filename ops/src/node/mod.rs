@@ -5,6 +5,13 @@
 //! → [`owner::Owner`] inline. Owner is another core → one [`OwnerMsg`] on
 //! that core's bounded flume channel, reply on a oneshot. No locks, no
 //! shared maps; the only shared mutable state is per-slot atomic versions.
+//!
+//! Durability ([`durable`], [`likes`]): each core owns one write-ahead log +
+//! sled state store under `<data-dir>/core-<n>/`, recovered before the node
+//! serves. Like toggles of a character run on its owner core and are
+//! answered only once their log record is fdatasynced; fresh expectations
+//! are written behind to the same log (not awaited) and served from the
+//! store after a restart (`X-Cache: STORE`).
 
 pub mod durable;
 pub mod error;
