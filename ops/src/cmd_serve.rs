@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Recover every core's log and store before serving and before the
     // "listening" line scripts wait for: no request is answered (so
     // /health/ready is not UP) until every core has recovered.
-    let recovered = recover_cores(&cfg.data_dir, cfg.cores)?;
+    let recovered = recover_cores(&cfg.data_dir, cfg.cores, cfg.wal_segment_bytes)?;
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
     eprintln!(
         "maple serve: listening on {} ({} cores), upstream {upstream}",
@@ -82,11 +82,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Recover each core's storage on its own thread (they are independent).
-fn recover_cores(data_dir: &Path, cores: usize) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
+fn recover_cores(data_dir: &Path, cores: usize, segment_bytes: u64) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
     let handles: Vec<_> = (0..cores)
         .map(|core| {
             let dir = data_dir.to_path_buf();
-            std::thread::spawn(move || durable::recover(&dir, core, LikeLimits::default()))
+            let opts = durable::wal_options(segment_bytes);
+            std::thread::spawn(move || durable::recover_with(&dir, core, LikeLimits::default(), opts))
         })
         .collect();
     let mut out = Vec::with_capacity(cores);

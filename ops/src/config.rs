@@ -77,6 +77,9 @@ pub struct ServeFlags {
     /// HS256 secret for user tokens (likes) [default: the dev secret `maple-dev-secret`, logged as a warning].
     #[arg(long, env = "MAPLE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Write-ahead log segment size per core, MiB (pre-allocated on disk; 4..=4095) [default: 64].
+    #[arg(long, env = "MAPLE_WAL_SEGMENT_MB")]
+    pub wal_segment_mb: Option<u64>,
 }
 
 /// The TOML file: same names as the flags.
@@ -103,6 +106,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     drain_secs: Option<u64>,
     jwt_secret: Option<String>,
+    wal_segment_mb: Option<u64>,
 }
 
 pub const NEXON_URL: &str = "https://open.api.nexon.com";
@@ -135,6 +139,8 @@ pub struct Config {
     pub drain: Duration,
     /// HS256 secret of the user tokens of the like routes (`None`: the dev secret, with a warning).
     pub jwt_secret: Option<String>,
+    /// Size of each core's pre-allocated log segment files.
+    pub wal_segment_bytes: u64,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -188,7 +194,12 @@ impl Config {
             max_connections: pick!(max_connections, 10_000),
             drain: Duration::from_secs(pick!(drain_secs, 10)),
             jwt_secret: f.jwt_secret.clone().or(file.jwt_secret),
+            wal_segment_bytes: pick!(wal_segment_mb, 64) * MIB as u64,
         };
+        anyhow::ensure!(
+            (4 * MIB as u64..4096 * MIB as u64).contains(&cfg.wal_segment_bytes),
+            "wal_segment_mb must be in 4..=4095"
+        );
         anyhow::ensure!(cfg.cache_stale >= cfg.cache_ttl, "cache_stale_secs must be >= cache_ttl_secs");
         anyhow::ensure!(!cfg.upstream_timeout.is_zero(), "upstream_timeout_ms must be > 0");
         anyhow::ensure!(cfg.max_in_flight > 0 && cfg.max_connections > 0, "limits must be > 0");
@@ -247,5 +258,7 @@ mod tests {
         assert!(Config::merge(&bad_url, FileConfig::default()).is_err());
         let zero = ServeFlags { cores: Some(0), ..Default::default() };
         assert!(Config::merge(&zero, FileConfig::default()).is_err());
+        let tiny_wal = ServeFlags { wal_segment_mb: Some(1), ..Default::default() };
+        assert!(Config::merge(&tiny_wal, FileConfig::default()).is_err());
     }
 }

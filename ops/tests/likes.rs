@@ -29,7 +29,7 @@ impl Drop for Node {
 impl Node {
     fn start(data_dir: &Path, cores: &str) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_maple"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--cores", cores, "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--wal-segment-mb", "4", "--cores", cores, "--data-dir"])
             .arg(data_dir)
             .env_remove("MAPLE_NEXON_API_KEY")
             .env("MAPLE_JWT_SECRET", SECRET)

@@ -26,6 +26,14 @@ pub const TERM: u64 = 1;
 pub const EXPECTATION_PREFIX: &[u8] = b"exp/";
 /// Largest stored expectation (gzip bytes); bigger ones are not written behind.
 pub const MAX_EXPECTATION_BYTES: usize = 1 << 20;
+/// Largest log entry the node writes (an expectation record plus headers);
+/// a segment must hold one, so segments are at least twice this.
+pub const MAX_ENTRY_BYTES: usize = 2 << 20;
+
+/// Log options of the node: `segment_bytes` from the config (>= 4 MiB).
+pub fn wal_options(segment_bytes: u64) -> WalOptions {
+    WalOptions { segment_bytes, max_entry_bytes: MAX_ENTRY_BYTES, ..WalOptions::default() }
+}
 
 /// One core's log and store. `Send + Sync`: the owning core appends, the
 /// metrics scrape (any core) and shutdown (main thread) read it.
@@ -103,10 +111,6 @@ pub fn core_dir(data_dir: &Path, core: usize) -> PathBuf {
 
 /// Open the core's log and store, replay the log after the checkpoint into
 /// sled, rebuild the like book from sled, start the applier.
-pub fn recover(data_dir: &Path, core: usize, limits: LikeLimits) -> Result<(CoreStorage, LikeBook), StorageError> {
-    recover_with(data_dir, core, limits, WalOptions::default())
-}
-
 pub fn recover_with(
     data_dir: &Path,
     core: usize,
@@ -304,7 +308,7 @@ mod tests {
         let dir = TestDir(std::env::temp_dir().join(format!("maple-durable-unit-{}", std::process::id())));
         let _ = std::fs::remove_dir_all(dir.path());
         {
-            let (s, mut book) = recover(dir.path(), 0, LikeLimits::default()).unwrap();
+            let (s, mut book) = recover_with(dir.path(), 0, LikeLimits::default(), wal_options(4 << 20)).unwrap();
             for (i, user) in ["a", "b", "c"].iter().enumerate() {
                 let t = book.toggle(user, "Hero", None).unwrap();
                 let idx = futures::executor::block_on(
@@ -315,12 +319,12 @@ mod tests {
             }
             // Killed without a checkpoint: the store may be behind the log.
         }
-        let (s, book) = recover(dir.path(), 0, LikeLimits::default()).unwrap();
+        let (s, book) = recover_with(dir.path(), 0, LikeLimits::default(), wal_options(4 << 20)).unwrap();
         assert_eq!(book.status("b", "hero").unwrap().like_count, 3);
         assert!(book.status("c", "HERO").unwrap().liked);
         s.final_checkpoint().unwrap();
         drop(s);
-        let (s, _) = recover(dir.path(), 0, LikeLimits::default()).unwrap();
+        let (s, _) = recover_with(dir.path(), 0, LikeLimits::default(), wal_options(4 << 20)).unwrap();
         assert_eq!(s.replayed, 0, "nothing to replay after a final checkpoint");
     }
 }

@@ -155,7 +155,7 @@ mod tests {
     fn refused_toggles_are_reverted_and_acknowledged_ones_survive() {
         let dir = std::env::temp_dir().join(format!("maple-likes-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let opts = WalOptions { max_pending: 1, ..WalOptions::default() };
+        let opts = WalOptions { max_pending: 1, ..crate::node::durable::wal_options(4 << 20) };
         let metrics = NodeMetrics::new();
         let acked: Vec<String> = {
             let (storage, book) = recover_with(&dir, 0, LikeLimits::default(), opts.clone()).unwrap();
