@@ -10,12 +10,17 @@ use std::time::Duration;
 struct Proc {
     child: Child,
     addr: SocketAddr,
+    /// A data dir of this process alone, removed when it ends.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -37,16 +42,22 @@ fn start(args: &[&str]) -> Proc {
     };
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Proc { child, addr }
+    Proc { child, addr, data_dir: None }
 }
 
+/// Starts a node with its own data dir: the write-ahead log locks its
+/// directory, so two nodes of one test process must not share one.
 fn serve(extra: &[&str]) -> Proc {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir"];
-    let dir = std::env::temp_dir().join(format!("maple-node-test-{}", std::process::id()));
-    let dir = dir.to_str().unwrap().to_owned();
-    args.push(Box::leak(dir.into_boxed_str()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("maple-node-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--wal-segment-mb", "4", "--data-dir", &dir_arg];
     args.extend_from_slice(extra);
-    start(&args)
+    let mut proc = start(&args);
+    proc.data_dir = Some(dir);
+    proc
 }
 
 #[derive(Debug)]
@@ -349,7 +360,8 @@ fn toml_config_file_is_read_and_bad_files_fail_fast() {
     std::fs::create_dir_all(&dir).unwrap();
     let good = dir.join("good.toml");
     std::fs::write(&good, "listen = \"127.0.0.1:0\"\ncores = 1\ncache_ttl_secs = 5\n").unwrap();
-    let node = start(&["serve", "--config", good.to_str().unwrap(), "--data-dir", dir.join("data").to_str().unwrap()]);
+    let mut node = start(&["serve", "--config", good.to_str().unwrap(), "--wal-segment-mb", "4", "--data-dir", dir.join("data").to_str().unwrap()]);
+    node.data_dir = Some(dir.clone());
     assert_eq!(get(node.addr, "/health/ready").status, 200);
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "no_such_setting = 1\n").unwrap();
