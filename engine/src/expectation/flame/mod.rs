@@ -206,6 +206,52 @@ pub fn expected_trials(
     if target == 0 {
         return Err(TrialsStatus::NoTarget);
     }
+    let key = TrialsKey { category, flame, level, weights: *weights, target, base };
+    if let Some(done) = TRIALS_MEMO.with(|m| m.borrow().get(&key).copied()) {
+        return done;
+    }
+    let result = compute_trials(category, flame, level, weights, target, base);
+    TRIALS_MEMO.with(|m| {
+        let mut memo = m.borrow_mut();
+        if memo.len() >= TRIALS_MEMO_ENTRIES {
+            memo.clear(); // bounded; refilling costs one DP per key
+        }
+        memo.insert(key, result);
+    });
+    result
+}
+
+/// Entries of the per-thread [`expected_trials`] memo (≈ 80 B each).
+pub const TRIALS_MEMO_ENTRIES: usize = 8192;
+
+/// Everything [`expected_trials`] depends on: it is a pure function of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct TrialsKey {
+    category: FlameCategory,
+    flame: FlameType,
+    level: u32,
+    weights: JobWeights,
+    target: u64,
+    base: WeaponBase,
+}
+
+thread_local! {
+    /// Results of the option-PMF build + DP (most of a character's compute
+    /// time). The same (category, level, class weights, target, base) comes
+    /// back across characters and presets; per thread, so a core never
+    /// shares or locks it.
+    static TRIALS_MEMO: std::cell::RefCell<std::collections::HashMap<TrialsKey, Result<f64, TrialsStatus>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn compute_trials(
+    category: FlameCategory,
+    flame: FlameType,
+    level: u32,
+    weights: &JobWeights,
+    target: u64,
+    base: WeaponBase,
+) -> Result<f64, TrialsStatus> {
     let pmfs = pmf::option_pmfs(category, flame, level, weights, base);
     let p = dp::success_probability(&pmfs, category.boss_drop(), target).map_err(|e| match e {
         dp::DpError::EmptyPool => TrialsStatus::NotInTable,
@@ -238,5 +284,28 @@ pub fn weapon_base(base_option: &Value) -> WeaponBase {
     WeaponBase {
         attack: read("attack_power"),
         magic: read("magic_power"),
+    }
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+
+    /// The memo answers exactly what the DP computes, on first use and on
+    /// repeats, for every flame and a spread of targets.
+    #[test]
+    fn memoised_trials_equal_the_dp() {
+        let weights = JobWeights::for_class("아크메이지(불,독)");
+        let base = WeaponBase { attack: 0, magic: 0 };
+        for category in [FlameCategory::BossArmor, FlameCategory::OtherArmor] {
+            for flame in [FlameType::Powerful, FlameType::Eternal, FlameType::Abyss] {
+                for target in [1u64, 50, 400, 1200, 5000] {
+                    let direct = compute_trials(category, flame, 200, &weights, target, base);
+                    assert_eq!(expected_trials(category, flame, 200, &weights, target, base), direct);
+                    assert_eq!(expected_trials(category, flame, 200, &weights, target, base), direct);
+                }
+            }
+        }
+        assert!(TRIALS_MEMO.with(|m| m.borrow().len()) <= TRIALS_MEMO_ENTRIES);
     }
 }

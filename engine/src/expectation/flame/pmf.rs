@@ -33,7 +33,7 @@ impl OptionPmf {
 }
 
 /// What a weapon's attack / magic lines are computed from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct WeaponBase {
     /// `item_base_option.attack_power`.
     pub attack: u32,

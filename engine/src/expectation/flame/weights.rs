@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::tables::tables;
 
 /// Score per unit of each flame stat, scaled by 10.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct JobWeights {
     pub w_str: u32,
     pub w_dex: u32,
