@@ -33,6 +33,8 @@ type Lines = (Value, Value, Value, Value); // grade, line 1, 2, 3
 
 pub struct Fixtures {
     equipment: Vec<Value>,
+    /// Serialised length of each equipment fixture (output buffer size).
+    equipment_len: Vec<usize>,
     basic: Value,
     /// (part, level) → potential line sets seen on such items.
     potentials: HashMap<(String, u64), Vec<Lines>>,
@@ -80,7 +82,8 @@ impl Fixtures {
                 }
             }
         }
-        Ok(Fixtures { equipment, basic, potentials, additionals })
+        let equipment_len = equipment.iter().map(|d| serde_json::to_vec(d).map_or(0, |b| b.len())).collect();
+        Ok(Fixtures { equipment, equipment_len, basic, potentials, additionals })
     }
 
     /// Equipment JSON for a normalised name.
@@ -88,42 +91,84 @@ impl Fixtures {
         if let Some(&(_, idx)) = EXACT_NAMES.iter().find(|(n, _)| *n == name) {
             return self.equipment[idx].clone();
         }
-        let mut rng = SplitMix::new(name_seed(name));
-        let base = (rng.next() % self.equipment.len() as u64) as usize;
-        let mut doc = self.equipment[base].clone();
-        // Permute the three preset lists (Fisher–Yates on indices).
-        let mut order = [0usize, 1, 2];
-        for i in (1..3).rev() {
-            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
-        }
+        let plan = self.plan(name);
+        let mut doc = self.equipment[plan.base].clone();
         let lists: Vec<Value> = PRESET_KEYS.iter().map(|k| doc[*k].take()).collect();
-        for (dst, src) in order.iter().enumerate() {
+        for (dst, src) in plan.order.iter().enumerate() {
             doc[PRESET_KEYS[dst]] = lists[*src].clone();
         }
-        doc["preset_no"] = Value::from(1 + rng.next() % 3);
-        let mut lists_to_edit: Vec<&str> = PRESET_KEYS.to_vec();
-        lists_to_edit.push("item_equipment");
-        for key in lists_to_edit {
-            let Some(items) = doc.get_mut(key).and_then(Value::as_array_mut) else { continue };
-            for item in items {
-                self.vary_item(item, &mut rng);
+        doc["preset_no"] = Value::from(plan.preset_no);
+        for (key, overrides) in &plan.lists {
+            let Some(items) = doc.get_mut(*key).and_then(Value::as_array_mut) else { continue };
+            for (item, ov) in items.iter_mut().zip(overrides) {
+                ov.apply(item);
             }
         }
         doc
     }
 
-    fn vary_item(&self, item: &mut Value, rng: &mut SplitMix) {
-        let Some(key) = item_key(item) else { return };
-        for (prefix, pool) in [("potential_option", &self.potentials), ("additional_potential_option", &self.additionals)] {
+    /// The same bytes as `serde_json::to_vec(&self.equipment(name))`, written
+    /// straight from the fixture with the variant's changes on the fly: no
+    /// clone of the ~350 KB value tree per request (the simulator's main cost).
+    pub fn equipment_json(&self, name: &str) -> Vec<u8> {
+        if let Some(&(_, idx)) = EXACT_NAMES.iter().find(|(n, _)| *n == name) {
+            return serde_json::to_vec(&self.equipment[idx]).expect("json value serialises");
+        }
+        let plan = self.plan(name);
+        let base = &self.equipment[plan.base];
+        let streamable = |m: &&serde_json::Map<String, Value>| {
+            m.contains_key("preset_no") && PRESET_KEYS.iter().all(|k| m.contains_key(*k))
+        };
+        let Some(map) = base.as_object().filter(streamable) else {
+            // Not the shape the streaming writer assumes: the slow path.
+            return serde_json::to_vec(&self.equipment(name)).expect("json value serialises");
+        };
+        let mut out = Vec::with_capacity(self.equipment_len[plan.base] + 1024);
+        serde_json::to_writer(&mut out, &VariantDoc { map, plan: &plan }).expect("json value serialises");
+        out
+    }
+
+    /// The equipment fixture a name's equipment starts from (the plan's first draw).
+    fn base_index(&self, name: &str) -> usize {
+        if let Some(&(_, idx)) = EXACT_NAMES.iter().find(|(n, _)| *n == name) {
+            return idx;
+        }
+        (SplitMix::new(name_seed(name)).next() % self.equipment.len() as u64) as usize
+    }
+
+    /// Every random choice of a name's variant, drawn in a fixed order.
+    fn plan(&self, name: &str) -> Plan<'_> {
+        let mut rng = SplitMix::new(name_seed(name));
+        let base = (rng.next() % self.equipment.len() as u64) as usize; // = base_index(name)
+        let doc = &self.equipment[base];
+        // Permute the three preset lists (Fisher–Yates on indices).
+        let mut order = [0usize, 1, 2];
+        for i in (1..3).rev() {
+            order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        }
+        let preset_no = 1 + rng.next() % 3;
+        let mut lists = Vec::with_capacity(4);
+        for (dst, key) in PRESET_KEYS.iter().chain(["item_equipment"].iter()).enumerate() {
+            // After the permutation, preset list `dst` holds fixture list `order[dst]`.
+            let source = if dst < 3 { PRESET_KEYS[order[dst]] } else { *key };
+            let Some(items) = doc.get(source).and_then(Value::as_array) else { continue };
+            lists.push((*key, items.iter().map(|item| self.item_overrides(item, &mut rng)).collect()));
+        }
+        Plan { base, order, preset_no, lists }
+    }
+
+    fn item_overrides(&self, item: &Value, rng: &mut SplitMix) -> ItemOverrides<'_> {
+        let mut ov = ItemOverrides::default();
+        let Some(key) = item_key(item) else { return ov };
+        for (prefix, pool, slot) in [
+            ("potential_option", &self.potentials, &mut ov.potential),
+            ("additional_potential_option", &self.additionals, &mut ov.additional),
+        ] {
             if lines(item, prefix).is_none() {
                 continue;
             }
             if let Some(choices) = pool.get(&key) {
-                let (g, a, b, c) = &choices[(rng.next() % choices.len() as u64) as usize];
-                item[format!("{prefix}_grade")] = g.clone();
-                item[format!("{prefix}_1")] = a.clone();
-                item[format!("{prefix}_2")] = b.clone();
-                item[format!("{prefix}_3")] = c.clone();
+                *slot = Some(&choices[(rng.next() % choices.len() as u64) as usize]);
             }
         }
         let star: u32 = item["starforce"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -131,10 +176,10 @@ impl Fixtures {
             let cap = star_cap(key.1);
             let legal: Vec<u32> = STAR_CHOICES.iter().copied().filter(|&s| s <= cap).collect();
             if !legal.is_empty() {
-                let s = legal[(rng.next() % legal.len() as u64) as usize];
-                item["starforce"] = Value::from(s.to_string());
+                ov.starforce = Some(legal[(rng.next() % legal.len() as u64) as usize].to_string());
             }
         }
+        ov
     }
 
     /// Basic character info for a normalised name (`display` is the name as asked).
@@ -144,13 +189,144 @@ impl Fixtures {
             return doc;
         }
         let mut rng = SplitMix::new(name_seed(name) ^ 0x5bd1_e995);
-        let eq = self.equipment(name);
+        // Class and gender are the variant's base fixture's (not varied).
+        let eq = &self.equipment[self.base_index(name)];
         doc["character_name"] = Value::from(display);
         doc["character_class"] = eq["character_class"].clone();
         doc["character_gender"] = eq["character_gender"].clone();
         doc["character_level"] = Value::from(260 + rng.next() % 40);
         doc["character_exp"] = Value::from(rng.next() % 1_000_000_000_000_000);
         doc
+    }
+}
+
+/// The random choices of one variant.
+struct Plan<'f> {
+    base: usize,
+    order: [usize; 3],
+    preset_no: u64,
+    /// (list key in the variant, one entry per item of that list).
+    lists: Vec<(&'static str, Vec<ItemOverrides<'f>>)>,
+}
+
+/// What a variant changes in one item (borrowed from the fixture pools).
+#[derive(Default)]
+struct ItemOverrides<'f> {
+    potential: Option<&'f Lines>,
+    additional: Option<&'f Lines>,
+    starforce: Option<String>,
+}
+
+impl ItemOverrides<'_> {
+    fn apply(&self, item: &mut Value) {
+        for (prefix, lines) in [("potential_option", self.potential), ("additional_potential_option", self.additional)] {
+            if let Some((g, a, b, c)) = lines {
+                item[format!("{prefix}_grade")] = g.clone();
+                item[format!("{prefix}_1")] = a.clone();
+                item[format!("{prefix}_2")] = b.clone();
+                item[format!("{prefix}_3")] = c.clone();
+            }
+        }
+        if let Some(s) = &self.starforce {
+            item["starforce"] = Value::from(s.as_str());
+        }
+    }
+
+    /// The replacement for `field` of the item, if this variant changes it.
+    /// Only fields that exist in the item are replaced (`lines` and the
+    /// starforce parse both require them), as [`ItemOverrides::apply`] does.
+    fn field(&self, field: &str) -> Option<Replacement<'_>> {
+        for (prefix, lines) in [("potential_option", self.potential), ("additional_potential_option", self.additional)] {
+            let Some((g, a, b, c)) = lines else { continue };
+            let Some(rest) = field.strip_prefix(prefix) else { continue };
+            let v = match rest {
+                "_grade" => g,
+                "_1" => a,
+                "_2" => b,
+                "_3" => c,
+                _ => continue,
+            };
+            return Some(Replacement::Value(v));
+        }
+        match (field, &self.starforce) {
+            ("starforce", Some(s)) => Some(Replacement::Str(s)),
+            _ => None,
+        }
+    }
+}
+
+enum Replacement<'a> {
+    Value(&'a Value),
+    Str(&'a str),
+}
+
+struct VariantDoc<'a, 'f> {
+    map: &'a serde_json::Map<String, Value>,
+    plan: &'a Plan<'f>,
+}
+
+impl serde::Serialize for VariantDoc<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.map.len()))?;
+        for (k, v) in self.map {
+            if k == "preset_no" {
+                m.serialize_entry(k, &self.plan.preset_no)?;
+                continue;
+            }
+            let source = match PRESET_KEYS.iter().position(|p| p == k) {
+                Some(dst) => &self.map[PRESET_KEYS[self.plan.order[dst]]],
+                None => v,
+            };
+            match self.plan.lists.iter().find(|(key, _)| key == k) {
+                Some((_, overrides)) => match source.as_array() {
+                    Some(items) => m.serialize_entry(k, &VariantList { items, overrides })?,
+                    None => m.serialize_entry(k, source)?,
+                },
+                None => m.serialize_entry(k, source)?,
+            }
+        }
+        m.end()
+    }
+}
+
+struct VariantList<'a, 'f> {
+    items: &'a [Value],
+    overrides: &'a [ItemOverrides<'f>],
+}
+
+impl serde::Serialize for VariantList<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        debug_assert_eq!(self.items.len(), self.overrides.len(), "one override set per item");
+        let mut seq = s.serialize_seq(Some(self.items.len()))?;
+        for (item, ov) in self.items.iter().zip(self.overrides) {
+            match item.as_object() {
+                Some(map) => seq.serialize_element(&VariantItem { map, ov })?,
+                None => seq.serialize_element(item)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+struct VariantItem<'a, 'f> {
+    map: &'a serde_json::Map<String, Value>,
+    ov: &'a ItemOverrides<'f>,
+}
+
+impl serde::Serialize for VariantItem<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.map.len()))?;
+        for (k, v) in self.map {
+            match self.ov.field(k) {
+                Some(Replacement::Value(r)) => m.serialize_entry(k, r)?,
+                Some(Replacement::Str(r)) => m.serialize_entry(k, r)?,
+                None => m.serialize_entry(k, v)?,
+            }
+        }
+        m.end()
     }
 }
 
@@ -269,6 +445,19 @@ mod tests {
             }
             let p = doc["preset_no"].as_u64().unwrap();
             assert!((1..=3).contains(&p));
+        }
+    }
+
+    /// The streaming writer is byte-for-byte the serialised variant, and
+    /// basic info keeps the variant's class.
+    #[test]
+    fn streamed_variant_equals_the_serialised_value() {
+        let f = fixtures();
+        for name in ["강은호", "진격캐넌", "someone-else", "evan", "메카닉", "a", "bdbf1z"] {
+            let want = serde_json::to_vec(&f.equipment(name)).unwrap();
+            assert_eq!(f.equipment_json(name), want, "variant of {name}");
+            let basic = f.basic(name, name);
+            assert_eq!(basic["character_class"], f.equipment(name)["character_class"]);
         }
     }
 

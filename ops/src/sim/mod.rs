@@ -164,12 +164,12 @@ impl Simulator {
         let Some(name) = query_param(query, "ocid").and_then(|o| name_for_ocid(&o)) else {
             return SimReply::nexon_error(400, "OPENAPI00004", "Please input valid parameter");
         };
-        let doc = if path == "/maplestory/v1/character/basic" {
-            self.fixtures.basic(&name, &name)
+        let body = if path == "/maplestory/v1/character/basic" {
+            serde_json::to_vec(&self.fixtures.basic(&name, &name)).expect("json value serialises")
         } else {
-            self.fixtures.equipment(&name)
+            self.fixtures.equipment_json(&name)
         };
-        SimReply::json(200, serde_json::to_vec(&doc).expect("json value serialises"))
+        SimReply::json(200, body)
     }
 }
 
