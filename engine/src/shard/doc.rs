@@ -22,14 +22,14 @@ impl Doc {
     /// Stores `json`, compressing it once.
     pub fn from_json(json: Vec<u8>) -> Doc {
         let gz = gzip(&json);
-        let etag = format!("\"{:016x}-{:x}\"", fnv1a64(&json), json.len());
+        let etag = format!("\"{:016x}-{:x}\"", etag_hash64(&json), json.len());
         Doc { json: json.into(), gzip: gz.into(), etag: etag.into() }
     }
 
     /// Stores only the gzip form (about 8x smaller for Nexon JSON); the
     /// JSON is recovered with [`Doc::plain`] when a client cannot take gzip.
     pub fn gzip_only(json: &[u8]) -> Doc {
-        let etag = format!("\"{:016x}-{:x}\"", fnv1a64(json), json.len());
+        let etag = format!("\"{:016x}-{:x}\"", etag_hash64(json), json.len());
         Doc { json: Arc::from(&[][..]), gzip: gzip(json).into(), etag: etag.into() }
     }
 
@@ -51,7 +51,7 @@ impl Doc {
     /// keeps only the gzip form). Returns `None` if the bytes are not gzip.
     pub fn from_gzip(gz: Vec<u8>, max_len: usize) -> Option<Doc> {
         let json = gunzip(&gz, max_len)?;
-        let etag = format!("\"{:016x}-{:x}\"", fnv1a64(&json), json.len());
+        let etag = format!("\"{:016x}-{:x}\"", etag_hash64(&json), json.len());
         Some(Doc { json: json.into(), gzip: gz.into(), etag: etag.into() })
     }
 
@@ -87,15 +87,26 @@ pub fn gunzip(gz: &[u8], max_len: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// FNV-1a, 64 bit: stable across builds, good enough for a validator
-/// (the length is part of the tag too).
-fn fnv1a64(bytes: &[u8]) -> u64 {
+/// FNV-1a style, 64 bit, over 8-byte little-endian words (8x fewer
+/// dependent multiplies than byte-wise FNV on 350 KB documents), then the
+/// tail bytes, then a final mix so high bits depend on every word: stable
+/// across builds and platforms, good enough for a validator (the length is
+/// part of the tag too).
+fn etag_hash64(bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        h ^= u64::from_le_bytes(w.try_into().expect("chunks_exact(8) yields 8 bytes"));
+        h = h.wrapping_mul(PRIME);
+        h ^= h >> 29;
     }
-    h
+    for &b in words.remainder() {
+        h ^= b as u64;
+        h = h.wrapping_mul(PRIME);
+    }
+    h ^= h >> 32;
+    h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 #[cfg(test)]
@@ -110,6 +121,19 @@ mod tests {
         assert_eq!(gunzip(&a.gzip, 1024).unwrap(), br#"{"a":1}"#);
         let again = Doc::from_gzip(a.gzip.to_vec(), 1024).unwrap();
         assert_eq!(again, a);
+    }
+
+    /// Every byte position counts: in the 8-byte words and in the tail.
+    #[test]
+    fn etag_hash_sees_every_byte() {
+        let base: Vec<u8> = (0..27u8).collect();
+        let h = etag_hash64(&base);
+        for i in 0..base.len() {
+            let mut changed = base.clone();
+            changed[i] ^= 1;
+            assert_ne!(etag_hash64(&changed), h, "byte {i}");
+        }
+        assert_eq!(etag_hash64(&base), h, "deterministic");
     }
 
     #[test]

@@ -161,7 +161,10 @@ impl Owner {
                 }
             }
             // Compute on this core: the owner is the only one rendering this key.
-            let rendered = render(&n.display, &equipment.gzip).map_err(NodeError::Calc)?;
+            // A fresh fetch still carries the plain JSON (no gunzip); a cached
+            // equipment document is gzip only (the calculator takes either).
+            let input: &[u8] = if equipment.is_gzip_only() { &equipment.gzip } else { &equipment.json };
+            let rendered = render(&n.display, input).map_err(NodeError::Calc)?;
             if eq_cache != CacheStatus::Stale {
                 this.expectations.borrow_mut().insert(n.key.clone(), rendered.clone(), Instant::now());
                 this.versions.bump(n.slot);
@@ -242,12 +245,15 @@ impl Owner {
         self.cached_or_fetch("equipment", &self.equipment, &self.equipment_flights, name, force, move || async move {
             let ocid = this.ocid(&n).await?;
             let body = this.nexon.equipment(&ocid.0).await?;
-            // Stored compressed: rendering reads gzip directly, and most
-            // clients of the equipment route accept gzip.
+            // Cached compressed (about 8x smaller; rendering reads gzip
+            // directly, and most clients of the equipment route accept gzip).
+            // The flight's waiters get the plain JSON too, so the render
+            // that follows a fetch does not gunzip what was just gzipped.
             let doc = Doc::gzip_only(&body);
             this.equipment.borrow_mut().insert(n.key.clone(), doc.clone(), Instant::now());
             this.metrics.cache_bytes("equipment", this.equipment.borrow().bytes());
-            Ok((doc, CacheStatus::Miss))
+            let fresh = Doc { json: Arc::from(&body[..]), ..doc };
+            Ok((fresh, CacheStatus::Miss))
         })
         .await
     }
