@@ -41,7 +41,7 @@ fn crash_child() {
 /// Append forever with 16 appends in flight; print `ack <index>` for each
 /// append whose future resolved (i.e. durable).
 fn writer_child(dir: &Path) {
-    let (wal, _) = open(dir);
+    let (wal, _) = open_after_owner_exit(dir);
     let mut next = wal.last_index() + 1;
     let mut out = std::io::stdout().lock();
     let mut inflight = std::collections::VecDeque::new();
@@ -83,7 +83,7 @@ fn sigkill_never_loses_an_acknowledged_append() {
             }
         }
         let _ = child.wait();
-        let (wal, rec) = open(dir.path());
+        let (wal, rec) = open_after_owner_exit(dir.path());
         assert!(wal.last_index() >= max_acked, "round {round}: acked {max_acked}, recovered {rec:?}");
         let all = wal.read(1..=wal.last_index()).unwrap();
         assert!(all.iter().all(|e| e.payload == payload(e.index)), "round {round}");
@@ -97,7 +97,7 @@ fn sigkill_never_loses_an_acknowledged_append() {
 /// the process aborts at the armed step.
 fn checkpoint_child(dir: &Path) {
     let round: u32 = std::env::var(CHILD_ROUND).unwrap().parse().unwrap();
-    let (wal, _) = open(&dir.join("wal"));
+    let (wal, _) = open_after_owner_exit(&dir.join("wal"));
     let store = StateStore::open(&dir.join("state")).unwrap();
     store.replay(&wal, wal.last_index(), &mut writes_of).unwrap();
     let apply_upto = |to: u64| {
@@ -146,7 +146,7 @@ fn crash_at_each_checkpoint_step_loses_nothing_and_applies_nothing_twice() {
         let status = run(1, Some(point));
         assert!(!status.success(), "{}: child should have aborted", point.name());
 
-        let (wal, _) = open(&dir.path().join("wal"));
+        let (wal, _) = open_after_owner_exit(&dir.path().join("wal"));
         // Every appended entry survived (all were acknowledged before the
         // crash). Mid-apply fires already while round 1 replays 201..=300,
         // before it appends anything: a crash during recovery itself.

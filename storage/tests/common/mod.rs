@@ -29,6 +29,24 @@ pub fn open(dir: &Path) -> (Wal, storage::Recovery) {
     Wal::open(dir, small_opts()).unwrap()
 }
 
+/// `open` for the crash tests, where the previous owner of `dir` has just
+/// ended. The test binary runs tests on several threads and each spawns
+/// children: a child being spawned holds copies of the parent's descriptors
+/// (the lock file's too) until its exec closes them, so for a moment after
+/// the last owner is gone the flock may still be held. Retry `Locked` for a
+/// bounded time; any other error, or a lock held for 10 s, fails the test.
+pub fn open_after_owner_exit(dir: &Path) -> (Wal, storage::Recovery) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Wal::open(dir, small_opts()) {
+            Err(StorageError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 /// The state-machine rule used by the crash tests: entry i writes
 /// `key-{i % 7}` = i and `last` = i.
 pub fn writes_of(e: &Entry) -> Result<Vec<KvWrite>, StorageError> {
