@@ -6,6 +6,7 @@
 //! noljang math: [`starforce`]; cost text: [`cost_text`]; assembly:
 //! [`calculator`].
 
+pub mod calculated_at;
 pub mod calculator;
 pub mod cost_text;
 mod decimal;
