@@ -164,7 +164,7 @@ impl Fixtures {
             ("potential_option", &self.potentials, &mut ov.potential),
             ("additional_potential_option", &self.additionals, &mut ov.additional),
         ] {
-            if lines(item, prefix).is_none() {
+            if !has_lines(item, prefix) {
                 continue;
             }
             if let Some(choices) = pool.get(&key) {
@@ -338,6 +338,12 @@ fn item_key(item: &Value) -> Option<(String, u64)> {
     let part = item.get("item_equipment_part")?.as_str()?.to_owned();
     let level = item.get("item_base_option")?.get("base_equipment_level")?.as_u64()?;
     Some((part, level))
+}
+
+/// `lines(item, prefix).is_some()` without cloning the four values.
+fn has_lines(item: &Value, prefix: &str) -> bool {
+    let field = |suffix: &str| item.get(format!("{prefix}{suffix}"));
+    field("_grade").is_some_and(|g| !g.is_null()) && ["_1", "_2", "_3"].iter().all(|s| field(s).is_some())
 }
 
 fn lines(item: &Value, prefix: &str) -> Option<Lines> {
