@@ -36,6 +36,7 @@ mod tests {
     fn iso_dates() {
         assert_eq!(iso_from_unix(0), "1970-01-01T00:00:00");
         assert_eq!(iso_from_unix(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(iso_from_unix(1_795_426_200), "2026-11-23T09:30:00");
         assert_eq!(iso_from_unix(1_795_427_999), "2026-11-23T09:59:59");
     }
 }
