@@ -7,21 +7,14 @@
 //! name of the item's grade; the key is `isNoljang` (theirs: `noljang`);
 //! `_`-prefixed reference keys are diagnostics and ignored.
 
-use std::path::PathBuf;
 
 use engine::expectation::Calculator;
 use serde_json::Value;
 
-fn data_dir() -> PathBuf {
-    match std::env::var_os("MAPLE_SHARED_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"),
-    }
-}
+mod common;
 
 fn read(name: &str) -> Vec<u8> {
-    let path = data_dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    common::fixture_bytes(name)
 }
 
 fn ours(fixture: &str) -> Value {

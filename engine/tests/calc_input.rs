@@ -2,22 +2,16 @@
 //! a panic), and property tests for the calculator and its parser.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use engine::expectation::starforce::StarforceOptions;
 use engine::expectation::{CalcError, Calculator, ExpectationResponse};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-fn data_dir() -> PathBuf {
-    match std::env::var_os("MAPLE_SHARED_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"),
-    }
-}
+mod common;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(data_dir().join(name)).expect("fixture")
+    common::fixture_bytes(name)
 }
 
 fn compute(bytes: &[u8]) -> Result<ExpectationResponse, CalcError> {

@@ -3,25 +3,14 @@
 //!
 //! Fixtures: `$MAPLE_SHARED_DATA` or `<repo>/../shared/data/maple`.
 
-use std::path::PathBuf;
 
 use engine::expectation::cube::{CubeKind, CubeOutcome, CubeQuery, CubeTables};
 use serde_json::Value;
 
-fn shared_data() -> PathBuf {
-    std::env::var_os("MAPLE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/data/maple"
-            ))
-        })
-}
+mod common;
 
 fn read(rel: &str) -> String {
-    let path = shared_data().join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    common::fixture_text(rel)
 }
 
 fn assert_close(actual: f64, expected: f64, what: &str) {

@@ -3,28 +3,15 @@
 //! (`derived/v4_reference_*.json`: `flameExpectation.*FlameTrials`,
 //! `_target`, `_category`).
 
-use std::path::PathBuf;
 
 use engine::expectation::flame;
 use flame::{flame_expectation, weapon_base, FlameInput, TrialsStatus};
 use serde_json::Value;
 
-fn shared_data() -> PathBuf {
-    std::env::var_os("MAPLE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/data/maple"
-            ))
-        })
-}
+mod common;
 
 fn load(name: &str) -> Value {
-    let path = shared_data().join(name);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+    serde_json::from_str(&common::fixture_text(name)).unwrap_or_else(|e| panic!("parse {name}: {e}"))
 }
 
 fn level_of(item: &Value) -> u32 {
