@@ -210,7 +210,7 @@ pub fn expected_trials(
     if let Some(done) = TRIALS_MEMO.with(|m| m.borrow().get(&key).copied()) {
         return done;
     }
-    let result = compute_trials(category, flame, level, weights, target, base);
+    let result = compute_trials(&key);
     TRIALS_MEMO.with(|m| {
         let mut memo = m.borrow_mut();
         if memo.len() >= TRIALS_MEMO_ENTRIES {
@@ -244,14 +244,8 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
-fn compute_trials(
-    category: FlameCategory,
-    flame: FlameType,
-    level: u32,
-    weights: &JobWeights,
-    target: u64,
-    base: WeaponBase,
-) -> Result<f64, TrialsStatus> {
+fn compute_trials(key: &TrialsKey) -> Result<f64, TrialsStatus> {
+    let TrialsKey { category, flame, level, ref weights, target, base } = *key;
     let pmfs = pmf::option_pmfs(category, flame, level, weights, base);
     let p = dp::success_probability(&pmfs, category.boss_drop(), target).map_err(|e| match e {
         dp::DpError::EmptyPool => TrialsStatus::NotInTable,
@@ -300,7 +294,8 @@ mod memo_tests {
         for category in [FlameCategory::BossArmor, FlameCategory::OtherArmor] {
             for flame in [FlameType::Powerful, FlameType::Eternal, FlameType::Abyss] {
                 for target in [1u64, 50, 400, 1200, 5000] {
-                    let direct = compute_trials(category, flame, 200, &weights, target, base);
+                    let key = TrialsKey { category, flame, level: 200, weights, target, base };
+                    let direct = compute_trials(&key);
                     assert_eq!(expected_trials(category, flame, 200, &weights, target, base), direct);
                     assert_eq!(expected_trials(category, flame, 200, &weights, target, base), direct);
                 }

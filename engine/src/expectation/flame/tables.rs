@@ -213,6 +213,11 @@ fn shape(msg: impl Into<String>) -> FlameTableError {
     FlameTableError::Shape(msg.into())
 }
 
+/// A top-level table of the lookup document, or an error naming it.
+fn section<'a>(doc: &'a Value, key: &str) -> Result<&'a Value, FlameTableError> {
+    doc.get(key).ok_or_else(|| shape(format!("no {key}")))
+}
+
 /// The parsed embedded tables; parsed on first use, then shared read-only.
 pub fn tables() -> &'static FlameTables {
     static TABLES: OnceLock<FlameTables> = OnceLock::new();
@@ -242,30 +247,13 @@ impl FlameTables {
     /// Parses and validates the flame part of a lookup table document.
     pub fn parse(json: &str) -> Result<FlameTables, FlameTableError> {
         let doc: Value = serde_json::from_str(json)?;
-        let levels = parse_levels(
-            doc.get("flame_armor_table")
-                .ok_or_else(|| shape("no flame_armor_table"))?,
-        )?;
-        let stage_probs = parse_stage_probs(
-            doc.get("flame_stage_probs")
-                .ok_or_else(|| shape("no flame_stage_probs"))?,
-        )?;
-        let pools: RawPools = serde_json::from_value(
-            doc.get("flame_option_pools")
-                .cloned()
-                .ok_or_else(|| shape("no flame_option_pools"))?,
-        )?;
+        let levels = parse_levels(section(&doc, "flame_armor_table")?)?;
+        let stage_probs = parse_stage_probs(section(&doc, "flame_stage_probs")?)?;
+        let pools: RawPools = serde_json::from_value(section(&doc, "flame_option_pools")?.clone())?;
         let weapon_pool = parse_pool(&pools.weapon)?;
         let armor_pool = parse_pool(&pools.armor)?;
-        let (classes, fallback_weights) = parse_job_weights(
-            doc.get("flame_job_weights")
-                .ok_or_else(|| shape("no flame_job_weights"))?,
-        )?;
-        let boss: RawBoss = serde_json::from_value(
-            doc.get("flame_boss_equipment")
-                .cloned()
-                .ok_or_else(|| shape("no flame_boss_equipment"))?,
-        )?;
+        let (classes, fallback_weights) = parse_job_weights(section(&doc, "flame_job_weights")?)?;
+        let boss: RawBoss = serde_json::from_value(section(&doc, "flame_boss_equipment")?.clone())?;
         Ok(FlameTables {
             levels,
             stage_probs,
