@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod common;
+use common::{enc, Resp};
+
 const SECRET: &str = "likes-test-secret";
 
 struct Node {
@@ -91,24 +94,8 @@ fn token(user: &str) -> String {
     net::jwt::sign(SECRET.as_bytes(), user, now() + 3600)
 }
 
-fn enc(name: &str) -> String {
-    name.bytes().map(|b| format!("%{b:02X}")).collect()
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
     /// `(liked, likeCount)` of a 200 like answer.
     fn like(&self) -> (bool, u64) {
         assert_eq!(self.status, 200, "{:?}", String::from_utf8_lossy(&self.body));

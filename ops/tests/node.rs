@@ -7,6 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+use common::{enc, Resp};
+
 struct Proc {
     child: Child,
     addr: SocketAddr,
@@ -60,21 +63,6 @@ fn serve(extra: &[&str]) -> Proc {
     proc
 }
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-}
 
 /// Sends raw bytes, reads one response (Connection: close semantics).
 fn raw(addr: SocketAddr, request: &[u8]) -> Resp {
@@ -118,9 +106,6 @@ fn get(addr: SocketAddr, path: &str) -> Resp {
     request(addr, "GET", path, &[])
 }
 
-fn enc(name: &str) -> String {
-    name.bytes().map(|b| format!("%{b:02X}")).collect()
-}
 
 fn metric(addr: SocketAddr, line_prefix: &str) -> f64 {
     let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
