@@ -91,40 +91,13 @@ impl DateCache {
     }
 }
 
-/// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+/// IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT` (the `httpdate` crate
+/// formats it; it is always 29 bytes for years 1970..=9999).
 pub(crate) fn http_date(unix_secs: u64) -> [u8; 29] {
-    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let days = unix_secs / 86_400;
-    let rem = unix_secs % 86_400;
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil-from-days (H. Hinnant), valid for the whole u64-seconds range we care about.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-
+    let text = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(unix_secs));
     let mut out = [0u8; 29];
-    let mut w = &mut out[..];
-    let _ = write!(
-        w,
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        std::str::from_utf8(DAYS[(days % 7) as usize]).unwrap_or("Thu"),
-        d,
-        std::str::from_utf8(MONTHS[(month - 1) as usize]).unwrap_or("Jan"),
-        year,
-        h,
-        m,
-        s
-    );
+    let n = text.len().min(29);
+    out[..n].copy_from_slice(&text.as_bytes()[..n]);
     out
 }
 
