@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
-use storage::{Entry, Wal, WalOptions};
+use storage::{Entry, Wal, WalOptions, WalSync};
 
 const PAYLOAD: usize = 128;
 
@@ -51,7 +51,7 @@ struct Run {
 /// serving that many concurrent like toggles).
 fn wal_run(dir: &std::path::Path, inflight: usize, fsync: bool, secs: f64) -> Run {
     let d = dir.join(format!("wal-{inflight}-{fsync}"));
-    let (wal, _) = Wal::open(&d, WalOptions { fsync, max_pending: inflight.max(16) * 2, ..WalOptions::default() }).unwrap();
+    let (wal, _) = Wal::open(&d, WalOptions { sync: if fsync { WalSync::Fsync } else { WalSync::Off }, max_pending: inflight.max(16) * 2, ..WalOptions::default() }).unwrap();
     // Let the background pre-allocation of the next 64 MiB segment finish,
     // so it does not compete with the measured syncs.
     std::thread::sleep(std::time::Duration::from_millis(1500));

@@ -37,7 +37,7 @@ pub use failpoint::FailPoint;
 pub use segment::Torn;
 pub use state::{Applied, Applier, ApplierOptions, ApplyEntry, KvPair, KvWrite, StateStore};
 pub use stats::{StateStats, WalStats};
-pub use wal::{AppendFuture, Completion, Recovery, Wal, WalOptions};
+pub use wal::{AppendFuture, Completion, Recovery, Wal, WalOptions, WalSync};
 
 /// One log entry. `payload` is opaque to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::wal::{Recovery, Shared};
+use crate::wal::{Recovery, Shared, WalSync};
 
 #[derive(Default, Debug)]
 pub(crate) struct Counters {
@@ -24,6 +24,8 @@ pub(crate) struct Counters {
 /// Snapshot of one write-ahead log.
 #[derive(Debug, Clone)]
 pub struct WalStats {
+    /// The log's sync mode (`Off`: nothing below is ever fdatasynced).
+    pub sync: WalSync,
     /// Bytes of records in the retained segments (not the pre-allocated size).
     pub log_bytes: u64,
     pub segments: usize,
@@ -64,6 +66,7 @@ impl WalStats {
         let c = &shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         WalStats {
+            sync: shared.opts.sync,
             log_bytes,
             segments,
             first_index,

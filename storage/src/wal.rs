@@ -52,9 +52,9 @@ pub struct WalOptions {
     pub max_entry_bytes: usize,
     /// Bytes buffered before a `pwrite` inside one round.
     pub max_write_bytes: usize,
-    /// fdatasync before acknowledging. `false` only for the `--no-fsync`
-    /// benchmark flag: acknowledged entries can then be lost on power loss.
-    pub fsync: bool,
+    /// Whether an append is fdatasynced before it is acknowledged.
+    /// [`WalSync::Off`] exists only to measure what the sync costs.
+    pub sync: WalSync,
     /// Write zeros into new segments up front (faster fdatasync later).
     pub preallocate: bool,
 }
@@ -66,13 +66,56 @@ impl Default for WalOptions {
             max_pending: 4096,
             max_entry_bytes: 4 << 20,
             max_write_bytes: 1 << 20,
-            fsync: true,
+            sync: WalSync::Fsync,
             preallocate: true,
         }
     }
 }
 
+/// How the log makes appends durable (`maple serve --wal-sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WalSync {
+    /// fdatasync every write round before acknowledging it (group commit).
+    #[default]
+    Fsync,
+    /// Benchmark mode: write every entry (same rounds, same batching) but
+    /// never fdatasync; an append resolves once its bytes are in the page
+    /// cache. Acknowledged entries survive a process crash, not a power loss.
+    Off,
+}
+
+impl WalSync {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WalSync::Fsync => "fsync",
+            WalSync::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for WalSync {
+    type Err = StorageError;
+    fn from_str(s: &str) -> Result<WalSync, StorageError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fsync" => Ok(WalSync::Fsync),
+            "off" => Ok(WalSync::Off),
+            other => Err(StorageError::InvalidArgument(format!("wal sync mode must be `fsync` or `off`, got {other:?}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for WalSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl WalOptions {
+    /// Whether this log calls fdatasync at all.
+    pub fn fsyncs(&self) -> bool {
+        self.sync == WalSync::Fsync
+    }
+
     fn validate(&self) -> Result<(), StorageError> {
         let need = (SEGMENT_HEADER + FRAME_HEADER + self.max_entry_bytes) as u64;
         if self.segment_bytes < need {
@@ -157,7 +200,7 @@ impl Segments {
 
 pub(crate) struct Shared {
     dir: PathBuf,
-    opts: WalOptions,
+    pub(crate) opts: WalOptions,
     segments: RwLock<Segments>,
     first_index: AtomicU64,
     last_index: AtomicU64,
@@ -259,8 +302,8 @@ impl Wal {
         };
         if needs_fresh {
             // Empty directory, or everything up to the purge mark is gone.
-            let spare = segment::prepare_spare(dir, opts.segment_bytes, opts.preallocate, opts.fsync)?;
-            let seg = spare.install(dir, purged + 1, opts.fsync)?;
+            let spare = segment::prepare_spare(dir, opts.segment_bytes, opts.preallocate, opts.fsyncs())?;
+            let seg = spare.install(dir, purged + 1, opts.fsyncs())?;
             let old: Vec<PathBuf> = list.drain(..).map(|s| s.path).collect();
             remove_in_order(dir, &old)?;
             list.push(seg);
@@ -406,6 +449,11 @@ impl Wal {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// How this log makes appends durable.
+    pub fn sync_mode(&self) -> WalSync {
+        self.shared.opts.sync
     }
 
     /// A point-in-time copy of the log's counters and histograms.
@@ -608,7 +656,7 @@ impl Syncer {
     /// complete the appends that were waiting.
     fn commit(&mut self) -> Result<(), StorageError> {
         self.write_buffer()?;
-        if self.shared.opts.fsync {
+        if self.shared.opts.fsyncs() {
             for f in self.dirty.drain(..) {
                 let t = Instant::now();
                 f.sync_data().ctx(|| "fdatasync wal segment".to_string())?;
@@ -663,7 +711,7 @@ impl Syncer {
         let o = self.shared.opts.clone();
         self.spare = std::thread::Builder::new()
             .name("wal-prealloc".into())
-            .spawn(move || segment::prepare_spare(&dir, o.segment_bytes, o.preallocate, o.fsync))
+            .spawn(move || segment::prepare_spare(&dir, o.segment_bytes, o.preallocate, o.fsyncs()))
             .ok();
     }
 
@@ -673,7 +721,7 @@ impl Syncer {
             Some(s) => s,
             None => {
                 let o = &self.shared.opts;
-                segment::prepare_spare(&self.shared.dir, o.segment_bytes, o.preallocate, o.fsync)?
+                segment::prepare_spare(&self.shared.dir, o.segment_bytes, o.preallocate, o.fsyncs())?
             }
         };
         self.prepare_next_spare();
@@ -683,7 +731,7 @@ impl Syncer {
     /// Start a new segment whose first entry will be `base`.
     fn roll(&mut self, base: u64) -> Result<(), StorageError> {
         assert!(self.buf.is_empty(), "roll with unwritten frames");
-        let seg = self.take_spare()?.install(&self.shared.dir, base, self.shared.opts.fsync)?;
+        let seg = self.take_spare()?.install(&self.shared.dir, base, self.shared.opts.fsyncs())?;
         self.shared.counters.segments_created.fetch_add(1, Ordering::Relaxed);
         let mut segs = self.shared.segments.write().unwrap_or_else(|p| p.into_inner());
         segs.list.push(seg);
@@ -699,7 +747,7 @@ impl Syncer {
         if index + 1 < first {
             return Err(StorageError::OutOfRange { start: index + 1, end: last, first, last });
         }
-        let fsync = self.shared.opts.fsync;
+        let fsync = self.shared.opts.fsyncs();
         let max = self.shared.opts.max_entry_bytes;
         // 1. Unpublish, so readers never see entries that are going away.
         let (file, path, from, to, doomed) = {
@@ -740,7 +788,7 @@ impl Syncer {
             return Ok(());
         }
         let dir = self.shared.dir.clone();
-        let fsync = self.shared.opts.fsync;
+        let fsync = self.shared.opts.fsyncs();
         if index >= self.next_index {
             // Purging past the end (a snapshot newer than the log): continue
             // in a fresh segment that starts after the snapshot.
@@ -776,7 +824,7 @@ impl Syncer {
         rec.extend_from_slice(&(vote.len() as u32).to_le_bytes());
         rec.extend_from_slice(&crc32fast::hash(&vote).to_le_bytes());
         rec.extend_from_slice(&vote);
-        fsutil::atomic_write(&self.shared.dir, VOTE_FILE, &rec, self.shared.opts.fsync)?;
+        fsutil::atomic_write(&self.shared.dir, VOTE_FILE, &rec, self.shared.opts.fsyncs())?;
         *self.shared.vote.write().unwrap_or_else(|p| p.into_inner()) = Some(vote);
         Ok(())
     }

@@ -44,7 +44,7 @@ fn opts(prealloc: bool) -> WalOptions {
         max_entry_bytes: 512,
         max_write_bytes: 700,
         max_pending: 64,
-        fsync: false,
+        sync: storage::WalSync::Off,
         preallocate: prealloc,
     }
 }

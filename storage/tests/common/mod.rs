@@ -15,7 +15,7 @@ pub fn small_opts() -> WalOptions {
         max_entry_bytes: 1024,
         max_write_bytes: 2048,
         max_pending: 256,
-        fsync: true,
+        sync: storage::WalSync::Fsync,
         preallocate: true,
     }
 }
