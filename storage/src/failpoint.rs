@@ -25,16 +25,20 @@ pub enum FailPoint {
     MidSegmentDelete,
     /// Apply: half of one entry's key writes applied to sled.
     MidApply,
+    /// Checkpoint done, tombstone compaction: one tombstone deleted from
+    /// the state, its index row not yet.
+    MidTombstoneCompaction,
 }
 
 impl FailPoint {
-    pub const ALL: [FailPoint; 6] = [
+    pub const ALL: [FailPoint; 7] = [
         FailPoint::AfterSledFlush,
         FailPoint::AfterSledSync,
         FailPoint::AfterCheckpointTemp,
         FailPoint::AfterCheckpointRename,
         FailPoint::MidSegmentDelete,
         FailPoint::MidApply,
+        FailPoint::MidTombstoneCompaction,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl FailPoint {
             FailPoint::AfterCheckpointRename => "after-checkpoint-rename",
             FailPoint::MidSegmentDelete => "mid-segment-delete",
             FailPoint::MidApply => "mid-apply",
+            FailPoint::MidTombstoneCompaction => "mid-tombstone-compaction",
         }
     }
 

@@ -35,7 +35,7 @@ mod wal;
 pub use error::StorageError;
 pub use failpoint::FailPoint;
 pub use segment::Torn;
-pub use state::{Applied, Applier, ApplierOptions, ApplyEntry, KvPair, KvWrite, StateStore};
+pub use state::{Applied, Applier, ApplierOptions, ApplyEntry, KvPair, KvWrite, StateStore, Visit};
 pub use stats::{StateStats, WalStats};
 pub use wal::{AppendFuture, Completion, Recovery, Wal, WalOptions, WalSync};
 

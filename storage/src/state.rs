@@ -7,6 +7,12 @@
 //! the index of the entry that wrote it, and an entry never overwrites a key
 //! written by the same or a later entry. Replaying any suffix of the log any
 //! number of times therefore converges to the same state.
+//!
+//! Deletes leave a tombstone (the deleting entry's index) so that replay
+//! cannot resurrect the key from an older entry. A tombstone is only needed
+//! while some replay could still apply an older entry, i.e. while its index
+//! is above the durable checkpoint; checkpoints compact the others (see
+//! [`StateStore::checkpoint`]).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -27,6 +33,9 @@ use crate::Entry;
 
 const CHECKPOINT_FILE: &str = "checkpoint";
 const SLED_DIR: &str = "sled";
+/// sled tree of the tombstones not yet compacted: `index (u64 BE) | key` → ``.
+/// Ordered by index, so a checkpoint finds the compactable ones with one range scan.
+const TOMBS_TREE: &str = "tombs";
 const TAG_VALUE: u8 = 0;
 const TAG_TOMBSTONE: u8 = 1;
 /// Entries read from the log per apply step.
@@ -40,6 +49,11 @@ pub type KvPair = (Vec<u8>, Vec<u8>);
 pub enum KvWrite {
     Put { key: Vec<u8>, value: Vec<u8> },
     Delete { key: Vec<u8> },
+    /// Delete `key` only if it holds a live value written by entry
+    /// `written_by` or earlier: an eviction decided from a read of the state
+    /// must not remove a newer value written after that read. A key that is
+    /// already absent is left alone (no tombstone is written).
+    Evict { key: Vec<u8>, written_by: u64 },
 }
 
 /// Turns a committed entry into key writes. Replay calls it again for the
@@ -47,6 +61,14 @@ pub enum KvWrite {
 /// carry outcomes, e.g. the like count after the toggle, not deltas).
 pub trait ApplyEntry: Send + 'static {
     fn writes(&mut self, entry: &Entry) -> Result<Vec<KvWrite>, StorageError>;
+
+    /// Housekeeping on the applier thread, after every checkpoint and at
+    /// least every [`ApplierOptions::maintain_every`] (e.g. sweeping expired
+    /// rows with [`StateStore::forget`], or deciding evictions to append to
+    /// the log). Errors are logged, never fatal.
+    fn maintain(&mut self, _store: &StateStore) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 impl<F> ApplyEntry for F
@@ -65,10 +87,20 @@ pub struct Applied {
     pub skipped: usize,
 }
 
+/// A live value seen by [`StateStore::visit_prefix`].
+#[derive(Debug, Clone, Copy)]
+pub struct Visit<'a> {
+    pub key: &'a [u8],
+    /// Index of the entry that wrote the value.
+    pub index: u64,
+    pub value: &'a [u8],
+}
+
 pub struct StateStore {
     dir: PathBuf,
     db: sled::Db,
     kv: sled::Tree,
+    tombs: sled::Tree,
     opened: Instant,
     applied_index: AtomicU64,
     checkpoint_index: AtomicU64,
@@ -79,6 +111,8 @@ pub struct StateStore {
     writes_skipped: AtomicU64,
     replayed_on_open: AtomicU64,
     replay_us: AtomicU64,
+    tombstones_compacted: AtomicU64,
+    forgotten: AtomicU64,
 }
 
 impl StateStore {
@@ -93,10 +127,12 @@ impl StateStore {
         };
         let db = sled::Config::new().path(dir.join(SLED_DIR)).open()?;
         let kv = db.open_tree("kv")?;
+        let tombs = db.open_tree(TOMBS_TREE)?;
         Ok(StateStore {
             dir: dir.to_path_buf(),
             db,
             kv,
+            tombs,
             opened: Instant::now(),
             applied_index: AtomicU64::new(checkpoint),
             checkpoint_index: AtomicU64::new(checkpoint),
@@ -106,6 +142,8 @@ impl StateStore {
             writes_skipped: AtomicU64::new(0),
             replayed_on_open: AtomicU64::new(0),
             replay_us: AtomicU64::new(0),
+            tombstones_compacted: AtomicU64::new(0),
+            forgotten: AtomicU64::new(0),
         })
     }
 
@@ -161,20 +199,30 @@ impl StateStore {
             if i == writes.len() / 2 && i > 0 {
                 failpoint::hit(FailPoint::MidApply);
             }
-            let (key, encoded) = match w {
-                KvWrite::Put { key, value } => (key, encode_value(index, Some(value))),
-                KvWrite::Delete { key } => (key, encode_value(index, None)),
+            let (key, value, evicts) = match w {
+                KvWrite::Put { key, value } => (key, Some(value), None),
+                KvWrite::Delete { key } => (key, None, None),
+                KvWrite::Evict { key, written_by } => (key, None, Some(*written_by)),
             };
-            let newer = match self.kv.get(key)? {
-                Some(old) => value_index(&old)? >= index,
-                None => false,
+            let old = self.kv.get(key)?;
+            let old_index = old.as_deref().map(value_index).transpose()?;
+            let skip = match (evicts, &old) {
+                // A key written by this entry or a later one stays (replay).
+                _ if old_index.is_some_and(|i| i >= index) => true,
+                (Some(written_by), Some(raw)) => is_tombstone(raw)? || old_index.is_some_and(|i| i > written_by),
+                (Some(_), None) => true,
+                (None, _) => false,
             };
-            if newer {
+            if skip {
                 out.skipped += 1;
-            } else {
-                self.kv.insert(key.as_slice(), encoded)?;
-                out.written += 1;
+                continue;
             }
+            self.kv.insert(key.as_slice(), encode_value(index, value))?;
+            if value.is_none() {
+                // Remember the tombstone for compaction once a checkpoint covers it.
+                self.tombs.insert(tomb_key(index, key), &[])?;
+            }
+            out.written += 1;
         }
         self.applied_index.store(index, Ordering::Release);
         self.entries_applied.fetch_add(1, Ordering::Relaxed);
@@ -190,6 +238,43 @@ impl StateStore {
         }
     }
 
+    /// Call `f` for every live value whose key starts with `prefix`, in key
+    /// order (or reverse order), until it returns `false`.
+    pub fn visit_prefix(
+        &self,
+        prefix: &[u8],
+        reverse: bool,
+        mut f: impl FnMut(Visit<'_>) -> bool,
+    ) -> Result<(), StorageError> {
+        let mut iter = self.kv.scan_prefix(prefix);
+        loop {
+            let item = if reverse { iter.next_back() } else { iter.next() };
+            let Some(item) = item else { return Ok(()) };
+            let (k, raw) = item?;
+            let index = value_index(&raw)?;
+            if is_tombstone(&raw)? {
+                continue;
+            }
+            if !f(Visit { key: &k, index, value: &raw[9..] }) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Delete keys directly, outside the log. Only for rows every reader
+    /// already ignores (e.g. expired ones): the state is then a view of the
+    /// log *and the clock*, and a replay that writes such a row again is
+    /// harmless — it is still ignored and the next sweep forgets it again.
+    /// Returns how many keys were present.
+    pub fn forget(&self, keys: &[Vec<u8>]) -> Result<usize, StorageError> {
+        let mut n = 0;
+        for k in keys {
+            n += self.kv.remove(k.as_slice())?.is_some() as usize;
+        }
+        self.forgotten.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
     /// Every live `(key, value)` whose key starts with `prefix`, at most `limit`.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StorageError> {
         let mut out = Vec::new();
@@ -203,6 +288,16 @@ impl StateStore {
             }
         }
         Ok(out)
+    }
+
+    /// Keys stored, tombstones included (O(n): diagnostics and tests).
+    pub fn stored_keys(&self) -> usize {
+        self.kv.len()
+    }
+
+    /// Tombstones not yet compacted (O(n): diagnostics and tests).
+    pub fn pending_tombstones(&self) -> usize {
+        self.tombs.len()
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -246,7 +341,42 @@ impl StateStore {
         self.checkpoint_index.store(index, Ordering::Release);
         self.checkpoint_at_us.store(self.opened.elapsed().as_micros() as u64, Ordering::Relaxed);
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.compact_tombstones(index)?;
         Ok(index)
+    }
+
+    /// Drop the tombstones written by entries `<= checkpoint`.
+    ///
+    /// Why this is safe: a tombstone only stops a replayed *older* entry
+    /// from resurrecting its key. Replay starts after the durable checkpoint
+    /// (`replay`/`apply_from_log` begin at `checkpoint + 1`, and the log
+    /// before it may already be purged), so every entry a replay can apply
+    /// has an index above `checkpoint` >= the tombstone's index and would
+    /// overwrite the tombstone anyway. Deleting it changes no outcome.
+    /// The deletions become durable with the next checkpoint's flush; if we
+    /// crash before, sled may bring some back (with their `tombs` rows) and
+    /// a later checkpoint compacts them again.
+    fn compact_tombstones(&self, checkpoint: u64) -> Result<u64, StorageError> {
+        assert!(checkpoint <= self.checkpoint_index(), "compaction beyond the durable checkpoint");
+        let mut n = 0;
+        let end = (checkpoint + 1).to_be_bytes();
+        for item in self.tombs.range(..&end[..]) {
+            let (tk, _) = item?;
+            let (index, key) = split_tomb_key(&tk)?;
+            debug_assert!(index <= checkpoint);
+            // Only if the key still holds exactly this tombstone (a later
+            // Put may have replaced it).
+            let cas = self.kv.compare_and_swap(key, Some(encode_value(index, None)), None::<&[u8]>)?;
+            n += cas.is_ok() as u64;
+            if n == 1 {
+                failpoint::hit(FailPoint::MidTombstoneCompaction);
+            }
+            // kv first, then the index row: a crash in between leaves a row
+            // whose tombstone is gone, which the next compaction just drops.
+            self.tombs.remove(&tk)?;
+        }
+        self.tombstones_compacted.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
     }
 
     /// Snapshot of the store's numbers; `committed` is the log's commit
@@ -265,7 +395,29 @@ impl StateStore {
             writes_skipped: self.writes_skipped.load(Ordering::Relaxed),
             replayed_on_open: self.replayed_on_open.load(Ordering::Relaxed),
             replay_duration: Duration::from_micros(self.replay_us.load(Ordering::Relaxed)),
+            tombstones_compacted: self.tombstones_compacted.load(Ordering::Relaxed),
+            forgotten: self.forgotten.load(Ordering::Relaxed),
         }
+    }
+}
+
+fn tomb_key(index: u64, key: &[u8]) -> Vec<u8> {
+    [&index.to_be_bytes()[..], key].concat()
+}
+
+fn split_tomb_key(tk: &[u8]) -> Result<(u64, &[u8]), StorageError> {
+    if tk.len() < 8 {
+        return Err(StorageError::Corrupt { what: "tombstone index".into(), detail: "row shorter than its index".into() });
+    }
+    Ok((u64::from_be_bytes(tk[..8].try_into().expect("8 bytes")), &tk[8..]))
+}
+
+fn is_tombstone(raw: &[u8]) -> Result<bool, StorageError> {
+    value_index(raw)?;
+    match raw[8] {
+        TAG_VALUE => Ok(false),
+        TAG_TOMBSTONE => Ok(true),
+        t => Err(StorageError::Corrupt { what: "state value".into(), detail: format!("unknown tag {t}") }),
     }
 }
 
@@ -309,6 +461,8 @@ pub struct ApplierOptions {
     /// Turn off when followers may still need those entries (cluster mode
     /// purges through Raft snapshots instead).
     pub purge_log: bool,
+    /// Run [`ApplyEntry::maintain`] at least this often (and after every checkpoint).
+    pub maintain_every: Duration,
 }
 
 impl Default for ApplierOptions {
@@ -317,6 +471,7 @@ impl Default for ApplierOptions {
             checkpoint_every_entries: 100_000,
             checkpoint_every: Duration::from_secs(30),
             purge_log: true,
+            maintain_every: Duration::from_secs(60),
         }
     }
 }
@@ -412,9 +567,11 @@ fn applier_loop(
 ) {
     let mut since_checkpoint: u64 = 0;
     let mut last_checkpoint = Instant::now();
+    let mut last_maintain = Instant::now();
     let mut failed: Option<String> = None;
     loop {
-        let msg = rx.recv_timeout(opts.checkpoint_every.min(Duration::from_millis(500)));
+        let tick = opts.checkpoint_every.min(opts.maintain_every).min(Duration::from_millis(500));
+        let msg = rx.recv_timeout(tick);
         let disconnected = matches!(msg, Err(flume::RecvTimeoutError::Disconnected));
         if failed.is_none() {
             match store.apply_from_log(wal, shared.committed.load(Ordering::Acquire), apply) {
@@ -431,11 +588,13 @@ fn applier_loop(
             Ok(ApplierMsg::Checkpoint(done)) => Some(done),
             _ => None,
         };
+        let mut maintain_now = failed.is_none() && !disconnected && last_maintain.elapsed() >= opts.maintain_every;
         if failed.is_none() && (due || explicit.is_some()) {
             let r = checkpoint_and_purge(store, wal, opts.purge_log);
             if r.is_ok() {
                 since_checkpoint = 0;
                 last_checkpoint = Instant::now();
+                maintain_now = !disconnected;
             }
             if let Err(e) = &r {
                 tracing::error!(error = %e, "checkpoint failed");
@@ -446,6 +605,12 @@ fn applier_loop(
         } else if let Some(done) = explicit {
             let why = failed.clone().unwrap_or_default();
             let _ = done.send(Err(StorageError::Poisoned(why)));
+        }
+        if maintain_now {
+            last_maintain = Instant::now();
+            if let Err(e) = apply.maintain(store) {
+                tracing::warn!(error = %e, "state maintenance failed");
+            }
         }
         if disconnected {
             return;

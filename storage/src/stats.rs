@@ -114,4 +114,8 @@ pub struct StateStats {
     pub writes_skipped: u64,
     pub replayed_on_open: u64,
     pub replay_duration: Duration,
+    /// Tombstones dropped because a durable checkpoint covered them.
+    pub tombstones_compacted: u64,
+    /// Rows deleted outside the log by [`crate::StateStore::forget`] (expired ones).
+    pub forgotten: u64,
 }

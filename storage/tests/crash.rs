@@ -126,6 +126,12 @@ fn check_state(store: &StateStore, last: u64, what: &str) {
         let (idx, v) = store.get(format!("key-{j}").as_bytes()).unwrap().unwrap();
         assert_eq!((idx, u64::from_le_bytes(v.try_into().unwrap())), (newest, newest), "{what}: key-{j}");
     }
+    for j in 0..5u64 {
+        let newest = (1..=last).rev().find(|i| i % 5 == j).unwrap();
+        let got = store.get(format!("gone-{j}").as_bytes()).unwrap();
+        let want = (newest % 2 == 0).then(|| (newest, newest.to_le_bytes().to_vec()));
+        assert_eq!(got, want, "{what}: gone-{j} (deleted by odd entries)");
+    }
     let (idx, _) = store.get(b"last").unwrap().unwrap();
     assert_eq!(idx, last, "{what}: last");
 }

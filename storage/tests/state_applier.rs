@@ -22,7 +22,7 @@ fn applier_applies_checkpoints_and_purges() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = open(&dir.path().join("wal"));
     let store = Arc::new(StateStore::open(&dir.path().join("state")).unwrap());
-    let opts = ApplierOptions { checkpoint_every_entries: 1_000_000, checkpoint_every: Duration::from_secs(3600), purge_log: true };
+    let opts = ApplierOptions { checkpoint_every_entries: 1_000_000, checkpoint_every: Duration::from_secs(3600), purge_log: true, ..ApplierOptions::default() };
     let applier = Applier::spawn(store.clone(), wal.clone(), writes_of, opts.clone(), 0).unwrap();
     let last = append_n(&wal, 1, 300);
     applier.notify_committed(last);
@@ -49,7 +49,84 @@ fn applier_applies_checkpoints_and_purges() {
     assert_eq!(idx, 350);
     // sled flushed these writes when it was dropped cleanly, so the replay
     // finds every key already at its entry's index and skips it.
-    assert_eq!(store.stats(350).writes_skipped, 100);
+    assert_eq!(store.stats(350).writes_skipped, 150);
+}
+
+#[test]
+fn checkpoints_compact_the_tombstones_they_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let put = |k: &str| KvWrite::Put { key: k.into(), value: b"v".to_vec() };
+    let del = |k: &str| KvWrite::Delete { key: k.as_bytes().to_vec() };
+    store.apply(1, &[put("a"), put("b")]).unwrap();
+    store.apply(2, &[del("a"), del("never-written")]).unwrap();
+    store.apply(3, &[del("b")]).unwrap();
+    store.apply(4, &[put("b")]).unwrap(); // b's tombstone replaced by a value
+    assert_eq!((store.stored_keys(), store.pending_tombstones()), (3, 3));
+    assert_eq!(store.checkpoint().unwrap(), 4);
+    // a and never-written are gone for good; b's row is dropped, its value kept.
+    assert_eq!((store.stored_keys(), store.pending_tombstones()), (1, 0));
+    assert_eq!(store.stats(4).tombstones_compacted, 2);
+    assert_eq!(store.get(b"b").unwrap(), Some((4, b"v".to_vec())));
+    // A tombstone above the checkpoint stays until the next one covers it.
+    store.apply(5, &[del("b")]).unwrap();
+    store.apply(6, &[put("c")]).unwrap();
+    assert_eq!(store.pending_tombstones(), 1);
+    drop(store);
+    let store = StateStore::open(dir.path()).unwrap();
+    assert_eq!(store.checkpoint_index(), 4);
+    assert_eq!(store.pending_tombstones(), 1, "index rows are state too");
+    assert_eq!(store.checkpoint().unwrap(), 4, "nothing applied since the reopen");
+    store.apply(5, &[del("b")]).unwrap(); // the replay of entry 5
+    assert_eq!(store.checkpoint().unwrap(), 5);
+    assert_eq!((store.get(b"b").unwrap(), store.pending_tombstones()), (None, 0));
+}
+
+#[test]
+fn evict_removes_only_the_value_it_was_decided_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let put = |k: &str, v: &str| KvWrite::Put { key: k.into(), value: v.into() };
+    let evict = |k: &str, by: u64| KvWrite::Evict { key: k.as_bytes().to_vec(), written_by: by };
+    store.apply(1, &[put("old", "1"), put("fresh", "1")]).unwrap();
+    store.apply(2, &[put("fresh", "2")]).unwrap(); // rewritten after the eviction was decided
+    let r = store.apply(3, &[evict("old", 1), evict("fresh", 1), evict("absent", 1)]).unwrap();
+    assert_eq!((r.written, r.skipped), (1, 2));
+    assert_eq!(store.get(b"old").unwrap(), None);
+    assert_eq!(store.get(b"fresh").unwrap(), Some((2, b"2".to_vec())));
+    assert_eq!(store.pending_tombstones(), 1, "no tombstone for an absent key");
+    // Replayed over a state that already has it: nothing changes.
+    drop(store);
+    let store = StateStore::open(dir.path()).unwrap();
+    store.apply(1, &[put("old", "1"), put("fresh", "1")]).unwrap();
+    store.apply(2, &[put("fresh", "2")]).unwrap();
+    store.apply(3, &[evict("old", 1), evict("fresh", 1)]).unwrap();
+    assert_eq!(store.get(b"old").unwrap(), None);
+    assert_eq!(store.get(b"fresh").unwrap(), Some((2, b"2".to_vec())));
+}
+
+#[test]
+fn visit_and_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let put = |k: &str| KvWrite::Put { key: k.into(), value: k.into() };
+    store.apply(1, &[put("t/1"), put("t/2"), put("t/3"), put("u/1")]).unwrap();
+    store.apply(2, &[KvWrite::Delete { key: b"t/2".to_vec() }]).unwrap();
+    let mut seen = Vec::new();
+    store.visit_prefix(b"t/", true, |v| {
+        seen.push((v.key.to_vec(), v.index, v.value.to_vec()));
+        true
+    }).unwrap();
+    assert_eq!(seen, vec![(b"t/3".to_vec(), 1, b"t/3".to_vec()), (b"t/1".to_vec(), 1, b"t/1".to_vec())], "live only, reversed");
+    let mut first = None;
+    store.visit_prefix(b"t/", false, |v| {
+        first = Some(v.key.to_vec());
+        false
+    }).unwrap();
+    assert_eq!(first.as_deref(), Some(&b"t/1"[..]));
+    assert_eq!(store.forget(&[b"t/1".to_vec(), b"nope".to_vec()]).unwrap(), 1);
+    assert_eq!(store.get(b"t/1").unwrap(), None);
+    assert_eq!(store.stats(2).forgotten, 1);
 }
 
 #[test]

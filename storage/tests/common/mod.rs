@@ -48,11 +48,14 @@ pub fn open_after_owner_exit(dir: &Path) -> (Wal, storage::Recovery) {
 }
 
 /// The state-machine rule used by the crash tests: entry i writes
-/// `key-{i % 7}` = i and `last` = i.
+/// `key-{i % 7}` = i and `last` = i, and puts (i even) or deletes (i odd)
+/// `gone-{i % 5}` — so tombstones are written, and compacted by checkpoints.
 pub fn writes_of(e: &Entry) -> Result<Vec<KvWrite>, StorageError> {
     let v = e.index.to_le_bytes().to_vec();
+    let gone = format!("gone-{}", e.index % 5).into_bytes();
     Ok(vec![
         KvWrite::Put { key: format!("key-{}", e.index % 7).into_bytes(), value: v.clone() },
+        if e.index % 2 == 0 { KvWrite::Put { key: gone, value: v.clone() } } else { KvWrite::Delete { key: gone } },
         KvWrite::Put { key: b"last".to_vec(), value: v },
     ])
 }
