@@ -11,7 +11,7 @@ use crate::jwt;
 use crate::report::Report;
 use crate::run::{run, utc_timestamp, RunConfig};
 use crate::schedule::Pacing;
-use crate::workload::{run_tag, Workload, WorkloadKind, WorkloadParams};
+use crate::workload::{run_tag, OverloadBase, Workload, WorkloadKind, WorkloadParams};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,6 +27,26 @@ pub enum BenchCmd {
     /// Side by side on this machine: nginx / wrk / redis-server vs our
     /// generator and node (installs them with apt-get; runs bench/compare.sh).
     Compare(CompareArgs),
+    /// The machine's raw fdatasync rate in a directory (4 KiB write +
+    /// fdatasync, one writer, pre-allocated file).
+    FsyncRate(FsyncArgs),
+    /// Recompute `<dir>/summary.md` from `<dir>/runs.tsv` (compare.sh calls it).
+    #[command(hide = true)]
+    Summarize {
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FsyncArgs {
+    /// Directory to probe (use the node's --data-dir: same filesystem).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -60,6 +80,18 @@ pub struct RunArgs {
     pub think_min: Duration,
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub think_max: Duration,
+    /// seed-v4 / overload of seed-v4: characters to rotate over, comma
+    /// separated (default 아델,강은호,진격캐넌 as the original's wrk test).
+    #[arg(long, value_delimiter = ',')]
+    pub names: Vec<String>,
+    /// overload: what it sends at 3x capacity: cold (new characters, the
+    /// path the server sheds with 503 + Retry-After) or seed-v4.
+    #[arg(long, value_enum, default_value = "cold")]
+    pub base: OverloadBase,
+    /// Do not hold the run against the workload's targets (baseline runs
+    /// against nginx in the side-by-side compare).
+    #[arg(long)]
+    pub no_goals: bool,
     /// likes: distinct users (each with its own JWT).
     #[arg(long, default_value_t = 10_000)]
     pub users: usize,
@@ -108,15 +140,32 @@ pub struct RunArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CompareArgs {
-    /// Our node (must be running; the script starts nginx/redis itself).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub target: String,
+    /// A node already running (durable). Without it the script starts its
+    /// own: `maple serve --cores 1` durable, and one with `--wal-sync off`.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The `maple` binary that serves (default: this binary if it is
+    /// `maple`, else `maple` next to it).
+    #[arg(long)]
+    pub serve_bin: Option<PathBuf>,
     /// Length of each measured run.
-    #[arg(long, default_value = "10s")]
+    #[arg(long, default_value = "8s")]
     pub duration: String,
     /// Alternating rounds per pair.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 7)]
     pub rounds: u32,
+    /// Do not pin servers and clients to cores with taskset.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Core of the servers (nginx, redis, our nodes) when pinning.
+    #[arg(long, default_value_t = 0)]
+    pub server_cpu: usize,
+    /// Core of the clients (wrk, redis-benchmark, our generator).
+    #[arg(long, default_value_t = 1)]
+    pub client_cpu: usize,
+    /// Skip the one-off cold and overload runs at the end.
+    #[arg(long)]
+    pub skip_oneoff: bool,
     /// Where results and RESULTS.md-ready text go.
     #[arg(long, default_value = "results/compare")]
     pub out: PathBuf,
@@ -154,6 +203,19 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
     match args.cmd {
         BenchCmd::Run(a) => run_workload(&a).map(|_| ()),
         BenchCmd::Compare(a) => compare(&a),
+        BenchCmd::FsyncRate(a) => {
+            let r = crate::fsync::measure(&a.dir, a.duration).with_context(|| format!("fsync probe in {}", a.dir.display()))?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{}", r.to_text());
+            }
+            Ok(())
+        }
+        BenchCmd::Summarize { dir } => {
+            print!("{}", crate::summary::summarize_dir(&dir)?);
+            Ok(())
+        }
     }
 }
 
@@ -177,13 +239,14 @@ pub fn config_for(a: &RunArgs) -> anyhow::Result<RunConfig> {
     if a.users > 1_000_000 || a.characters > 1_000_000 {
         bail!("--users and --characters are limited to 1000000 (tokens are pre-signed in memory)");
     }
-    let params = WorkloadParams {
-        jwt_secret: a.jwt_secret.clone(),
-        users: a.users,
-        characters: a.characters,
-        run_tag: run_tag(jwt::unix_now()),
-        lanes: connections.max(1),
-    };
+    let mut params = WorkloadParams::new(&a.jwt_secret, a.users, a.characters, run_tag(jwt::unix_now()), connections.max(1));
+    params.overload_base = a.base;
+    if !a.names.is_empty() {
+        if a.names.iter().any(|n| n.trim().is_empty()) || a.names.len() > 1000 {
+            bail!("--names: 1 to 1000 non-empty names");
+        }
+        params.seed_names = a.names.iter().map(|n| n.trim().to_string()).collect();
+    }
     let pacing = match (a.rate, a.workload) {
         (Some(rate), _) => Pacing::FixedRate { rate },
         (None, WorkloadKind::Mixed) => Pacing::ThinkTime { min: a.think_min, max: a.think_max },
@@ -212,10 +275,24 @@ pub fn config_for(a: &RunArgs) -> anyhow::Result<RunConfig> {
 /// the report and writes the results directory.
 pub fn run_workload(a: &RunArgs) -> anyhow::Result<Report> {
     let mut cfg = config_for(a)?;
+    // Write workloads: fdatasyncs per acknowledged write from the node's
+    // /metrics around the run (absent for servers without them).
+    let writes = matches!(a.workload, WorkloadKind::Likes | WorkloadKind::Mixed);
+    let before = if writes { crate::scrape::WriteCounters::scrape(cfg.target.addr, &cfg.target.host) } else { None };
     let mut report = match a.workload {
         WorkloadKind::Overload => run_overload(a, &mut cfg)?,
         _ => run(&cfg)?,
     };
+    if let Some(before) = before {
+        if let Some(after) = crate::scrape::WriteCounters::scrape(cfg.target.addr, &cfg.target.host) {
+            let cost = crate::scrape::sync_cost(before, after);
+            report.derive("run_wal_fsyncs", cost.fsyncs);
+            report.derive("run_toggles_ok", cost.toggles_ok);
+            if let Some(per) = cost.toggles_per_fsync {
+                report.derive("toggles_per_fsync", per);
+            }
+        }
+    }
     let secs = report.duration_s;
     match a.workload {
         WorkloadKind::Cold => report.derive("characters_per_s", report.ok_per_s),
@@ -232,6 +309,9 @@ pub fn run_workload(a: &RunArgs) -> anyhow::Result<Report> {
             }
         }
         _ => {}
+    }
+    if !a.no_goals {
+        report.goals = crate::goals::for_run(a.workload, &report);
     }
     let text = report.to_text();
     if a.json {
@@ -261,7 +341,12 @@ fn run_overload(a: &RunArgs, cfg: &mut RunConfig) -> anyhow::Result<Report> {
         None => {
             let mut probe = cfg.clone();
             probe.pacing = Pacing::Closed;
-            probe.connections = probe.connections.min(100);
+            // As many lanes as the base workload runs with on its own.
+            let base_lanes = match a.base {
+                OverloadBase::Cold => default_connections(WorkloadKind::Cold),
+                OverloadBase::SeedV4 => default_connections(WorkloadKind::SeedV4),
+            };
+            probe.connections = probe.connections.min(base_lanes).max(probe.threads);
             probe.duration = a.probe;
             let r = run(&probe)?;
             eprintln!("capacity probe (closed loop, {} conn): {:.1} ok/s; {}", probe.connections, r.ok_per_s, r.first_line);
@@ -277,7 +362,9 @@ fn run_overload(a: &RunArgs, cfg: &mut RunConfig) -> anyhow::Result<Report> {
     let s503 = report.statuses.get("503").copied().unwrap_or(0);
     report.derive("capacity_req_per_s", capacity);
     report.derive("offered_req_per_s", offered);
+    // All 503s (with or without Retry-After); `shed_share` is those with it.
     report.derive("share_503", if report.requests == 0 { 0.0 } else { s503 as f64 / report.requests as f64 });
+    report.derive("shed_share", report.shed_share);
     report.derive("accepted_per_s", report.ok_per_s);
     report.derive("accepted_p99_ms", report.ok_latency_us.p99 as f64 / 1000.0);
     report.derive("accepted_p999_ms", report.ok_latency_us.p999 as f64 / 1000.0);
@@ -300,27 +387,55 @@ pub fn save(dir: &Path, report: &Report, text: &str) -> anyhow::Result<()> {
 const COMPARE_SH: &str = include_str!("../compare.sh");
 
 fn compare(a: &CompareArgs) -> anyhow::Result<()> {
-    parse_duration(&a.duration).map_err(anyhow::Error::msg)?;
-    Target::parse(&a.target)?;
+    let duration = parse_duration(&a.duration).map_err(anyhow::Error::msg)?;
+    if let Some(t) = &a.target {
+        Target::parse(t)?;
+    }
+    if a.rounds == 0 || a.rounds > 100 {
+        bail!("--rounds must be in 1..=100");
+    }
     let exe = std::env::current_exe().context("locate the maple binary")?;
+    let serve_bin = a.serve_bin.clone().or_else(|| serve_bin_next_to(&exe));
     std::fs::create_dir_all(&a.out)?;
     let script = a.out.join("compare.sh");
     std::fs::write(&script, COMPARE_SH)?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let pin = !a.no_pin && a.server_cpu != a.client_cpu && a.server_cpu.max(a.client_cpu) < cores;
+    if !a.no_pin && !pin {
+        eprintln!("compare: not pinning (needs two distinct cores below {cores})");
+    }
     let status = std::process::Command::new("bash")
         .arg(&script)
         .env("MAPLE_BIN", &exe)
-        .env("TARGET", &a.target)
-        .env("DURATION", &a.duration)
+        .env("SERVE_BIN", serve_bin.as_deref().unwrap_or(Path::new("")))
+        .env("TARGET", a.target.as_deref().unwrap_or(""))
+        .env("DURATION", format!("{}ms", duration.as_millis()))
+        .env("DURATION_S", duration.as_secs_f64().ceil().max(1.0).to_string())
         .env("ROUNDS", a.rounds.to_string())
         .env("OUT", &a.out)
         .env("SKIP_INSTALL", if a.skip_install { "1" } else { "0" })
         .env("WITHOUT_NODE", if a.without_node { "1" } else { "0" })
+        .env("SKIP_ONEOFF", if a.skip_oneoff { "1" } else { "0" })
+        .env("PIN", if pin { "1" } else { "0" })
+        .env("SERVER_CPU", a.server_cpu.to_string())
+        .env("CLIENT_CPU", a.client_cpu.to_string())
         .status()
         .context("run bash")?;
     if !status.success() {
         bail!("compare.sh failed ({status})");
     }
     Ok(())
+}
+
+/// The `maple` binary that can `serve`: this one, or `maple` beside a
+/// standalone `maple-bench`.
+fn serve_bin_next_to(exe: &Path) -> Option<PathBuf> {
+    let name = exe.file_name()?.to_str()?;
+    if name == "maple" {
+        return Some(exe.to_path_buf());
+    }
+    let sibling = exe.parent()?.join("maple");
+    sibling.is_file().then_some(sibling)
 }
 
 #[cfg(test)]
@@ -355,6 +470,15 @@ mod tests {
         assert!(matches!(config_for(&r).unwrap().pacing, Pacing::ThinkTime { .. }));
         assert!(Maple::try_parse_from(["maple", "bench", "run", "nope"]).is_err());
         assert!(Maple::try_parse_from(["maple", "bench", "compare", "--rounds", "3"]).is_ok());
+        let m = Maple::try_parse_from(["maple", "bench", "run", "seed-v4", "--names", "아델"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        assert_eq!(config_for(&r).unwrap().workload.params()["characters"], "아델");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "overload"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        assert_eq!(r.base, OverloadBase::Cold);
+        assert_eq!(config_for(&r).unwrap().workload.params()["overload_of"], "cold");
+        assert!(Maple::try_parse_from(["maple", "bench", "fsync-rate", "--dir", "/tmp", "--duration", "1s"]).is_ok());
+        assert!(Maple::try_parse_from(["maple", "bench", "summarize", "/tmp/x"]).is_ok());
     }
 
     #[test]

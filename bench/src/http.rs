@@ -75,6 +75,8 @@ pub struct ResponseMeta {
     pub gzip: bool,
     /// The connection may carry another request.
     pub keep_alive: bool,
+    /// A `Retry-After` header was present (with a 503: the server shed load).
+    pub retry_after: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,7 +171,7 @@ impl Conn {
             keep_alive = false;
             wire += self.skip_to_eof().await?;
         }
-        Ok(ResponseMeta { status: head.status, wire_bytes: wire, gzip: head.gzip, keep_alive })
+        Ok(ResponseMeta { status: head.status, wire_bytes: wire, gzip: head.gzip, keep_alive, retry_after: head.retry_after })
     }
 
     async fn skip_exact(&mut self, mut remaining: u64) -> Result<u64, ClientError> {
@@ -228,6 +230,7 @@ pub struct Head {
     pub chunked: bool,
     pub keep_alive: bool,
     pub gzip: bool,
+    pub retry_after: bool,
 }
 
 /// Parses a response head; `Ok(None)` = incomplete, read more.
@@ -246,6 +249,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ClientError> {
     let mut content_length = None;
     let mut chunked = false;
     let mut gzip = false;
+    let mut retry_after = false;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value)
@@ -275,9 +279,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ClientError> {
             }
         } else if h.name.eq_ignore_ascii_case("content-encoding") {
             gzip = h.value.trim_ascii().eq_ignore_ascii_case(b"gzip");
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = !h.value.trim_ascii().is_empty();
         }
     }
-    Ok(Some(Head { status, len, content_length, chunked, keep_alive, gzip }))
+    Ok(Some(Head { status, len, content_length, chunked, keep_alive, gzip, retry_after }))
 }
 
 /// Incremental decoder of a chunked body that only counts: it validates the
@@ -458,7 +464,10 @@ mod tests {
         let h = parse_head(b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!((h.status, h.chunked, h.keep_alive), (503, true, false));
+        assert_eq!((h.status, h.chunked, h.keep_alive, h.retry_after), (503, true, false, false));
+        let h = parse_head(b"HTTP/1.1 503 Busy\r\nretry-after: 1\r\nContent-Length: 0\r\n\r\n").unwrap().unwrap();
+        assert!(h.retry_after);
+        assert!(!h.gzip);
         let h = parse_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None);

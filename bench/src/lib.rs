@@ -3,15 +3,21 @@
 //! It drives a server only over the wire: its own HTTP/1.1 client on monoio
 //! ([`http`]), named workloads ([`workload`]), closed- and open-loop pacing
 //! ([`schedule`]), hdrhistogram reports ([`report`]), SVG plots ([`plot`]),
-//! and the `maple bench` command line ([`cli`]).
+//! targets and verdicts ([`goals`]), node metrics around a run ([`scrape`]),
+//! the raw fdatasync probe ([`fsync`]), the side-by-side summary
+//! ([`summary`]) and the `maple bench` command line ([`cli`]).
 
 pub mod cli;
+pub mod fsync;
+pub mod goals;
 pub mod http;
 pub mod jwt;
 pub mod plot;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod scrape;
+pub mod summary;
 pub mod workload;
 
 pub use cli::{run_cli, Args};

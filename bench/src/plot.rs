@@ -80,9 +80,9 @@ fn latency_over_time(report: &Report, area: &Area) -> Result<(), PlotError> {
 fn throughput_over_time(report: &Report, area: &Area) -> Result<(), PlotError> {
     let tl = &report.timeline;
     let x_max = tl.last().map(|p| p.t_s + 1.0).unwrap_or(1.0);
-    let y_max = tl.iter().map(|p| p.responses_per_s.max(p.errors_per_s)).fold(1.0, f64::max) * 1.15;
+    let y_max = tl.iter().map(|p| p.responses_per_s.max(p.errors_per_s).max(p.shed_per_s)).fold(1.0, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(area)
-        .caption("responses and errors per second", ("sans-serif", 15))
+        .caption("responses, errors and shed per second", ("sans-serif", 15))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
@@ -91,7 +91,9 @@ fn throughput_over_time(report: &Report, area: &Area) -> Result<(), PlotError> {
     chart.configure_mesh().x_desc("time since start of measurement (s)").y_desc("per s").draw().map_err(err)?;
     let resp: Vec<(f64, f64)> = tl.iter().map(|p| (p.t_s, p.responses_per_s)).collect();
     let errs: Vec<(f64, f64)> = tl.iter().map(|p| (p.t_s, p.errors_per_s)).collect();
-    for (data, name, color) in [(resp, "responses/s", BLUE), (errs, "errors/s", RED)] {
+    let shed: Vec<(f64, f64)> = tl.iter().map(|p| (p.t_s, p.shed_per_s)).collect();
+    let orange = RGBColor(230, 140, 0);
+    for (data, name, color) in [(resp, "responses/s", BLUE), (errs, "errors/s", RED), (shed, "shed (503 + Retry-After)/s", orange)] {
         chart
             .draw_series(LineSeries::new(data, color.stroke_width(2)))
             .map_err(err)?

@@ -2,8 +2,12 @@
 //! and turning them into a [`Report`]: text, JSON.
 //!
 //! Every response whose status is not 2xx/3xx is an error, and so is every
-//! request that got no response (connect, i/o, timeout, malformed, unsent).
-//! A report with any error says so in its first line.
+//! request that got no response (connect, i/o, timeout, malformed, unsent),
+//! with one exception kept apart: a 503 that carries `Retry-After` is the
+//! server shedding load on purpose ([`Outcome::Shed`]). It is counted and
+//! shown on its own (`shed`, `shed_share`), never as accepted and never
+//! mixed into `errors`. A report with any error says so in its first line
+//! (`ERRORS: ...`); one whose only failures are sheds starts `SHED: ...`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,7 +35,9 @@ fn new_hist(sigfig: u8) -> Histogram<u64> {
 pub enum Outcome {
     /// A 2xx or 3xx response.
     Ok(u16),
-    /// A response with any other status.
+    /// 503 with `Retry-After`: the server refused the work to stay fast.
+    Shed,
+    /// A response with any other status (a 503 without `Retry-After` too).
     Status(u16),
     Connect,
     Io,
@@ -46,6 +52,7 @@ impl Outcome {
     pub fn of(result: &Result<ResponseMeta, ClientError>) -> Outcome {
         match result {
             Ok(m) if (200..400).contains(&m.status) => Outcome::Ok(m.status),
+            Ok(m) if m.status == 503 && m.retry_after => Outcome::Shed,
             Ok(m) => Outcome::Status(m.status),
             Err(ClientError::Connect(_)) => Outcome::Connect,
             Err(ClientError::Io(_)) => Outcome::Io,
@@ -53,17 +60,21 @@ impl Outcome {
             Err(ClientError::Protocol(_)) => Outcome::Protocol,
         }
     }
+    /// Neither accepted nor shed.
     pub fn is_error(&self) -> bool {
-        !matches!(self, Outcome::Ok(_))
+        !matches!(self, Outcome::Ok(_) | Outcome::Shed)
+    }
+    pub fn is_shed(&self) -> bool {
+        matches!(self, Outcome::Shed)
     }
     /// Whether a response (of any status) came back.
     pub fn has_response(&self) -> bool {
-        matches!(self, Outcome::Ok(_) | Outcome::Status(_))
+        matches!(self, Outcome::Ok(_) | Outcome::Status(_) | Outcome::Shed)
     }
     /// Stable key used in reports: `status_503`, `timeout`, ...
     pub fn error_key(&self) -> Option<String> {
         Some(match self {
-            Outcome::Ok(_) => return None,
+            Outcome::Ok(_) | Outcome::Shed => return None,
             Outcome::Status(s) => format!("status_{s}"),
             Outcome::Connect => "connect".into(),
             Outcome::Io => "io".into(),
@@ -84,6 +95,7 @@ pub struct RouteCounts {
 struct Bucket {
     responses: u64,
     errors: u64,
+    shed: u64,
     latency: Histogram<u64>,
 }
 
@@ -101,6 +113,8 @@ pub struct Recorder {
     requests: u64,
     responses: u64,
     ok: u64,
+    /// 503 + Retry-After answers.
+    shed: u64,
     bytes: u64,
     gzip: u64,
     /// Sent more than 1 ms after their intended time (client or lane busy).
@@ -122,6 +136,7 @@ impl Recorder {
             requests: 0,
             responses: 0,
             ok: 0,
+            shed: 0,
             bytes: 0,
             gzip: 0,
             late_sends: 0,
@@ -143,11 +158,13 @@ impl Recorder {
         self.requests += 1;
         let route_counts = self.routes.entry(route).or_default();
         route_counts.requests += 1;
-        if !outcome.is_error() {
-            route_counts.ok += 1;
-            self.ok += 1;
-        } else {
-            *self.errors.entry(outcome).or_default() += 1;
+        match outcome {
+            Outcome::Ok(_) => {
+                route_counts.ok += 1;
+                self.ok += 1;
+            }
+            Outcome::Shed => self.shed += 1,
+            _ => *self.errors.entry(outcome).or_default() += 1,
         }
         if let Some(m) = meta {
             self.bytes += m.wire_bytes;
@@ -166,17 +183,18 @@ impl Recorder {
             let lat = us(t.latency());
             self.latency.saturating_record(lat);
             self.service.saturating_record(us(t.service()));
-            if !outcome.is_error() {
+            if matches!(outcome, Outcome::Ok(_)) {
                 self.ok_latency.saturating_record(lat);
             }
         }
         let idx = ((since_start.as_nanos() / self.bucket_width.as_nanos()) as usize).min(MAX_TIMELINE_BUCKETS - 1);
         while self.timeline.len() <= idx {
-            self.timeline.push(Bucket { responses: 0, errors: 0, latency: new_hist(TIMELINE_SIGFIG) });
+            self.timeline.push(Bucket { responses: 0, errors: 0, shed: 0, latency: new_hist(TIMELINE_SIGFIG) });
         }
         let b = &mut self.timeline[idx];
         b.responses += outcome.has_response() as u64;
         b.errors += outcome.is_error() as u64;
+        b.shed += outcome.is_shed() as u64;
         if outcome.has_response() {
             b.latency.saturating_record(lat_us.expect("a response has a timing"));
         }
@@ -202,16 +220,18 @@ impl Recorder {
         self.requests += other.requests;
         self.responses += other.responses;
         self.ok += other.ok;
+        self.shed += other.shed;
         self.bytes += other.bytes;
         self.gzip += other.gzip;
         self.late_sends += other.late_sends;
         for (i, b) in other.timeline.iter().enumerate() {
             while self.timeline.len() <= i {
-                self.timeline.push(Bucket { responses: 0, errors: 0, latency: new_hist(TIMELINE_SIGFIG) });
+                self.timeline.push(Bucket { responses: 0, errors: 0, shed: 0, latency: new_hist(TIMELINE_SIGFIG) });
             }
             let mine = &mut self.timeline[i];
             mine.responses += b.responses;
             mine.errors += b.errors;
+            mine.shed += b.shed;
             mine.latency.add(&b.latency).expect("same histogram bounds");
         }
     }
@@ -219,8 +239,9 @@ impl Recorder {
     pub fn requests(&self) -> u64 {
         self.requests
     }
+    /// Requests neither accepted nor shed.
     pub fn errors(&self) -> u64 {
-        self.requests - self.ok
+        self.requests - self.ok - self.shed
     }
 
     /// The finished report. `duration` is the measured phase's length.
@@ -238,6 +259,7 @@ impl Recorder {
                 t_s: i as f64 * w,
                 responses_per_s: b.responses as f64 / w,
                 errors_per_s: b.errors as f64 / w,
+                shed_per_s: b.shed as f64 / w,
                 p50_us: if b.latency.is_empty() { None } else { Some(b.latency.value_at_quantile(0.5)) },
                 p99_us: if b.latency.is_empty() { None } else { Some(b.latency.value_at_quantile(0.99)) },
                 max_us: if b.latency.is_empty() { None } else { Some(b.latency.max()) },
@@ -252,6 +274,8 @@ impl Recorder {
             ok: self.ok,
             errors_total: error_total,
             error_share: if self.requests == 0 { 0.0 } else { error_total as f64 / self.requests as f64 },
+            shed: self.shed,
+            shed_share: if self.requests == 0 { 0.0 } else { self.shed as f64 / self.requests as f64 },
             responses_per_s: self.responses as f64 / secs,
             ok_per_s: self.ok as f64 / secs,
             bytes: self.bytes,
@@ -267,6 +291,7 @@ impl Recorder {
             routes: self.routes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             timeline,
             derived: BTreeMap::new(),
+            goals: Vec::new(),
         }
         .with_first_line()
     }
@@ -324,6 +349,7 @@ pub struct TimelinePoint {
     pub t_s: f64,
     pub responses_per_s: f64,
     pub errors_per_s: f64,
+    pub shed_per_s: f64,
     pub p50_us: Option<u64>,
     pub p99_us: Option<u64>,
     pub max_us: Option<u64>,
@@ -361,12 +387,16 @@ pub struct Report {
     pub first_line: String,
     pub meta: RunMeta,
     pub duration_s: f64,
-    /// Requests due in the measured phase: responses + requests that failed.
+    /// Requests due in the measured phase: `ok + shed + errors_total`.
     pub requests: u64,
     pub responses: u64,
     pub ok: u64,
+    /// Neither accepted nor shed: other non-2xx/3xx statuses, no response.
     pub errors_total: u64,
     pub error_share: f64,
+    /// 503 + Retry-After (load shed by the server), apart from errors.
+    pub shed: u64,
+    pub shed_share: f64,
     pub responses_per_s: f64,
     pub ok_per_s: f64,
     pub bytes: u64,
@@ -383,11 +413,13 @@ pub struct Report {
     pub timeline: Vec<TimelinePoint>,
     /// Workload-specific figures (characters/s, 503 share, capacity ...).
     pub derived: BTreeMap<String, f64>,
+    /// The workload's targets and whether this run met them.
+    pub goals: Vec<crate::goals::GoalResult>,
 }
 
 impl Report {
     fn with_first_line(mut self) -> Report {
-        self.first_line = first_line(self.errors_total, self.requests, &self.errors, self.ok_per_s);
+        self.first_line = first_line(self.errors_total, self.shed, self.requests, &self.errors, self.ok_per_s);
         self
     }
 
@@ -428,6 +460,14 @@ impl Report {
         let _ = writeln!(s, "statuses    {}", if statuses.is_empty() { "-".into() } else { statuses.join(" ") });
         let errors: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         let _ = writeln!(s, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(" ") });
+        if self.shed > 0 {
+            let _ = writeln!(
+                s,
+                "shed        {} requests answered 503 + Retry-After ({:.2} %), not counted as errors",
+                self.shed,
+                100.0 * self.shed_share
+            );
+        }
         if self.routes.len() > 1 || self.routes.keys().any(|r| !r.is_empty()) {
             let routes: Vec<String> =
                 self.routes.iter().map(|(k, v)| format!("{k}: {} ({} ok)", v.requests, v.ok)).collect();
@@ -445,6 +485,12 @@ impl Report {
         }
         for (k, v) in &self.derived {
             let _ = writeln!(s, "{k:<11} {v:.3}");
+        }
+        if !self.goals.is_empty() {
+            let _ = writeln!(s, "{}", crate::goals::summary_line(&self.goals));
+            for g in &self.goals {
+                let _ = writeln!(s, "  {}", g.to_line());
+            }
         }
         s
     }
@@ -475,8 +521,21 @@ fn fmt_pct(p: &Percentiles) -> String {
     )
 }
 
-/// `ERRORS: ...` whenever anything failed, else `OK: ...`.
-pub fn first_line(errors: u64, requests: u64, kinds: &BTreeMap<String, u64>, ok_per_s: f64) -> String {
+/// `ERRORS: ...` whenever anything failed (sheds mentioned after the
+/// errors), `SHED: ...` when the only failures are 503 + Retry-After,
+/// else `OK: ...`.
+pub fn first_line(errors: u64, shed: u64, requests: u64, kinds: &BTreeMap<String, u64>, ok_per_s: f64) -> String {
+    let shed_note = if shed > 0 {
+        format!("; {shed} shed with 503 + Retry-After ({:.2}%)", 100.0 * shed as f64 / requests.max(1) as f64)
+    } else {
+        String::new()
+    };
+    if shed > 0 && errors == 0 {
+        return format!(
+            "SHED: {shed} of {requests} requests answered 503 + Retry-After ({:.2}%), no other errors, {ok_per_s:.1} ok/s",
+            100.0 * shed as f64 / requests as f64
+        );
+    }
     if errors > 0 || requests == 0 {
         if requests == 0 {
             return "ERRORS: no request was completed".to_string();
@@ -485,7 +544,7 @@ pub fn first_line(errors: u64, requests: u64, kinds: &BTreeMap<String, u64>, ok_
         kinds.sort_by(|a, b| b.1.cmp(a.1));
         let top: Vec<String> = kinds.iter().take(4).map(|(k, v)| format!("{k} x{v}")).collect();
         format!(
-            "ERRORS: {errors} of {requests} requests failed ({:.2}%): {}",
+            "ERRORS: {errors} of {requests} requests failed ({:.2}%): {}{shed_note}",
             100.0 * errors as f64 / requests as f64,
             top.join(", ")
         )
@@ -518,7 +577,7 @@ mod tests {
     }
 
     fn ok_meta(status: u16) -> ResponseMeta {
-        ResponseMeta { status, wire_bytes: 100, gzip: false, keep_alive: true }
+        ResponseMeta { status, wire_bytes: 100, gzip: false, keep_alive: true, retry_after: false }
     }
 
     #[test]
@@ -584,6 +643,40 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
         assert_eq!(json["first_line"], first);
         assert_eq!(json["errors_total"], 11);
+    }
+
+    /// A 503 with Retry-After is shed, apart from errors; a bare 503 or a
+    /// 500 still raises the ERRORS banner, with the sheds named after it.
+    #[test]
+    fn shed_is_counted_apart_from_errors() {
+        let shed_meta = ResponseMeta { retry_after: true, ..ok_meta(503) };
+        assert_eq!(Outcome::of(&Ok(shed_meta)), Outcome::Shed);
+        assert_eq!(Outcome::of(&Ok(ok_meta(503))), Outcome::Status(503), "no Retry-After: an error");
+        let with_retry_500 = ResponseMeta { retry_after: true, ..ok_meta(500) };
+        assert_eq!(Outcome::of(&Ok(with_retry_500)), Outcome::Status(500));
+
+        let mut r = Recorder::new(Duration::from_secs(1));
+        for i in 0..100u64 {
+            let (o, m) = if i % 4 == 0 { (Outcome::Shed, shed_meta) } else { (Outcome::Ok(200), ok_meta(200)) };
+            r.record("read", o, Some(timing(100 + i)), Some(&m), Duration::ZERO);
+        }
+        let rep = r.report(meta(), Duration::from_secs(1));
+        assert_eq!((rep.requests, rep.ok, rep.shed, rep.errors_total), (100, 75, 25, 0));
+        assert_eq!(rep.shed_share, 0.25);
+        assert!(rep.errors.is_empty());
+        assert_eq!(rep.statuses["503"], 25);
+        assert_eq!(rep.ok_latency_us.count, 75, "accepted latency has no shed samples");
+        assert_eq!(rep.latency_us.count, 100);
+        assert_eq!(rep.timeline[0].shed_per_s, 25.0);
+        assert_eq!(rep.timeline[0].errors_per_s, 0.0);
+        assert!(rep.first_line.starts_with("SHED: 25 of 100 requests answered 503 + Retry-After (25.00%)"), "{}", rep.first_line);
+        assert!(rep.to_text().contains("\nshed        25 requests"));
+
+        r.record("read", Outcome::Status(500), Some(timing(100)), Some(&ok_meta(500)), Duration::ZERO);
+        let rep = r.report(meta(), Duration::from_secs(1));
+        assert_eq!((rep.requests, rep.shed, rep.errors_total), (101, 25, 1));
+        assert!(rep.first_line.starts_with("ERRORS: 1 of 101 requests failed"), "{}", rep.first_line);
+        assert!(rep.first_line.ends_with("; 25 shed with 503 + Retry-After (24.75%)"), "{}", rep.first_line);
     }
 
     #[test]

@@ -36,8 +36,20 @@ pub enum WorkloadKind {
     Likes,
     /// 3 equipment reads : 1 like, users with think time (open loop).
     Mixed,
-    /// seed-v4 at a multiple of capacity (open loop); 503 share, accepted latency.
+    /// A multiple of capacity (open loop) of `cold` (default: the path the
+    /// server sheds with 503) or `seed-v4`; 503 share, accepted latency.
     Overload,
+}
+
+/// What an `overload` run sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OverloadBase {
+    /// New characters (upstream fetch + compute): the server's admission
+    /// control sheds these with 503 + Retry-After when its queue is long.
+    #[default]
+    Cold,
+    /// Warm reads of the seed characters.
+    SeedV4,
 }
 
 impl WorkloadKind {
@@ -64,10 +76,32 @@ pub struct WorkloadParams {
     pub run_tag: String,
     /// Total lanes of the run (for unique `cold` names per lane).
     pub lanes: usize,
+    /// seed-v4 / overload of seed-v4: the characters to rotate over
+    /// (default [`SEED_NAMES`]; one name makes the request stream the same
+    /// as a static wrk script's).
+    pub seed_names: Vec<String>,
+    /// overload: which requests it sends.
+    pub overload_base: OverloadBase,
+}
+
+impl WorkloadParams {
+    pub fn new(jwt_secret: &str, users: usize, characters: usize, run_tag: String, lanes: usize) -> WorkloadParams {
+        WorkloadParams {
+            jwt_secret: jwt_secret.to_string(),
+            users,
+            characters,
+            run_tag,
+            lanes,
+            seed_names: SEED_NAMES.iter().map(|s| s.to_string()).collect(),
+            overload_base: OverloadBase::Cold,
+        }
+    }
 }
 
 struct Shared {
     kind: WorkloadKind,
+    /// The kind whose requests are sent (an overload sends its base's).
+    sends: WorkloadKind,
     /// Complete GET requests for the seed characters (seed-v4, overload).
     seed_requests: Vec<Vec<u8>>,
     host: String,
@@ -90,10 +124,12 @@ pub struct Workload {
 impl Workload {
     pub fn new(kind: WorkloadKind, p: &WorkloadParams, host: &str) -> Workload {
         assert!(p.users > 0 && p.characters > 0 && p.lanes > 0);
+        assert!(!p.seed_names.is_empty(), "at least one seed character");
         let get = |path: &str, extra: &str| -> Vec<u8> {
             format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n{extra}\r\n").into_bytes()
         };
-        let seed_requests = SEED_NAMES
+        let seed_requests = p
+            .seed_names
             .iter()
             .map(|n| get(&format!("/api/v4/characters/{}/expectation", encode_name(n)), "Accept-Encoding: gzip\r\n"))
             .collect();
@@ -106,11 +142,19 @@ impl Workload {
         let mut mixed_characters = Vec::new();
         let now = jwt::unix_now();
         let sign = |user: usize| jwt::sign_hs256(p.jwt_secret.as_bytes(), &format!("bench-user-{user}"), now, now + 86_400);
-        match kind {
+        let sends = match (kind, p.overload_base) {
+            (WorkloadKind::Overload, OverloadBase::Cold) => WorkloadKind::Cold,
+            (WorkloadKind::Overload, OverloadBase::SeedV4) => WorkloadKind::SeedV4,
+            (k, _) => k,
+        };
+        if kind == WorkloadKind::Overload {
+            params.insert("overload_of".into(), sends.name().into());
+        }
+        match sends {
             WorkloadKind::SeedV4 | WorkloadKind::Overload => {
                 params.insert("endpoint".into(), "GET /api/v4/characters/{ign}/expectation".into());
                 params.insert("accept_encoding".into(), "gzip".into());
-                params.insert("characters".into(), SEED_NAMES.join(","));
+                params.insert("characters".into(), p.seed_names.join(","));
             }
             WorkloadKind::Cold => {
                 params.insert("endpoint".into(), "GET /api/v4/characters/{ign}/expectation".into());
@@ -144,6 +188,7 @@ impl Workload {
         }
         let shared = Shared {
             kind,
+            sends,
             seed_requests,
             host: host.to_string(),
             run_tag: p.run_tag.clone(),
@@ -191,7 +236,7 @@ impl LaneRequests {
         let s = &*self.shared;
         let seq = self.seq;
         self.seq += 1;
-        match s.kind {
+        match s.sends {
             WorkloadKind::SeedV4 | WorkloadKind::Overload => {
                 // Rotate over the characters, lanes starting at different ones.
                 let i = (self.lane as u64 + seq) % s.seed_requests.len() as u64;
@@ -269,7 +314,7 @@ mod tests {
     use super::*;
 
     fn params(lanes: usize) -> WorkloadParams {
-        WorkloadParams { jwt_secret: "s".into(), users: 50, characters: 20, run_tag: "x1z".into(), lanes }
+        WorkloadParams::new("s", 50, 20, "x1z".into(), lanes)
     }
 
     fn path_of(req: &[u8]) -> String {
@@ -295,6 +340,30 @@ mod tests {
         }
         assert_eq!(seen.len(), 3);
         assert!(seen.contains("GET /api/v4/characters/%EC%95%84%EB%8D%B8/expectation HTTP/1.1"));
+    }
+
+    #[test]
+    fn one_seed_name_sends_one_request_and_overload_sends_its_base() {
+        let mut p = params(2);
+        p.seed_names = vec!["아델".into()];
+        let w = Workload::new(WorkloadKind::SeedV4, &p, "h");
+        let mut buf = Vec::new();
+        for l in 0..2 {
+            let mut lane = w.lane(l, 0);
+            for _ in 0..4 {
+                lane.next(&mut buf);
+                assert_eq!(path_of(&buf), "GET /api/v4/characters/%EC%95%84%EB%8D%B8/expectation HTTP/1.1");
+            }
+        }
+        assert_eq!(w.params()["characters"], "아델");
+
+        let w = Workload::new(WorkloadKind::Overload, &params(2), "h");
+        assert_eq!(w.kind(), WorkloadKind::Overload);
+        assert_eq!(w.params()["overload_of"], "cold");
+        assert_eq!(w.lane(0, 0).next(&mut buf), "cold expectation");
+        p.overload_base = OverloadBase::SeedV4;
+        let w = Workload::new(WorkloadKind::Overload, &p, "h");
+        assert_eq!(w.lane(1, 0).next(&mut buf), "v4 expectation");
     }
 
     #[test]

@@ -26,9 +26,14 @@ struct Counters {
 }
 
 /// A keep-alive HTTP/1.1 server, one thread per connection. Every
-/// `fail_every`-th request (0 = never) gets a 503. Likes answer chunked and
+/// `fail_every`-th request (0 = never) gets a 503, with `Retry-After` when
+/// `shed` (load shedding) and without it otherwise. Likes answer chunked and
 /// check the bearer token's HS256 signature; reads answer with Content-Length.
 fn start_server(fail_every: u64) -> (String, Arc<Counters>) {
+    start_server_with(fail_every, true)
+}
+
+fn start_server_with(fail_every: u64, shed: bool) -> (String, Arc<Counters>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let counters = Arc::new(Counters::default());
@@ -37,13 +42,13 @@ fn start_server(fail_every: u64) -> (String, Arc<Counters>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             let c = Arc::clone(&c);
-            std::thread::spawn(move || serve_conn(stream, fail_every, &c));
+            std::thread::spawn(move || serve_conn(stream, fail_every, shed, &c));
         }
     });
     (format!("http://{addr}"), counters)
 }
 
-fn serve_conn(mut s: TcpStream, fail_every: u64, c: &Counters) {
+fn serve_conn(mut s: TcpStream, fail_every: u64, shed: bool, c: &Counters) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     loop {
@@ -59,8 +64,10 @@ fn serve_conn(mut s: TcpStream, fail_every: u64, c: &Counters) {
         let n = c.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let line = head.lines().next().unwrap_or("");
         let path = line.split(' ').nth(1).unwrap_or("");
-        let resp: Vec<u8> = if fail_every > 0 && n.is_multiple_of(fail_every) {
+        let resp: Vec<u8> = if fail_every > 0 && n.is_multiple_of(fail_every) && shed {
             b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}".to_vec()
+        } else if fail_every > 0 && n.is_multiple_of(fail_every) {
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}".to_vec()
         } else if path.ends_with("/like") && line.starts_with("POST ") {
             let token = head.lines().find_map(|l| l.strip_prefix("Authorization: Bearer ")).unwrap_or("");
             if token_is_valid(token) {
@@ -100,13 +107,7 @@ fn token_is_valid(token: &str) -> bool {
 
 fn config(target: &str, kind: WorkloadKind, pacing: Pacing, connections: usize, secret: &str) -> RunConfig {
     let target = Target::parse(target).unwrap();
-    let params = WorkloadParams {
-        jwt_secret: secret.into(),
-        users: 100,
-        characters: 30,
-        run_tag: "e2e".into(),
-        lanes: connections,
-    };
+    let params = WorkloadParams::new(secret, 100, 30, "e2e".into(), connections);
     RunConfig {
         workload: Workload::new(kind, &params, &target.host),
         target,
@@ -167,8 +168,10 @@ fn likes_are_signed_and_chunked_replies_parse() {
     assert!(report.first_line.starts_with("ERRORS: "), "{}", report.first_line);
 }
 
+/// 503 + Retry-After is load shedding: counted as shed, apart from errors,
+/// and the first line says SHED, not OK.
 #[test]
-fn open_loop_accounts_for_every_due_request_and_counts_503s() {
+fn open_loop_accounts_for_every_due_request_and_counts_sheds() {
     let (url, _) = start_server(4);
     let rate = 300.0;
     let cfg = config(&url, WorkloadKind::SeedV4, Pacing::FixedRate { rate }, 6, SECRET);
@@ -176,14 +179,30 @@ fn open_loop_accounts_for_every_due_request_and_counts_503s() {
     let t = Instant::now();
     let due = fixed_rate_count(rate, cfg.connections, t, t + cfg.warmup, t + cfg.warmup + cfg.duration);
     assert_eq!(due, 300);
-    // Each due request is either answered or counted as an error: none vanish.
+    // Each due request is accepted, shed or an error: none vanish.
     assert_eq!(report.requests, due);
-    let s503 = report.errors.get("status_503").copied().unwrap_or(0);
-    assert!(s503 > 0 && s503 < report.requests, "{s503}");
-    assert_eq!(report.ok + report.errors_total, report.requests);
+    assert!(report.shed > 0 && report.shed < report.requests, "{}", report.shed);
+    assert_eq!(report.errors_total, 0, "{:?}", report.errors);
+    assert_eq!(report.statuses["503"], report.shed);
+    assert_eq!(report.ok + report.shed, report.requests);
     assert_eq!(report.ok_latency_us.count, report.ok);
+    assert!(report.first_line.starts_with("SHED: "), "{}", report.first_line);
+    let goals = bench::goals::for_run(WorkloadKind::Overload, &report);
+    assert!(goals[0].met && goals[1].met, "no other errors, some shed: {goals:?}");
+}
+
+/// A 503 without Retry-After is an error like any other non-2xx/3xx.
+#[test]
+fn bare_503_is_an_error() {
+    let (url, _) = start_server_with(3, false);
+    let report = run(&config(&url, WorkloadKind::SeedV4, Pacing::Closed, 2, SECRET)).unwrap();
+    assert_eq!(report.shed, 0);
+    assert!(report.errors["status_503"] > 0);
+    assert_eq!(report.ok + report.errors_total, report.requests);
     assert!(report.first_line.starts_with("ERRORS: "));
     assert!(report.first_line.contains("status_503"));
+    let goals = bench::goals::for_run(WorkloadKind::SeedV4, &report);
+    assert!(!goals.iter().find(|g| g.goal.contains("errors")).unwrap().met);
 }
 
 #[test]
