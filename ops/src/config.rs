@@ -68,6 +68,10 @@ pub struct ServeFlags {
     /// Max requests inside the service per core; over → 503 [default: 4096].
     #[arg(long, env = "MAPLE_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
+    /// Cold-path admission: a new cold computation (upstream fetch + compute) whose estimated
+    /// wait on its owner core is longer than this is answered 503 OVERLOADED at once, ms (1..=60000) [default: 500].
+    #[arg(long, env = "MAPLE_MAX_QUEUE_MS")]
+    pub max_queue_ms: Option<u64>,
     /// Max open connections per core [default: 10000].
     #[arg(long, env = "MAPLE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -103,6 +107,7 @@ struct FileConfig {
     max_header_bytes: Option<usize>,
     max_body_bytes: Option<usize>,
     max_in_flight: Option<usize>,
+    max_queue_ms: Option<u64>,
     max_connections: Option<usize>,
     drain_secs: Option<u64>,
     jwt_secret: Option<String>,
@@ -135,6 +140,8 @@ pub struct Config {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     pub max_in_flight: usize,
+    /// Longest estimated wait of a new cold computation before it is shed (503).
+    pub max_queue: Duration,
     pub max_connections: usize,
     pub drain: Duration,
     /// HS256 secret of the user tokens of the like routes (`None`: the dev secret, with a warning).
@@ -191,6 +198,10 @@ impl Config {
             max_header_bytes: pick!(max_header_bytes, 16 * 1024),
             max_body_bytes: pick!(max_body_bytes, MIB),
             max_in_flight: pick!(max_in_flight, 4096),
+            // 500 ms: half the shortest Retry-After (1 s), and at ~6 ms per cold
+            // character about 80 computations per core, enough to keep a
+            // ~300 ms upstream busy beyond what one core can compute.
+            max_queue: Duration::from_millis(pick!(max_queue_ms, 500)),
             max_connections: pick!(max_connections, 10_000),
             drain: Duration::from_secs(pick!(drain_secs, 10)),
             jwt_secret: f.jwt_secret.clone().or(file.jwt_secret),
@@ -203,6 +214,10 @@ impl Config {
         anyhow::ensure!(cfg.cache_stale >= cfg.cache_ttl, "cache_stale_secs must be >= cache_ttl_secs");
         anyhow::ensure!(!cfg.upstream_timeout.is_zero(), "upstream_timeout_ms must be > 0");
         anyhow::ensure!(cfg.max_in_flight > 0 && cfg.max_connections > 0, "limits must be > 0");
+        anyhow::ensure!(
+            (1..=60_000).contains(&cfg.max_queue.as_millis()),
+            "max_queue_ms must be in 1..=60000"
+        );
         Ok(cfg)
     }
 }

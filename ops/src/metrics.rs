@@ -45,6 +45,8 @@ pub struct NodeMetrics {
     cache_bytes: Family<Labels, Gauge>,
     like_toggles: Family<Labels, Counter>,
     write_behind: Family<Labels, Counter>,
+    /// Cold-path admission control (shed counter, queue depth, estimated wait).
+    pub admission: crate::node::admission::AdmissionMetrics,
 }
 
 impl NodeMetrics {
@@ -72,6 +74,7 @@ impl NodeMetrics {
         registry.register("likes_toggles", "Like toggles by owner core and result (ok, invalid, busy, unavailable)", like_toggles.clone());
         let write_behind = Family::<Labels, Counter>::default();
         registry.register("expectation_write_behind", "Fresh expectations written behind to the log, by result (appended, durable, refused, too_large)", write_behind.clone());
+        let admission = crate::node::admission::AdmissionMetrics::register(&mut registry);
         NodeMetrics {
             registry,
             requests,
@@ -85,6 +88,7 @@ impl NodeMetrics {
             cache_bytes,
             like_toggles,
             write_behind,
+            admission,
         }
     }
 

@@ -1,5 +1,6 @@
 //! Errors a node request can end in, and their HTTP form (status + JSON).
 
+use super::admission::Shed;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -9,6 +10,9 @@ pub enum NodeError {
     Upstream(UpstreamError),
     /// A bound was hit (single-flight waiters, cross-core queue).
     Overloaded(&'static str),
+    /// Admission control: a new cold computation would wait longer than
+    /// `--max-queue-ms` on its owner core (see `admission`).
+    Shed(Shed),
     /// The fetch this request waited on was dropped (shutdown).
     Abandoned,
     /// Upstream sent equipment we cannot compute from.
@@ -23,7 +27,7 @@ impl NodeError {
             NodeError::Upstream(UpstreamError::BreakerOpen) => 503,
             NodeError::Upstream(UpstreamError::Timeout) => 504,
             NodeError::Upstream(_) => 502,
-            NodeError::Overloaded(_) | NodeError::Abandoned => 503,
+            NodeError::Overloaded(_) | NodeError::Shed(_) | NodeError::Abandoned => 503,
             NodeError::Calc(_) => 502,
         }
     }
@@ -34,15 +38,16 @@ impl NodeError {
             NodeError::Upstream(UpstreamError::BreakerOpen) => "UPSTREAM_CIRCUIT_OPEN",
             NodeError::Upstream(UpstreamError::Timeout) => "UPSTREAM_TIMEOUT",
             NodeError::Upstream(_) => "UPSTREAM_ERROR",
-            NodeError::Overloaded(_) => "OVERLOADED",
+            NodeError::Overloaded(_) | NodeError::Shed(_) => "OVERLOADED",
             NodeError::Abandoned => "UNAVAILABLE",
             NodeError::Calc(_) => "UPSTREAM_BAD_EQUIPMENT",
         }
     }
 
-    /// Worth serving a stale cached value instead (upstream trouble, not "no such character").
+    /// Worth serving a stale cached value instead (upstream trouble, not
+    /// "no such character"; or a refresh shed under load).
     pub fn allows_stale(&self) -> bool {
-        matches!(self, NodeError::Upstream(e) if *e != UpstreamError::NotFound)
+        matches!(self, NodeError::Upstream(e) if *e != UpstreamError::NotFound) || matches!(self, NodeError::Shed(_))
     }
 }
 
@@ -61,24 +66,61 @@ impl std::fmt::Display for NodeError {
             NodeError::NotFound => write!(f, "character not found"),
             NodeError::Upstream(e) => write!(f, "{e}"),
             NodeError::Overloaded(what) => write!(f, "overloaded: {what}"),
+            NodeError::Shed(s) => write!(
+                f,
+                "overloaded: a new computation would wait about {} ms on its core (limit {} ms); retry later",
+                s.estimated_wait.as_millis(),
+                s.max_wait.as_millis()
+            ),
             NodeError::Abandoned => write!(f, "the upstream fetch was abandoned (shutting down)"),
             NodeError::Calc(e) => write!(f, "cannot compute from the upstream equipment: {e}"),
         }
     }
 }
 
-/// `{"status":404,"code":"CHARACTER_NOT_FOUND","message":"..."}`
+/// `{"status":404,"code":"CHARACTER_NOT_FOUND","message":"..."}`; a 503
+/// carries `Retry-After: 1`.
 pub fn error_json(status: u16, code: &str, message: &str) -> net::Response {
+    error_json_retry(status, code, message, 1)
+}
+
+fn error_json_retry(status: u16, code: &str, message: &str, retry_after_s: u64) -> net::Response {
     let body = serde_json::json!({ "status": status, "code": code, "message": message });
     let mut resp = net::Response::json(status, serde_json::to_vec(&body).expect("json value serialises"));
     if status == 503 {
-        resp = resp.header("retry-after", "1");
+        resp = resp.header("retry-after", retry_after_s.to_string());
     }
     resp
 }
 
 impl NodeError {
     pub fn to_response(&self) -> net::Response {
-        error_json(self.status(), self.code(), &self.to_string())
+        // A shed request is told when the work ahead of it should be done.
+        let retry_after_s = match self {
+            NodeError::Shed(s) => s.retry_after_s(),
+            _ => 1,
+        };
+        error_json_retry(self.status(), self.code(), &self.to_string(), retry_after_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn shed_is_a_503_overloaded_with_retry_after() {
+        let e = NodeError::Shed(Shed { estimated_wait: Duration::from_millis(2400), max_wait: Duration::from_millis(500) });
+        let r = e.to_response();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.headers.iter().filter(|(n, _)| *n == "retry-after").map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["3"]);
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["status"], 503);
+        assert_eq!(body["code"], "OVERLOADED");
+        assert!(body["message"].as_str().unwrap().contains("2400 ms"), "{body}");
+        assert!(e.allows_stale(), "a shed refresh may still serve the stale value");
+        let plain = NodeError::Overloaded("x").to_response();
+        assert_eq!(plain.headers.iter().find(|(n, _)| *n == "retry-after").unwrap().1, "1");
     }
 }

@@ -13,6 +13,7 @@
 //! are written behind to the same log (not awaited) and served from the
 //! store after a restart (`X-Cache: STORE`).
 
+pub mod admission;
 pub mod durable;
 pub mod error;
 pub mod likes;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::shard::{ByteLru, Doc, Join, SingleFlight, SlotVersions, Weigh};
 
+use super::admission::Admission;
 use super::durable::{expectation_payload, CoreLog, StoredExpectation, MAX_EXPECTATION_BYTES};
 use super::error::NodeError;
 use super::render::{render, Rendered};
@@ -103,10 +104,19 @@ pub struct Owner {
     metrics: Rc<CoreMetrics>,
     /// The core's log: fresh expectations are written behind to the store.
     log: Rc<CoreLog>,
+    /// Sheds new cold computations the core cannot start in time.
+    admission: Rc<Admission>,
 }
 
 impl Owner {
-    pub fn new(cfg: CacheConfig, nexon: Nexon, versions: SlotVersions, metrics: Rc<CoreMetrics>, log: Rc<CoreLog>) -> Owner {
+    pub fn new(
+        cfg: CacheConfig,
+        nexon: Nexon,
+        versions: SlotVersions,
+        metrics: Rc<CoreMetrics>,
+        log: Rc<CoreLog>,
+        admission: Rc<Admission>,
+    ) -> Owner {
         // The small caches (ocids, basic info) get a fixed share.
         let small = (cfg.equipment_bytes / 16).max(64 * 1024);
         Owner {
@@ -123,6 +133,7 @@ impl Owner {
             versions,
             metrics,
             log,
+            admission,
         }
     }
 
@@ -322,13 +333,22 @@ impl Owner {
                 self.metrics.flight_join();
                 wait.await.unwrap_or(Err(NodeError::Abandoned))
             }
-            Ok(Join::Leader { guard, wait }) => {
-                // The fetch runs as its own task: the leader's client hanging
-                // up must not cancel it for the followers.
-                let fut = fetch();
-                monoio::spawn(async move { guard.complete(fut.await) });
-                wait.await.unwrap_or(Err(NodeError::Abandoned))
-            }
+            Ok(Join::Leader { guard, wait }) => match self.admission.try_start() {
+                // Shed: dropping the guard ends the flight nobody else has
+                // joined yet (no await since `join`).
+                Err(shed) => Err(shed),
+                Ok(ticket) => {
+                    // The fetch runs as its own task: the leader's client hanging
+                    // up must not cancel it for the followers. Its core time is
+                    // metered for admission; the ticket lasts as long as the work.
+                    let fut = self.admission.metered(fetch());
+                    monoio::spawn(async move {
+                        guard.complete(fut.await);
+                        drop(ticket);
+                    });
+                    wait.await.unwrap_or(Err(NodeError::Abandoned))
+                }
+            },
         };
         match result {
             Err(e) if e.allows_stale() => match cache.borrow_mut().get(&name.key, Instant::now()) {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use engine::shard::{ByteLru, Doc, Weigh};
 use net::{Request, Response};
 
+use super::admission::Admission;
 use super::durable::CoreLog;
 use super::error::{error_json, NodeError};
 use super::likes::{LikeFail, LikeOp, LikeShard};
@@ -65,7 +66,8 @@ impl CoreService {
             stale: shared.cfg.cache_stale,
         };
         let log = Rc::new(CoreLog::new(shared.storage[core].clone()));
-        let owner = Rc::new(Owner::new(cache, nexon, shared.versions.clone(), metrics.clone(), log.clone()));
+        let admission = Rc::new(Admission::new(shared.cfg.max_queue, shared.metrics.admission.core(core)));
+        let owner = Rc::new(Owner::new(cache, nexon, shared.versions.clone(), metrics.clone(), log.clone(), admission));
         let inbox = shared.inbox[core].clone();
         let serving = owner.clone();
         monoio::spawn(async move {
