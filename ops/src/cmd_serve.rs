@@ -5,12 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use engine::likes::{LikeBook, LikeLimits};
+use engine::likes::LikeBook;
 
 use crate::config::{Config, ServeFlags, UpstreamTarget};
 use crate::metrics::NodeMetrics;
 use crate::cmd_token::DEV_JWT_SECRET;
-use crate::node::durable::{self, CoreStorage};
+use crate::node::durable::{self, CoreStorage, DurableOptions};
 use crate::node::{CoreService, NodeShared};
 use crate::sim::Simulator;
 
@@ -50,7 +50,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Recover every core's log and store before serving and before the
     // "listening" line scripts wait for: no request is answered (so
     // /health/ready is not UP) until every core has recovered.
-    let recovered = recover_cores(&cfg.data_dir, cfg.cores, cfg.wal_segment_bytes)?;
+    if cfg.wal_sync == storage::WalSync::Off {
+        eprintln!(
+            "maple serve: WARNING --wal-sync off: the write-ahead log is NEVER fdatasynced. Acknowledged likes and \
+             writes can be LOST on power loss or kernel crash. Benchmark mode only; never run it in production."
+        );
+    }
+    let recovered = recover_cores(&cfg.data_dir, cfg.cores, &durable_options(&cfg))?;
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
     eprintln!(
         "maple serve: listening on {} ({} cores), upstream {upstream}",
@@ -69,7 +75,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let shared = Arc::new(NodeShared::new(cfg, metrics, Some(server.stats()), shutdown.clone(), sim, recovered, jwt_secret));
     let serving = shared.clone();
     let stats = server
-        .run(move |core| CoreService::new(core, serving.clone()), shutdown, drain)
+        .run(
+            move |core| {
+                // On the core's thread: its evictor appends to its log.
+                durable::spawn_evictor(serving.storage[core].clone());
+                CoreService::new(core, serving.clone())
+            },
+            shutdown,
+            drain,
+        )
         .context("serving")?;
     let total = stats.total();
     eprintln!("maple serve: stopped after {} requests", total.requests);
@@ -81,13 +95,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Per-core storage options from the config.
+fn durable_options(cfg: &Config) -> DurableOptions {
+    DurableOptions {
+        idempotency_ttl: cfg.idempotency_ttl,
+        // Keys spread evenly over the cores: each keeps its share.
+        expectations_max: cfg.store_expectations_max.div_ceil(cfg.cores),
+        expectation_stale: cfg.cache_stale,
+        ..DurableOptions::new(durable::wal_options(cfg.wal_segment_bytes, cfg.wal_sync))
+    }
+}
+
 /// Recover each core's storage on its own thread (they are independent).
-fn recover_cores(data_dir: &Path, cores: usize, segment_bytes: u64) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
+fn recover_cores(data_dir: &Path, cores: usize, opts: &DurableOptions) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
     let handles: Vec<_> = (0..cores)
         .map(|core| {
             let dir = data_dir.to_path_buf();
-            let opts = durable::wal_options(segment_bytes);
-            std::thread::spawn(move || durable::recover_with(&dir, core, LikeLimits::default(), opts))
+            let opts = opts.clone();
+            std::thread::spawn(move || durable::recover(&dir, core, &opts))
         })
         .collect();
     let mut out = Vec::with_capacity(cores);

@@ -84,6 +84,18 @@ pub struct ServeFlags {
     /// Write-ahead log segment size per core, MiB (pre-allocated on disk; 4..=4095) [default: 64].
     #[arg(long, env = "MAPLE_WAL_SEGMENT_MB")]
     pub wal_segment_mb: Option<u64>,
+    /// Write-ahead log sync: `fsync` (fdatasync before every acknowledgement, group commit) or `off`
+    /// (benchmark only: same write path without fdatasync; acknowledged writes can be lost on power loss) [default: fsync].
+    #[arg(long, env = "MAPLE_WAL_SYNC")]
+    pub wal_sync: Option<String>,
+    /// Stored (written-behind) expectations kept on disk by the whole node; the oldest beyond are
+    /// evicted through the log, as are those older than cache_stale_secs [default: 50000].
+    #[arg(long, env = "MAPLE_STORE_EXPECTATIONS_MAX")]
+    pub store_expectations_max: Option<usize>,
+    /// How long a like toggle's Idempotency-Key answers retries with its first answer, also across
+    /// restarts, s [default: 86400].
+    #[arg(long, env = "MAPLE_IDEMPOTENCY_TTL_SECS")]
+    pub idempotency_ttl_secs: Option<u64>,
 }
 
 /// The TOML file: same names as the flags.
@@ -112,6 +124,9 @@ struct FileConfig {
     drain_secs: Option<u64>,
     jwt_secret: Option<String>,
     wal_segment_mb: Option<u64>,
+    wal_sync: Option<String>,
+    store_expectations_max: Option<usize>,
+    idempotency_ttl_secs: Option<u64>,
 }
 
 pub const NEXON_URL: &str = "https://open.api.nexon.com";
@@ -148,6 +163,12 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Size of each core's pre-allocated log segment files.
     pub wal_segment_bytes: u64,
+    /// fdatasync before acknowledging (`Fsync`), or never (`Off`, benchmarks).
+    pub wal_sync: storage::WalSync,
+    /// Stored expectations kept by the node (each core keeps its share).
+    pub store_expectations_max: usize,
+    /// Lifetime of a remembered Idempotency-Key answer.
+    pub idempotency_ttl: Duration,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -206,11 +227,19 @@ impl Config {
             drain: Duration::from_secs(pick!(drain_secs, 10)),
             jwt_secret: f.jwt_secret.clone().or(file.jwt_secret),
             wal_segment_bytes: pick!(wal_segment_mb, 64) * MIB as u64,
+            wal_sync: match f.wal_sync.clone().or(file.wal_sync) {
+                Some(mode) => mode.parse()?,
+                None => storage::WalSync::Fsync,
+            },
+            store_expectations_max: pick!(store_expectations_max, 50_000),
+            idempotency_ttl: Duration::from_secs(pick!(idempotency_ttl_secs, 86_400)),
         };
         anyhow::ensure!(
             (4 * MIB as u64..4096 * MIB as u64).contains(&cfg.wal_segment_bytes),
             "wal_segment_mb must be in 4..=4095"
         );
+        anyhow::ensure!(cfg.store_expectations_max >= 1, "store_expectations_max must be >= 1");
+        anyhow::ensure!(!cfg.idempotency_ttl.is_zero(), "idempotency_ttl_secs must be > 0");
         anyhow::ensure!(cfg.cache_stale >= cfg.cache_ttl, "cache_stale_secs must be >= cache_ttl_secs");
         anyhow::ensure!(!cfg.upstream_timeout.is_zero(), "upstream_timeout_ms must be > 0");
         anyhow::ensure!(cfg.max_in_flight > 0 && cfg.max_connections > 0, "limits must be > 0");
@@ -275,5 +304,18 @@ mod tests {
         assert!(Config::merge(&zero, FileConfig::default()).is_err());
         let tiny_wal = ServeFlags { wal_segment_mb: Some(1), ..Default::default() };
         assert!(Config::merge(&tiny_wal, FileConfig::default()).is_err());
+        let bad_sync = ServeFlags { wal_sync: Some("sometimes".into()), ..Default::default() };
+        assert!(Config::merge(&bad_sync, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn wal_sync_defaults_to_fsync_and_the_flag_beats_the_file() {
+        let cfg = Config::merge(&ServeFlags::default(), FileConfig::default()).unwrap();
+        assert_eq!(cfg.wal_sync, storage::WalSync::Fsync);
+        let file: FileConfig = toml::from_str("wal_sync = \"off\"").unwrap();
+        assert_eq!(Config::merge(&ServeFlags::default(), file).unwrap().wal_sync, storage::WalSync::Off);
+        let file: FileConfig = toml::from_str("wal_sync = \"off\"").unwrap();
+        let flags = ServeFlags { wal_sync: Some("fsync".into()), ..Default::default() };
+        assert_eq!(Config::merge(&flags, file).unwrap().wal_sync, storage::WalSync::Fsync);
     }
 }

@@ -188,6 +188,7 @@ fn render_storage(out: &mut String, cores: &[StorageSnapshot]) {
     family("wal_entries_per_fsync", "gauge", "Mean entries made durable by one fdatasync (group commit)", &|s| {
         Some(s.wal.mean_entries_per_fsync())
     });
+    family("wal_sync_enabled", "gauge", "1 if the log fdatasyncs before acknowledging (--wal-sync fsync), 0 if off (benchmark mode)", &|s| Some((s.wal.sync == storage::WalSync::Fsync) as u8 as f64));
     family("wal_log_bytes", "gauge", "Bytes of records in the retained log segments", &|s| Some(s.wal.log_bytes as f64));
     family("wal_backpressure", "counter", "Appends refused because the log queue was full (503)", &|s| {
         Some(s.wal.backpressure_rejections as f64)

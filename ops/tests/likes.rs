@@ -31,9 +31,14 @@ impl Drop for Node {
 
 impl Node {
     fn start(data_dir: &Path, cores: &str) -> Node {
+        Node::start_with(data_dir, cores, &[])
+    }
+
+    fn start_with(data_dir: &Path, cores: &str, extra: &[&str]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_maple"))
             .args(["serve", "--listen", "127.0.0.1:0", "--wal-segment-mb", "4", "--cores", cores, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env_remove("MAPLE_NEXON_API_KEY")
             .env("MAPLE_JWT_SECRET", SECRET)
             .stdout(Stdio::null())
@@ -493,4 +498,61 @@ fn a_keyed_toggle_retried_after_a_crash_gets_the_first_answer() {
     let mut c = Conn::open(node.addr).unwrap();
     assert_eq!(c.send("POST", &like_path("아델"), &keyed).unwrap().like(), (true, 2), "the retry is not a second toggle");
     assert_eq!(status(&mut c, "retrier", "아델").like(), (true, 2));
+}
+
+/// `--wal-sync off` (benchmark mode): same answers, a loud warning at start,
+/// no fdatasync at all, and the written likes are still there after a clean
+/// restart.
+#[test]
+fn wal_sync_off_warns_never_fsyncs_and_still_serves_likes() {
+    let dir = TempDir::new();
+    let mut node = Node::start_with(dir.path(), "1", &["--wal-sync", "off"]);
+    let mut c = Conn::open(node.addr).unwrap();
+    assert_eq!(toggle(&mut c, "a", "Hero").like(), (true, 1));
+    assert_eq!(toggle(&mut c, "b", "Hero").like(), (true, 2));
+    let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
+    assert_eq!(metric_sum(&m, "maple_wal_fsyncs_total{"), 0.0, "{m}");
+    assert_eq!(metric_sum(&m, "maple_wal_sync_enabled{"), 0.0, "{m}");
+    assert!(node.log().iter().any(|l| l.contains("WARNING --wal-sync off")), "{:?}", node.log());
+    drop(c);
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(node.child.wait().unwrap().success());
+    drop(node);
+    let node = Node::start(dir.path(), "1");
+    let mut c = Conn::open(node.addr).unwrap();
+    assert_eq!(status(&mut c, "b", "hero").like(), (true, 2));
+    let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
+    assert_eq!(metric_sum(&m, "maple_wal_sync_enabled{"), 1.0, "the default is fsync: {m}");
+}
+
+/// A keyed toggle, then a clean stop (SIGTERM: drain, final checkpoint,
+/// the log is purged), then a restart that replays nothing: the retry with
+/// the same key still gets the first answer and toggles nothing — the
+/// answer now lives in the state store, not only in the log.
+#[test]
+fn a_keyed_toggle_retried_after_a_clean_restart_gets_the_first_answer() {
+    let dir = TempDir::new();
+    let mut node = Node::start(dir.path(), "2");
+    let mut c = Conn::open(node.addr).unwrap();
+    let auth = format!("Bearer {}", token("deployer"));
+    let keyed = [("Authorization", auth.as_str()), ("Idempotency-Key", "click-after-deploy")];
+    toggle(&mut c, "other", "진격캐넌").like();
+    assert_eq!(c.send("POST", &like_path("진격캐넌"), &keyed).unwrap().like(), (true, 2));
+    drop(c);
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exit = node.child.wait().unwrap();
+    assert!(exit.success(), "exit after SIGTERM: {exit:?}\n{}", node.log().join("\n"));
+    drop(node);
+
+    let node = Node::start(dir.path(), "2");
+    let log = node.log();
+    assert!(log.iter().filter(|l| l.contains("recovered")).all(|l| l.contains("replayed 0 log entries")), "{log:?}");
+    let mut c = Conn::open(node.addr).unwrap();
+    assert_eq!(c.send("POST", &like_path("진격캐넌"), &keyed).unwrap().like(), (true, 2), "the retry is not a second toggle");
+    assert_eq!(status(&mut c, "deployer", "진격캐넌").like(), (true, 2), "likeCount unchanged");
+    // A new key is a new toggle.
+    let fresh = [("Authorization", auth.as_str()), ("Idempotency-Key", "click-2")];
+    assert_eq!(c.send("POST", &like_path("진격캐넌"), &fresh).unwrap().like(), (false, 1));
 }

@@ -14,6 +14,14 @@
 //! before anything else could read it; if a durable write fails, the log is
 //! poisoned and the shard refuses every later like request (503) until a
 //! restart rebuilds the book from disk.
+//!
+//! Idempotency: the shard (not the book) remembers the first answer of each
+//! `(user, Idempotency-Key)` for `--idempotency-ttl-secs` (default 24 h),
+//! bounded by `LikeLimits::max_idempotency_keys` (oldest forgotten first).
+//! The key travels in the like record, so applying the record writes the
+//! answer into the state store too; a restart — after a crash or a clean
+//! shutdown whose final checkpoint purged the log — restores the answers
+//! from there, and a retry still gets the first answer.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,7 +29,7 @@ use std::rc::Rc;
 use engine::likes::{LikeBook, LikeError, LikeResult};
 use storage::StorageError;
 
-use super::durable::{self, CoreLog};
+use super::durable::{self, CoreLog, IdempotencyAnswers};
 use crate::metrics::CoreMetrics;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,17 +59,23 @@ impl LikeFail {
     }
 }
 
+/// Longest accepted `Idempotency-Key` (bytes).
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
 pub struct LikeShard {
     book: RefCell<LikeBook>,
+    answers: RefCell<IdempotencyAnswers>,
     log: Rc<CoreLog>,
     poisoned: RefCell<Option<String>>,
     metrics: Rc<CoreMetrics>,
 }
 
 impl LikeShard {
+    /// Takes the idempotency answers the core's recovery restored.
     pub fn new(book: LikeBook, log: Rc<CoreLog>, metrics: Rc<CoreMetrics>) -> LikeShard {
         LikeShard {
             book: RefCell::new(book),
+            answers: RefCell::new(log.storage.take_idempotency_answers()),
             log,
             poisoned: RefCell::new(None),
             metrics,
@@ -88,18 +102,20 @@ impl LikeShard {
         let result = match op {
             LikeOp::Status => self.book.borrow().status(user, character).map_err(invalid)?,
             LikeOp::Toggle { idempotency_key } => {
-                let toggled = self.book.borrow_mut().toggle(user, character, idempotency_key.as_deref()).map_err(invalid)?;
-                if let Some(record) = toggled.record {
-                    if let Err(e) = self.log.append(durable::like_payload(&record)) {
-                        // Nothing reached the log: undo before anyone reads it.
-                        self.book.borrow_mut().revert(&record);
-                        return Err(match e {
-                            StorageError::Backpressure { .. } => LikeFail::Busy(e.to_string()),
-                            e => self.poison(e.to_string()),
-                        });
+                let now = durable::now_ms();
+                let first = match &idempotency_key {
+                    Some(key) => {
+                        check_idempotency_key(key)?;
+                        // Same validation of user and name as a toggle.
+                        self.book.borrow().status(user, character).map_err(invalid)?;
+                        self.answers.borrow_mut().get(user, key, now)
                     }
+                    None => None,
+                };
+                match first {
+                    Some(answer) => answer,
+                    None => self.toggle(user, character, idempotency_key, now)?,
                 }
-                toggled.result
             }
         };
         // Wait until what this answer reflects is durable (see the module doc).
@@ -112,11 +128,39 @@ impl LikeShard {
         Ok(result)
     }
 
+    /// Flip the like in the book and submit its record (synchronously: no
+    /// await between the two, see the module doc).
+    fn toggle(&self, user: &str, character: &str, idempotency_key: Option<String>, now_ms: u64) -> Result<LikeResult, LikeFail> {
+        let toggled = self.book.borrow_mut().toggle(user, character, None).map_err(invalid)?;
+        let mut record = toggled.record.expect("a toggle without a key always yields a record");
+        record.idempotency_key = idempotency_key;
+        if let Err(e) = self.log.append(durable::like_payload(&record, now_ms)) {
+            // Nothing reached the log: undo before anyone reads it.
+            self.book.borrow_mut().revert(&record);
+            return Err(match e {
+                StorageError::Backpressure { .. } => LikeFail::Busy(e.to_string()),
+                e => self.poison(e.to_string()),
+            });
+        }
+        if let Some(key) = &record.idempotency_key {
+            let expires = now_ms.saturating_add(self.log.storage.idempotency_ttl.as_millis() as u64);
+            self.answers.borrow_mut().insert(user, key, toggled.result, expires, now_ms);
+        }
+        Ok(toggled.result)
+    }
+
     fn poison(&self, why: String) -> LikeFail {
         let why = format!("like log failed, restart needed: {why}");
         *self.poisoned.borrow_mut() = Some(why.clone());
         LikeFail::Unavailable(why)
     }
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), LikeFail> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES || key.chars().any(char::is_control) {
+        return Err(LikeFail::Invalid(LikeError::InvalidIdempotencyKey.to_string()));
+    }
+    Ok(())
 }
 
 fn invalid(e: LikeError) -> LikeFail {
@@ -155,7 +199,7 @@ mod tests {
     fn refused_toggles_are_reverted_and_acknowledged_ones_survive() {
         let dir = std::env::temp_dir().join(format!("maple-likes-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let opts = WalOptions { max_pending: 1, ..crate::node::durable::wal_options(4 << 20) };
+        let opts = WalOptions { max_pending: 1, ..crate::node::durable::wal_options(4 << 20, storage::WalSync::Fsync) };
         let metrics = NodeMetrics::new();
         let acked: Vec<String> = {
             let (storage, book) = recover_with(&dir, 0, LikeLimits::default(), opts.clone()).unwrap();
