@@ -193,6 +193,8 @@ fn render_storage(out: &mut String, cores: &[StorageSnapshot]) {
     family("wal_backpressure", "counter", "Appends refused because the log queue was full (503)", &|s| {
         Some(s.wal.backpressure_rejections as f64)
     });
+    family("state_tombstones_compacted", "counter", "Delete markers dropped from the state store once a durable checkpoint covered them", &|s| Some(s.state.tombstones_compacted as f64));
+    family("state_rows_expired", "counter", "Idempotency answers forgotten by the store sweep (expired, or beyond the bound)", &|s| Some(s.state.forgotten as f64));
     family("state_apply_lag", "gauge", "Durable log entries not yet applied to the state store", &|s| Some(s.state.apply_lag as f64));
     family("state_checkpoint_age_seconds", "gauge", "Time since the last durable state checkpoint", &|s| {
         s.state.checkpoint_age.map(|a| a.as_secs_f64())

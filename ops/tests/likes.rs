@@ -246,7 +246,8 @@ fn auth_toggle_status_idempotency_and_korean_names() {
     // Metrics: toggles counted, the log synced.
     let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
     for name in ["maple_likes_toggles_total{", "maple_wal_fsyncs_total{", "maple_wal_fsync_seconds_count{", "maple_state_apply_lag{",
-        "maple_recovery_seconds{", "maple_wal_backpressure_total{", "maple_wal_entries_per_fsync{", "maple_wal_log_bytes{"]
+        "maple_recovery_seconds{", "maple_wal_backpressure_total{", "maple_wal_entries_per_fsync{", "maple_wal_log_bytes{",
+        "maple_wal_sync_enabled{", "maple_state_tombstones_compacted_total{", "maple_state_rows_expired_total{"]
     {
         assert!(m.contains(name), "{name} missing in\n{m}");
     }

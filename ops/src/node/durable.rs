@@ -60,6 +60,8 @@ pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_STORED_EXPECTATIONS_MAX: usize = 50_000;
 /// Evict records one sweep may ask for (the rest wait for the next sweep).
 const MAX_EVICTIONS_PER_SWEEP: usize = 4096;
+/// Idempotency rows one sweep may forget.
+const MAX_FORGOTTEN_PER_SWEEP: usize = 1 << 22;
 
 /// Log options of the node: `segment_bytes` (>= 4 MiB) and the sync mode
 /// from the config (`--wal-segment-mb`, `--wal-sync`).
@@ -90,7 +92,7 @@ impl DurableOptions {
             idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             expectations_max: DEFAULT_STORED_EXPECTATIONS_MAX,
             expectation_stale: Duration::from_secs(86_400),
-            maintain_every: Duration::from_secs(10),
+            maintain_every: Duration::from_secs(30),
         }
     }
 }
@@ -324,26 +326,31 @@ impl ApplyEntry for NodeApply {
 /// that writes one again changes no answer (see `StateStore::forget`).
 fn sweep_idempotency(store: &StateStore, now_ms: u64, ttl: Duration, max: usize) -> Result<usize, StorageError> {
     let ttl_ms = ttl.as_millis() as u64;
-    let mut doomed: Vec<Vec<u8>> = Vec::new();
-    let mut kept = 0usize;
+    let (mut kept, mut forgotten) = (0usize, 0usize);
     let mut bad = None;
-    // Newest first: keep up to `max` unexpired rows, forget the rest.
+    // Newest first: keep up to `max` unexpired rows, forget the rest (one by
+    // one while iterating: sled allows it, and nothing is collected).
     store.visit_prefix(IDEMPOTENCY_PREFIX, true, |v| {
-        match idempotency_row_time(v.key) {
-            Ok(at) if kept < max && at.saturating_add(ttl_ms) > now_ms => kept += 1,
-            Ok(_) => doomed.push(v.key.to_vec()),
-            Err(e) => {
-                bad = Some(e);
-                return false;
+        let r = idempotency_row_time(v.key).and_then(|at| {
+            if kept < max && at.saturating_add(ttl_ms) > now_ms {
+                kept += 1;
+                Ok(())
+            } else {
+                forgotten += store.forget(&[v.key.to_vec()])?;
+                Ok(())
             }
+        });
+        if let Err(e) = r {
+            bad = Some(e);
+            return false;
         }
         // Bounded work per sweep; the next sweep continues.
-        doomed.len() < 1 << 20
+        forgotten < MAX_FORGOTTEN_PER_SWEEP
     })?;
-    if let Some(e) = bad {
-        return Err(e);
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(forgotten),
     }
-    store.forget(&doomed)
 }
 
 /// The stored expectations to evict: those calculated longer than `stale`
