@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Side-by-side runs on one machine, alternating A/B each round:
-#   1. nginx serving the same gzip expectation bytes as a static file vs our node (seed-v4)
-#   2. wrk (the original's Lua script shape) vs our generator, same endpoint (must agree within 10 %)
-#   3. nginx answering the like POSTs with a fixed JSON vs our node (likes)
-#   4. redis-server (appendonly yes, appendfsync always) INCR via redis-benchmark vs our node (likes)
+# Side by side on one machine, every pair back to back in each round, the
+# order of each round the reverse of the one before (drift cancels):
+#   1. wrk vs our generator on the same endpoint (nginx static gzip, and the
+#      node): same request bytes (one character), same connections, one
+#      client thread each, pinned to the same core -> must agree within 10 %
+#   2. our node's seed-v4 vs nginx serving the same gzip bytes as a static file
+#   3. nginx answering the like POSTs with a fixed JSON vs our durable likes
+#   4. our durable likes vs the same node built the same, `--wal-sync off`
+#   5. redis-server (appendonly yes, appendfsync always) INCR via
+#      redis-benchmark vs our durable likes; raw fdatasync/s of this disk
+# then once: cold, and overload (3x the capacity measured in the same run).
+#
 # Called by `maple bench compare` (which sets the variables below) or by hand:
-#   MAPLE_BIN=target/release/maple TARGET=http://127.0.0.1:8080 bash bench/compare.sh
-#   MAPLE_BIN=target/release/maple-bench WITHOUT_NODE=1 bash bench/compare.sh   (generator only)
-# WITHOUT_NODE=1 runs only what needs no node (2. against nginx, nginx/redis figures).
+#   MAPLE_BIN=target/release/maple bash bench/compare.sh
+# Every measurement goes to $OUT/runs.tsv (round, key, value); the summary
+# (medians, per-round ratios, goals met/missed) is computed from it by
+# `maple bench summarize $OUT` into $OUT/summary.md and summary.json.
 set -euo pipefail
 
 MAPLE_BIN=${MAPLE_BIN:-maple}
@@ -15,38 +23,112 @@ MAPLE_BIN=${MAPLE_BIN:-maple}
 if [ -z "${BENCH_CMD:-}" ]; then
   case "$(basename "$MAPLE_BIN")" in maple-bench*) BENCH_CMD="$MAPLE_BIN" ;; *) BENCH_CMD="$MAPLE_BIN bench" ;; esac
 fi
-TARGET=${TARGET:-http://127.0.0.1:8080}
-DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-2}
+SERVE_BIN=${SERVE_BIN:-}
+if [ -z "$SERVE_BIN" ] && [ "$(basename "$MAPLE_BIN")" = maple ]; then SERVE_BIN=$MAPLE_BIN; fi
+TARGET=${TARGET:-}
+DURATION_S=${DURATION_S:-8}
+ROUNDS=${ROUNDS:-7}
 OUT=${OUT:-results/compare}
-CONNS=${CONNS:-100}
+CONNS=${CONNS:-100}          # seed-v4 connections (the original's wrk test)
+LIKE_CONNS=${LIKE_CONNS:-64} # likes connections / redis clients
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 WITHOUT_NODE=${WITHOUT_NODE:-0}
+SKIP_ONEOFF=${SKIP_ONEOFF:-0}
+PIN=${PIN:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
 NGINX_PORT=${NGINX_PORT:-18080}
 REDIS_PORT=${REDIS_PORT:-16379}
+NODE_PORT=${NODE_PORT:-18181}
+NOSYNC_PORT=${NOSYNC_PORT:-18182}
 SHARED=${MAPLE_SHARED_DATA:-../shared/data/maple}
 NGINX_URL="http://127.0.0.1:${NGINX_PORT}"
-SEED_PATH="/api/v4/characters/%EC%95%84%EB%8D%B8/expectation"   # 아델
+ADEL="%EC%95%84%EB%8D%B8"   # 아델
+SEED_PATH="/api/v4/characters/$ADEL/expectation"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK="$OUT/work"
-mkdir -p "$WORK/www" "$WORK/redis"
-SUMMARY="$OUT/summary.md"
+rm -rf "$WORK" "$OUT/runs"
+mkdir -p "$WORK/www" "$WORK/redis" "$WORK/tmp" "$OUT/runs"
+TSV="$OUT/runs.tsv"
+: > "$TSV"
+CMDS="$WORK/commands.raw"
+: > "$CMDS"
 log() { echo "compare: $*" >&2; }
+[ -d "$SHARED" ] && SHARED=$(cd "$SHARED" && pwd)
 
 # --- tools -----------------------------------------------------------------
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/bin/time ] || need+=(time)
+if [ "$PIN" = 1 ] && ! command -v taskset >/dev/null; then need+=(util-linux); fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$SKIP_INSTALL" = 1 ]; then log "missing: ${need[*]} (and --skip-install given)"; exit 1; fi
   log "installing ${need[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >&2 && apt-get install -y -q nginx redis-server wrk >&2
+  apt-get update -q >&2 && apt-get install -y -q "${need[@]}" >&2
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ "$PIN" = 1 ]; then SRV=(taskset -c "$SERVER_CPU"); CLI=(taskset -c "$CLIENT_CPU"); else SRV=(); CLI=(); fi
+CLK_TCK=$(getconf CLK_TCK)
+
+# --- processes we start (and stop on exit) -----------------------------------
+PIDS=()
+cleanup() {
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+wait_ready() { # URL -> 0 when /health/ready answers 200 within 60 s
+  for _ in $(seq 1 600); do curl -sf -o /dev/null "$1/health/ready" && return 0; sleep 0.1; done
+  return 1
+}
+pid_of_port() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
+
+NODE_PID="" NOSYNC_PID="" NOSYNC_URL="" NODE_DATA="$WORK"
+if [ "$WITHOUT_NODE" != 1 ]; then
+  [ -n "$SERVE_BIN" ] || [ -n "$TARGET" ] || { log "no node: pass --target or a maple binary (--serve-bin)"; exit 1; }
+  SYNC_FLAG=()
+  HAVE_WAL_SYNC=0
+  if [ -n "$SERVE_BIN" ] && "$SERVE_BIN" serve --help 2>/dev/null | grep -q -- '--wal-sync'; then HAVE_WAL_SYNC=1; SYNC_FLAG=(--wal-sync fsync); fi
+  start_node() { # NAME PORT extra flags... -> pid
+    local name=$1 port=$2; shift 2
+    local cmd=("$SERVE_BIN" serve --listen "127.0.0.1:$port" --cores 1 --data-dir "$WORK/$name")
+    [ -d "$SHARED" ] && cmd+=(--sim-data-dir "$SHARED")
+    cmd+=("$@")
+    echo "${SRV[*]} ${cmd[*]}" >> "$CMDS"
+    "${SRV[@]}" "${cmd[@]}" > "$WORK/$name.log" 2>&1 &
+    echo $!
+  }
+  if [ -z "$TARGET" ]; then
+    NODE_PID=$(start_node node-durable "$NODE_PORT" "${SYNC_FLAG[@]}"); PIDS+=("$NODE_PID")
+    TARGET="http://127.0.0.1:$NODE_PORT"
+    NODE_DATA="$WORK/node-durable"
+  else
+    NODE_PID=$(pid_of_port "${TARGET##*:}" || true)
+    [ -n "$NODE_PID" ] || log "could not find the pid behind $TARGET: its CPU counts as 'other' in the agreement table"
+  fi
+  if [ "$HAVE_WAL_SYNC" = 1 ]; then
+    NOSYNC_PID=$(start_node node-nosync "$NOSYNC_PORT" --wal-sync off); PIDS+=("$NOSYNC_PID")
+    NOSYNC_URL="http://127.0.0.1:$NOSYNC_PORT"
+  else
+    log "the node has no --wal-sync flag: the fsync-off row is not measured"
+  fi
+  wait_ready "$TARGET" || { log "node at $TARGET not ready"; tail -5 "$WORK"/node-*.log >&2 || true; exit 1; }
+  [ -z "$NOSYNC_URL" ] || wait_ready "$NOSYNC_URL" || { log "fsync-off node not ready"; tail -5 "$WORK/node-nosync.log" >&2; exit 1; }
+  # Warm both nodes' caches for the seed characters.
+  for u in "$TARGET" $NOSYNC_URL; do
+    for n in "$ADEL" "%EA%B0%95%EC%9D%80%ED%98%B8" "%EC%A7%84%EA%B2%A9%EC%BA%90%EB%84%8C"; do
+      curl -s -o /dev/null -H 'Accept-Encoding: gzip' "$u/api/v4/characters/$n/expectation" || true
+    done
+  done
+fi
 
 # --- the bytes nginx serves: the node's own gzip response if it is up ------
 if [ "$WITHOUT_NODE" != 1 ] && curl -sf -H 'Accept-Encoding: gzip' -o "$WORK/www/expectation.gz" "${TARGET}${SEED_PATH}"; then
@@ -87,21 +169,16 @@ http {
   }
 }
 EOF
-mkdir -p "$WORK/tmp"
-
-cleanup() {
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  [ -f "$WORK/redis.pid" ] && kill "$(cat "$WORK/redis.pid")" 2>/dev/null || true
-}
-trap cleanup EXIT
-"$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/nginx-error.log"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes --appendfsync always \
+"${SRV[@]}" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/nginx-error.log"
+"${SRV[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --appendonly yes --appendfsync always \
   --save '' --daemonize yes --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
 sleep 0.5
+NGINX_PIDS="$(cat "$WORK/nginx.pid") $(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')"
+REDIS_PID=$(cat "$WORK/redis.pid")
 
-# The original's wrk script shape (load-test/wrk-v4-expectation.lua): one
-# character per thread, Accept + Accept-Encoding: gzip, count non-200.
-cat > "$WORK/seed-v4.lua" <<'EOF'
+# The original's wrk script (load-test/wrk-v4-expectation.lua): one
+# character per thread, request() and response() in Lua for every request.
+cat > "$WORK/seed-v4-original.lua" <<'EOF'
 local igns = { "%EC%95%84%EB%8D%B8", "%EA%B0%95%EC%9D%80%ED%98%B8", "%EC%A7%84%EA%B2%A9%EC%BA%90%EB%84%8C" }
 local counter = 0
 function setup(thread) thread:set("id", counter); counter = counter + 1 end
@@ -117,121 +194,178 @@ function response(status, headers, body)
   if status ~= 200 then errors = errors + 1 end
 end
 EOF
-# The same requests without the per-response Lua callback: wrk's own
-# capacity. The agreement check uses this one (the callback alone costs wrk
-# ~10 % on this machine, measured in the same session).
-cat > "$WORK/seed-v4-lean.lua" <<'EOF'
-local igns = { "%EC%95%84%EB%8D%B8", "%EA%B0%95%EC%9D%80%ED%98%B8", "%EC%A7%84%EA%B2%A9%EC%BA%90%EB%84%8C" }
-local counter = 0
-function setup(thread) thread:set("id", counter); counter = counter + 1 end
-function init(args) current_ign = igns[(wrk.thread:get("id") % #igns) + 1] end
-function request()
-  return wrk.format("GET", "/api/v4/characters/" .. current_ign .. "/expectation",
-    { ["Accept"] = "application/json", ["Accept-Encoding"] = "gzip" })
-end
+# The same request as a static script: wrk builds it once and runs no Lua
+# per request. With -t1 the original script also sends only its first
+# character (아델), so this is the same request stream, minus the Lua.
+# Our side sends the same bytes with `--names 아델`.
+cat > "$WORK/seed-v4-static.lua" <<EOF
+wrk.method = "GET"
+wrk.path = "$SEED_PATH"
+wrk.headers["Accept"] = "application/json"
+wrk.headers["Accept-Encoding"] = "gzip"
 EOF
 
-# --- helpers ---------------------------------------------------------------
-json_num() { grep -m1 "\"$2\":" "$1" | sed -E 's/.*: *([0-9.eE+-]+).*/\1/'; }
-CMDLOG="$OUT/commands.txt"
-: > "$CMDLOG"
+# --- measuring ---------------------------------------------------------------
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-n/a}" >> "$TSV"; }
+# First number after "KEY": in a pretty JSON file; empty when absent.
+json_num() { { grep -m1 "\"$2\":" "$1" 2>/dev/null || true; } | sed -E 's/.*: *([0-9.eE+-]+).*/\1/'; }
+# Busy jiffies of the whole machine: user nice system steal. irq and
+# softirq are left out: loopback TCP of our own runs is partly accounted
+# there, not to the processes, and would show up as "other".
+cpu_total() { awk '/^cpu / {print $2+$3+$4+$9}' /proc/stat; }
+pid_cpu() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
 
-# ours NAME URL WORKLOAD -> "ok_per_s p99_us first_line"
+# measure ROUND RUN "SERVER PIDS" cmd... : runs cmd on the client core and
+# records its wall time, the client's CPU, the server's CPU and everything
+# else's CPU (other processes on the shared machine) over the run.
+measure() {
+  local round=$1 run=$2 spids=$3; shift 3
+  local t0 s0 t1 s1 rc=0
+  echo "${CLI[*]} $*" >> "$CMDS"
+  t0=$(cpu_total); s0=$(pid_cpu $spids)
+  "${CLI[@]}" /usr/bin/time -f "%e %U %S" -o "$WORK/time.txt" "$@" > "$OUT/runs/$run-$round.txt" 2>&1 || rc=$?
+  t1=$(cpu_total); s1=$(pid_cpu $spids)
+  local wall ucpu scpu
+  read -r wall ucpu scpu < <(tail -1 "$WORK/time.txt")
+  local client server other
+  client=$(awk -v u="$ucpu" -v s="$scpu" 'BEGIN {print u + s}')
+  server=$(awk -v a="$s0" -v b="$s1" -v hz="$CLK_TCK" 'BEGIN {print (b - a) / hz}')
+  other=$(awk -v a="$t0" -v b="$t1" -v s="$server" -v c="$client" -v hz="$CLK_TCK" 'BEGIN {o = (b - a) / hz - s - c; print (o < 0 ? 0 : o)}')
+  record "$round" "$run.wall_s" "$wall"
+  record "$round" "$run.client_cpu_s" "$client"
+  [ -z "${spids// /}" ] || record "$round" "$run.server_cpu_s" "$server"
+  [ -z "${spids// /}" ] || record "$round" "$run.other_cpu_s" "$other"
+  [ "$rc" = 0 ] || { log "$run (round $round) exited $rc: see $OUT/runs/$run-$round.txt"; tail -3 "$OUT/runs/$run-$round.txt" >&2; }
+  return 0
+}
+
+# ours ROUND RUN URL "SERVER PIDS" WORKLOAD [flags]
 ours() {
-  local name=$1 url=$2 workload=$3
-  local cmd=($BENCH_CMD run "$workload" --target "$url" --threads 1 --connections "$CONNS"
-             --duration "$DURATION" --warmup 2s --out "$OUT" --name "$name")
-  echo "${cmd[*]}" >> "$CMDLOG"
-  "${cmd[@]}" > "$OUT/$name.txt" 2>&1 || { log "our run $name failed"; tail -5 "$OUT/$name.txt" >&2; return 1; }
-  local j="$OUT/$name/report.json"
-  echo "$(json_num "$j" ok_per_s) $(json_num "$j" p99) $(head -1 "$OUT/$name.txt" | cut -c1-60 | tr ' ' '_')"
+  local round=$1 run=$2 url=$3 spids=$4 workload=$5; shift 5
+  measure "$round" "$run" "$spids" $BENCH_CMD run "$workload" --target "$url" --threads 1 --duration "${DURATION_S}s" \
+    --warmup 2s --out "$OUT/runs" --name "$run-$round" "$@"
+  local j="$OUT/runs/$run-$round/report.json"
+  record "$round" "$run.rps" "$(json_num "$j" ok_per_s)"
+  record "$round" "$run.p99_us" "$(json_num "$j" p99)"
+  record "$round" "$run.errors" "$(json_num "$j" errors_total)"
+  record "$round" "$run.shed" "$(json_num "$j" shed)"
+  local per; per=$(json_num "$j" toggles_per_fsync)
+  [ -z "$per" ] || record "$round" "$run.per_fsync" "$per"
+  head -1 "$OUT/runs/$run-$round.txt" | grep -q '^OK' || log "$run round $round: $(head -1 "$OUT/runs/$run-$round.txt")"
 }
 
-# wrk_run NAME URL [SCRIPT] -> "req_per_s p99_us non2xx"
+# wrk_run ROUND RUN URL "SERVER PIDS" SCRIPT
 wrk_run() {
-  local name=$1 url=$2 script=${3:-$WORK/seed-v4.lua}
-  local cmd=(wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$script" "$url")
-  echo "${cmd[*]}" >> "$CMDLOG"
-  "${cmd[@]}" > "$OUT/$name.txt" 2>&1
-  local rps p99 non2xx
-  rps=$(awk '/^Requests\/sec:/ {print $2}' "$OUT/$name.txt")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000}}' "$OUT/$name.txt")
-  non2xx=$(awk '/Non-2xx/ {print $5}' "$OUT/$name.txt")
+  local round=$1 run=$2 url=$3 spids=$4 script=$5
+  measure "$round" "$run" "$spids" wrk -t1 -c"$CONNS" -d"${DURATION_S}s" --latency -s "$script" "$url"
+  local f="$OUT/runs/$run-$round.txt" non2xx sockerr
+  record "$round" "$run.rps" "$(awk '/^Requests\/sec:/ {print $2}' "$f")"
+  record "$round" "$run.p99_us" "$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000}}' "$f")"
+  non2xx=$(awk '/Non-2xx/ {print $5}' "$f")
+  sockerr=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$f")
+  record "$round" "$run.errors" "$(( ${non2xx:-0} + ${sockerr:-0} ))"
   # A wrk run whose responses failed measured something else: say so loudly.
-  [ -z "$non2xx" ] || log "WARNING: wrk $name got $non2xx non-2xx/3xx responses (see $OUT/$name.txt)"
-  echo "$rps ${p99:-0} ${non2xx:-0}"
+  [ -z "$non2xx" ] || log "WARNING: wrk $run round $round got $non2xx non-2xx/3xx responses (see $f)"
 }
 
-# redis_run NAME -> "incr_per_s"
+# redis_run ROUND: as many INCRs as take about DURATION_S here
 redis_run() {
-  local name=$1 secs=${DURATION%s}
-  [[ $secs =~ ^[0-9]+$ ]] || secs=10
-  local n=$(( secs * 20000 ))
-  local cmd=(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t incr -c "$CONNS" -n "$n" -q)
-  echo "${cmd[*]}" >> "$CMDLOG"
-  "${cmd[@]}" > "$OUT/$name.txt" 2>&1
-  tr '\r' '\n' < "$OUT/$name.txt" | awk '/^INCR:/ {print $2}' | tail -1
+  local round=$1 n=$(( DURATION_S * 25000 ))
+  measure "$round" redis_incr "$REDIS_PID" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t incr -c "$LIKE_CONNS" -n "$n" -q
+  record "$round" redis_incr.rps "$(tr '\r' '\n' < "$OUT/runs/redis_incr-$round.txt" | awk '/^INCR:/ {print $2}' | tail -1)"
 }
 
-# Median: one disturbed round (the machine is shared) does not move it.
-median() { sort -g | awk '{v[n++]=$1} END {if (!n) print "n/a"; else if (n%2) printf "%.3f", v[(n-1)/2]; else printf "%.3f", (v[n/2-1]+v[n/2])/2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a/b; else print "n/a" }'; }
+fsync_run() {
+  local round=$1
+  measure "$round" fsync "" $BENCH_CMD fsync-rate --dir "$NODE_DATA" --duration 2s --json
+  record "$round" fsync.rps "$(json_num "$OUT/runs/fsync-$round.txt" syncs_per_s)"
+}
 
-declare -A R
-add() { R[$1]="${R[$1]:-} $2"; }
-avg() { tr ' ' '\n' <<<"${R[$1]:-}" | grep -v '^$' | median; }
+# The steps of one round, in order; even rounds run them in reverse, so
+# every pair (adjacent steps) alternates which side goes first.
+steps=(nginx_wrk_orig nginx_wrk nginx_ours)
+[ "$WITHOUT_NODE" = 1 ] || steps+=(node_seed node_ours node_wrk)
+steps+=(nginx_likes)
+[ "$WITHOUT_NODE" = 1 ] || steps+=(node_likes)
+[ -z "$NOSYNC_URL" ] || steps+=(node_likes_nosync)
+steps+=(redis fsync)
 
-# --- rounds (alternating A/B) ------------------------------------------------
+step() { # STEP ROUND
+  local r=$2
+  case $1 in
+    nginx_wrk_orig) wrk_run "$r" nginx_seed_wrk_orig "$NGINX_URL" "$NGINX_PIDS" "$WORK/seed-v4-original.lua" ;;
+    nginx_wrk)  wrk_run "$r" nginx_seed_wrk "$NGINX_URL" "$NGINX_PIDS" "$WORK/seed-v4-static.lua" ;;
+    nginx_ours) ours "$r" nginx_seed_ours "$NGINX_URL" "$NGINX_PIDS" seed-v4 --connections "$CONNS" --names 아델 --no-goals ;;
+    node_seed)  ours "$r" node_seed "$TARGET" "$NODE_PID" seed-v4 --connections "$CONNS" ;;
+    node_ours)  ours "$r" node_seed_ours "$TARGET" "$NODE_PID" seed-v4 --connections "$CONNS" --names 아델 --no-goals ;;
+    node_wrk)   wrk_run "$r" node_seed_wrk "$TARGET" "$NODE_PID" "$WORK/seed-v4-static.lua" ;;
+    nginx_likes) ours "$r" nginx_likes "$NGINX_URL" "$NGINX_PIDS" likes --connections "$LIKE_CONNS" --no-goals ;;
+    node_likes) ours "$r" node_likes "$TARGET" "$NODE_PID" likes --connections "$LIKE_CONNS" ;;
+    node_likes_nosync) ours "$r" node_likes_nosync "$NOSYNC_URL" "$NOSYNC_PID" likes --connections "$LIKE_CONNS" --no-goals ;;
+    redis) redis_run "$r" ;;
+    fsync) fsync_run "$r" ;;
+  esac
+}
+
+# Our runs take 2.5 s more than DURATION_S (warm-up, connect), the fsync probe 2 s.
+per_round=$(( ${#steps[@]} * DURATION_S + 6 * 3 + 2 ))
+log "${ROUNDS} rounds x ${#steps[@]} runs of ${DURATION_S}s: about $(( (ROUNDS * per_round + 30 + 2 * DURATION_S + 59) / 60 )) min; pinning: $([ "$PIN" = 1 ] && echo "servers on cpu $SERVER_CPU, clients on cpu $CLIENT_CPU" || echo off)"
+
+# Once before the rounds: redis' requests per fsync (strace slows redis, so
+# it is not one of the timed runs).
+if command -v strace >/dev/null; then
+  n=50000
+  strace -f -c -e trace=fdatasync,fsync -o "$WORK/redis-strace.txt" -p "$REDIS_PID" 2>/dev/null &
+  spid=$!
+  sleep 0.5
+  redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t incr -c "$LIKE_CONNS" -n "$n" -q > /dev/null 2>&1 || true
+  sleep 0.2
+  kill -INT "$spid" 2>/dev/null || true
+  wait "$spid" 2>/dev/null || true
+  syncs=$(awk '$NF=="fdatasync" || $NF=="fsync" {s += $4} END {print s + 0}' "$WORK/redis-strace.txt" 2>/dev/null || echo 0)
+  if [ "${syncs:-0}" -gt 0 ]; then record 0 redis_incr.per_fsync "$(awk -v n="$n" -v s="$syncs" 'BEGIN {print n / s}')"; fi
+  echo "strace -f -c -e trace=fdatasync,fsync -p <redis-server pid> during: redis-benchmark -t incr -c $LIKE_CONNS -n $n -q" >> "$CMDS"
+fi
+
 for round in $(seq 1 "$ROUNDS"); do
-  log "round $round/$ROUNDS"
-  # 2. wrk vs our generator on the same endpoint (nginx: a server that is not us)
-  read -r a b _ < <(wrk_run "wrk-nginx-$round" "$NGINX_URL");   add wrk_orig_nginx "$a"
-  read -r a b _ < <(wrk_run "wrk-lean-nginx-$round" "$NGINX_URL" "$WORK/seed-v4-lean.lua"); add wrk_nginx "$a"; add wrk_nginx_p99 "$b"
-  read -r a b _ < <(ours "ours-nginx-seed-$round" "$NGINX_URL" seed-v4); add ours_nginx "$a"; add ours_nginx_p99 "$b"
-  # Ratio within the round (runs back to back), so load drift between rounds cancels.
-  add agree_round "$(ratio "$a" "$(tr ' ' '\n' <<<"${R[wrk_nginx]}" | tail -1)")"
-  # 3. nginx fixed-JSON likes
-  read -r a b _ < <(ours "ours-nginx-likes-$round" "$NGINX_URL" likes); add nginx_likes "$a"
-  # 4. redis INCR with fsync always
-  add redis_incr "$(redis_run "redis-incr-$round")"
-  if [ "$WITHOUT_NODE" != 1 ]; then
-    read -r a b _ < <(ours "ours-node-seed-$round" "$TARGET" seed-v4); add node_seed "$a"; add node_seed_p99 "$b"
-    read -r a b _ < <(wrk_run "wrk-lean-node-$round" "$TARGET" "$WORK/seed-v4-lean.lua"); add wrk_node "$a"
-    read -r a b _ < <(ours "ours-node-likes-$round" "$TARGET" likes); add node_likes "$a"
-  fi
+  log "round $round/$ROUNDS ($(cut -d' ' -f1 /proc/loadavg) load)"
+  if (( round % 2 == 1 )); then order=("${steps[@]}"); else order=(); for ((i=${#steps[@]}-1; i>=0; i--)); do order+=("${steps[i]}"); done; fi
+  for s in "${order[@]}"; do step "$s" "$round"; done
 done
 
+if [ "$WITHOUT_NODE" != 1 ] && [ "$SKIP_ONEOFF" != 1 ]; then
+  log "one-off runs: cold, overload (3x capacity measured now)"
+  ours 0 cold "$TARGET" "$NODE_PID" cold
+  measure 0 overload "$NODE_PID" $BENCH_CMD run overload --target "$TARGET" --threads 1 --duration "${DURATION_S}s" \
+    --probe 5s --out "$OUT/runs" --name overload-0
+  j="$OUT/runs/overload-0/report.json"
+  record 0 overload.errors "$(json_num "$j" errors_total)"
+  record 0 overload.shed "$(json_num "$j" shed)"
+  record 0 overload.shed_share "$(json_num "$j" shed_share)"
+  record 0 overload.capacity "$(json_num "$j" capacity_req_per_s)"
+  record 0 overload.offered "$(json_num "$j" offered_req_per_s)"
+  p99=$(json_num "$j" accepted_p99_ms); mx=$(json_num "$j" accepted_max_ms)
+  [ -z "$p99" ] || record 0 overload.accepted_p99_us "$(awk -v v="$p99" 'BEGIN {print v * 1000}')"
+  [ -z "$mx" ] || record 0 overload.accepted_max_us "$(awk -v v="$mx" 'BEGIN {print v * 1000}')"
+fi
+
 # --- summary -----------------------------------------------------------------
-agree=$(avg agree_round)
 {
-  echo "# bench compare — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, ${ROUNDS} rounds x ${DURATION}, ${CONNS} connections, 1 client thread"
+  echo "# bench compare — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
-  echo "Medians over the rounds; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
-  echo
-  echo "| pair | A | B | A/B |"
-  echo "|---|---|---|---|"
-  echo "| our generator vs wrk (request() only), nginx static gzip (req/s) | $(avg ours_nginx) | $(avg wrk_nginx) | $agree |"
-  echo "| our generator vs wrk with the original's response() callback (req/s) | $(avg ours_nginx) | $(avg wrk_orig_nginx) | $(ratio "$(avg ours_nginx)" "$(avg wrk_orig_nginx)") |"
-  echo "| p99 latency (us): our generator vs wrk (request() only) | $(avg ours_nginx_p99) | $(avg wrk_nginx_p99) | $(ratio "$(avg ours_nginx_p99)" "$(avg wrk_nginx_p99)") |"
-  if [ "$WITHOUT_NODE" != 1 ]; then
-    echo "| our generator vs wrk, node seed-v4 (req/s) | $(avg node_seed) | $(avg wrk_node) | $(ratio "$(avg node_seed)" "$(avg wrk_node)") |"
-    echo "| node seed-v4 vs nginx static gzip (req/s) | $(avg node_seed) | $(avg ours_nginx) | $(ratio "$(avg node_seed)" "$(avg ours_nginx)") |"
-    echo "| node likes vs nginx fixed JSON (acknowledged/s) | $(avg node_likes) | $(avg nginx_likes) | $(ratio "$(avg node_likes)" "$(avg nginx_likes)") |"
-    echo "| node likes vs redis INCR, appendfsync always (/s) | $(avg node_likes) | $(avg redis_incr) | $(ratio "$(avg node_likes)" "$(avg redis_incr)") |"
-  else
-    echo "| nginx fixed-JSON like POSTs, our generator (/s) | $(avg nginx_likes) | | |"
-    echo "| redis INCR, appendonly + appendfsync always (/s) | $(avg redis_incr) | | |"
-  fi
-  echo
-  echo "Generator agreement (ours / wrk request()-only on nginx, median of per-round ratios: ${R[agree_round]}): $agree — must be within 0.90..1.10."
-  echo
-  echo "Commands (in run order of round 1; every round repeats them):"
+  echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), ${ROUNDS} rounds x ${DURATION_S} s per run;"
+  echo "pinning: $([ "$PIN" = 1 ] && echo "servers (nginx, redis, our nodes) on cpu $SERVER_CPU, clients (wrk, redis-benchmark, ours) on cpu $CLIENT_CPU" || echo off);"
+  echo "seed-v4 ${CONNS} connections, likes ${LIKE_CONNS}, one client thread; node: $([ -n "$NODE_PID" ] && echo "\`--cores 1\`" || echo "$TARGET");"
+  echo "fsync-off node: $([ -n "$NOSYNC_URL" ] && echo "\`--wal-sync off\`" || echo "not measured (no --wal-sync flag)");"
+  echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
+} > "$OUT/header.md"
+{
+  echo "## Commands (every round repeats them; round numbers shown as N)"
   echo
   echo '```'
-  echo "$NGINX -c $WORK/nginx.conf -p $WORK   # config: $WORK/nginx.conf"
-  echo "redis-server --port $REDIS_PORT --appendonly yes --appendfsync always --save ''"
-  sed -E 's/-[0-9]+( |$)/-N\1/g' "$CMDLOG" | awk '!seen[$0]++'
+  echo "${SRV[*]} $NGINX -c $WORK/nginx.conf -p $WORK   # config: $WORK/nginx.conf"
+  echo "${SRV[*]} redis-server --port $REDIS_PORT --appendonly yes --appendfsync always --save ''"
+  sed -E 's/-[0-9]+( |$)/-N\1/g' "$CMDS" | awk '!seen[$0]++'
   echo '```'
-} > "$SUMMARY"
-cat "$SUMMARY"
-awk -v a="$agree" 'BEGIN { exit !(a != "n/a" && a >= 0.9 && a <= 1.1) }' || { log "generator and wrk disagree by more than 10 %"; exit 2; }
+} > "$OUT/commands.md"
+$BENCH_CMD summarize "$OUT"
