@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use engine::expectation::cube::{CubeKind, CubeQuery, CubeTables};
-use engine::expectation::flame::{flame_expectation, FlameInput};
+use engine::expectation::flame::{flame_expectation_of, FlameInput};
 use engine::expectation::{calculator::potential_part, equipment, Calculator};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -76,15 +76,16 @@ fn bench(c: &mut Criterion) {
     group.bench_function("flame_all_items", |b| {
         b.iter(|| {
             for item in &items {
-                black_box(flame_expectation(&FlameInput {
+                let input = FlameInput {
                     item_name: &item.item_name,
                     slot: &item.item_equipment_slot,
                     level: item.level(),
                     character_class: class,
-                    add_option: item.item_add_option.as_ref().unwrap_or(&null),
+                    add_option: &null,
                     base_attack_power: item.base_attack_power(),
                     base_magic_power: item.base_magic_power(),
-                }));
+                };
+                black_box(flame_expectation_of(&input, &item.item_add_option.unwrap_or_default()));
             }
         })
     });

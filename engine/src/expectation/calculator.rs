@@ -35,7 +35,7 @@ use super::cost_text::format_cost;
 use super::cube::{grade_english, CubeKind, CubeOutcome, CubeQuery, CubeTables};
 use super::equipment::{self, RawItem};
 use super::error::CalcError;
-use super::flame::{flame_expectation, FlameInput};
+use super::flame::{flame_expectation_of, FlameInput};
 use super::response::*;
 use super::starforce::{parse_tables, NoljangTable, StarforceOptions, StarforceTable};
 
@@ -154,15 +154,16 @@ impl Calculator {
         static NO_ADD_OPTION: Value = Value::Null;
         let level = raw.level();
         let slot: &str = &raw.item_equipment_slot;
-        let flame = flame_expectation(&FlameInput {
+        let input = FlameInput {
             item_name: &raw.item_name,
             slot,
             level,
             character_class: class,
-            add_option: raw.item_add_option.as_ref().unwrap_or(&NO_ADD_OPTION),
+            add_option: &NO_ADD_OPTION, // read while parsing: `stats`
             base_attack_power: raw.base_attack_power(),
             base_magic_power: raw.base_magic_power(),
-        });
+        };
+        let flame = flame_expectation_of(&input, &raw.item_add_option.unwrap_or_default());
         let flame = FlameExpectation {
             powerful_flame_trials: finite_or_zero(flame.powerful),
             eternal_flame_trials: finite_or_zero(flame.eternal),
@@ -351,8 +352,12 @@ fn memo_key(raw: &RawItem) -> String {
         raw.base_attack_power(),
         raw.base_magic_power()
     );
-    if let Some(add) = &raw.item_add_option {
-        key.push_str(&add.to_string());
+    // Everything the flame math reads of `item_add_option`.
+    if let Some(a) = &raw.item_add_option {
+        let stats = [a.str, a.dex, a.int, a.luk, a.max_hp, a.all_stat, a.attack_power, a.magic_power, a.damage, a.boss_damage];
+        for stat in stats {
+            let _ = write!(key, "{stat},");
+        }
     }
     key
 }

@@ -21,6 +21,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::error::CalcError;
+use super::flame::AddOption;
 
 /// Largest accepted document (plain or after gunzip). Real ones are ~350 KB.
 pub const MAX_INPUT_BYTES: usize = 8 * 1024 * 1024;
@@ -131,9 +132,10 @@ pub struct RawItem<'a> {
     #[serde(default)]
     pub special_ring_level: Option<BoundedNumber<MAX_SPECIAL_RING_LEVEL>>,
 
-    /// The flame (additional option) stats, handed to the flame calculator as is.
+    /// The flame (additional option) stats, read as the flame math reads
+    /// them (`AddOption::from_json` of the value) without building a value.
     #[serde(default)]
-    pub item_add_option: Option<serde_json::Value>,
+    pub item_add_option: Option<AddOption>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,35 +304,61 @@ pub fn plain_json(input: &[u8]) -> Result<Cow<'_, [u8]>, CalcError> {
 }
 
 /// Rejects documents nested deeper than [`MAX_DEPTH`] before any parsing
-/// (serde_json alone would accept 128 levels).
+/// (serde_json alone would accept 128 levels). Only brackets outside strings
+/// count; string bodies (most of a Nexon document) are skipped 8 bytes at a
+/// time. Syntax is not checked here: the parser that follows does that.
 pub fn check_depth(json: &[u8]) -> Result<(), CalcError> {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (offset, &byte) in json.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut at = 0usize;
+    while let Some(&byte) = json.get(at) {
         match byte {
-            b'"' => in_string = true,
+            b'"' => {
+                at = string_end(json, at + 1);
+                continue;
+            }
             b'{' | b'[' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    return Err(CalcError::TooDeep { max: MAX_DEPTH, offset });
+                    return Err(CalcError::TooDeep { max: MAX_DEPTH, offset: at });
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     Ok(())
+}
+
+/// Index just past the closing quote of the string whose body starts at
+/// `at` (or `json.len()` for an unterminated string). Escapes are honoured:
+/// `\"` does not close the string.
+pub(crate) fn string_end(json: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Bit 7 of byte k is set for the first byte of `word` equal to `b` (and
+    // possibly for later ones): the classic "has zero byte" test on word ^ b.
+    let first_match = |word: u64, b: u8| {
+        let x = word ^ (ONES * b as u64);
+        x.wrapping_sub(ONES) & !x & HIGHS
+    };
+    loop {
+        if let Some(chunk) = json.get(at..at + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            let hits = first_match(word, b'"') | first_match(word, b'\\');
+            if hits == 0 {
+                at += 8;
+                continue;
+            }
+            at += (hits.trailing_zeros() / 8) as usize;
+        }
+        match json.get(at) {
+            None => return json.len(),
+            Some(b'"') => return at + 1,
+            Some(b'\\') => at += 2,
+            Some(_) => at += 1,
+        }
+    }
 }
 
 /// Parses plain JSON bytes (see [`plain_json`]) into the borrowed document.
@@ -345,6 +373,75 @@ pub fn parse(json: &[u8]) -> Result<EquipmentDoc<'_>, CalcError> {
             serde_path_to_error::deserialize::<_, EquipmentDoc>(&mut deserializer).map_err(CalcError::from_json)?;
             // Parsed with paths but not without: trailing data after the document.
             Err(CalcError::Json { path: String::new(), message: plain.to_string() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The byte-at-a-time definition `check_depth` must agree with.
+    fn depth_reference(json: &[u8]) -> Option<usize> {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for (offset, &byte) in json.iter().enumerate() {
+            if in_string {
+                match (escaped, byte) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => in_string = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(offset);
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn too_deep_at(json: &[u8]) -> Option<usize> {
+        match check_depth(json) {
+            Ok(()) => None,
+            Err(CalcError::TooDeep { offset, .. }) => Some(offset),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn brackets_inside_strings_and_escaped_quotes_do_not_count() {
+        let deep = "[".repeat(MAX_DEPTH + 1);
+        // 17 brackets inside a string (with an escaped quote before them) are text.
+        let hidden = format!(r#"{{"k":"ab\"cdefgh {deep}","x":"{}"}}"#, "가".repeat(9));
+        assert_eq!(too_deep_at(hidden.as_bytes()), None);
+        // A backslash pair right before the closing quote ends the string.
+        let after = format!(r#"{{"k":"abcdefg\\"}} {deep}"#);
+        assert_eq!(too_deep_at(after.as_bytes()), Some(after.find('[').unwrap() + MAX_DEPTH));
+        assert_eq!(too_deep_at(deep.as_bytes()), Some(MAX_DEPTH));
+        assert_eq!(too_deep_at(b"\"unterminated [[[[[[[[[[[[[[[[[[[["), None);
+    }
+
+    proptest! {
+        /// Over random mixes of the bytes that matter (quotes, backslashes,
+        /// brackets, multi-byte text) at every alignment, the word-wise scan
+        /// reports the same first too-deep offset as the byte-wise one.
+        #[test]
+        fn word_wise_scan_equals_byte_wise(parts in proptest::collection::vec(
+            prop_oneof![Just("\""), Just("\\"), Just("["), Just("{"), Just("]"), Just("}"), Just("a"), Just("가"), Just("\\\"")],
+            0..400,
+        )) {
+            let json: String = parts.concat();
+            prop_assert_eq!(too_deep_at(json.as_bytes()), depth_reference(json.as_bytes()));
         }
     }
 }

@@ -112,3 +112,113 @@ impl ExpectationResponse {
         self.presets.iter().find(|p| p.preset_no == n)
     }
 }
+
+/// Where each preset's object sits inside a serialised [`ExpectationResponse`]
+/// (`serde_json::to_vec`): index n-1 holds the byte range of preset n, whose
+/// bytes equal `serde_json::to_vec` of that preset alone (compact JSON writes
+/// a nested value exactly as it writes it alone). Lets the server keep one
+/// rendering and cut the per-preset documents out of it instead of
+/// serialising every preset twice.
+///
+/// `None` when `json` is not such a response (then the caller renders the
+/// presets itself). The scan skips string bodies word-wise, so it costs a
+/// small fraction of serialising.
+pub fn preset_spans(json: &[u8]) -> Option<[Option<std::ops::Range<usize>>; 3]> {
+    use super::equipment::string_end;
+    // `"presets":[` with unescaped quotes can only be the key: inside a
+    // string value its quotes would be written `\"`.
+    const KEY: &[u8] = br#""presets":["#;
+    const PRESET_NO: &[u8] = br#"{"presetNo":"#;
+    let mut at = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let mut spans: [Option<std::ops::Range<usize>>; 3] = Default::default();
+    if json.get(at) == Some(&b']') {
+        return (json.get(at + 1..)? == b"}").then_some(spans);
+    }
+    loop {
+        let start = at;
+        if !json.get(start..)?.starts_with(PRESET_NO) {
+            return None;
+        }
+        // The matching close brace of this object.
+        let mut depth = 0usize;
+        loop {
+            match *json.get(at)? {
+                b'"' => {
+                    at = string_end(json, at + 1);
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        at += 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            at += 1;
+        }
+        let digit = *json.get(start + PRESET_NO.len())?;
+        let n = match (digit, json.get(start + PRESET_NO.len() + 1)) {
+            (b'1'..=b'3', Some(b',')) => (digit - b'0') as usize,
+            _ => return None,
+        };
+        if spans[n - 1].replace(start..at).is_some() {
+            return None; // the same preset twice
+        }
+        match json.get(at..at + 1)? {
+            b"," => at += 1,
+            b"]" => return (json.get(at + 1..)? == b"}").then_some(spans),
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expectation::Calculator;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = std::env::var_os("MAPLE_SHARED_DATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"));
+        std::fs::read(dir.join(name)).expect("fixture")
+    }
+
+    fn response(name: &str) -> ExpectationResponse {
+        Calculator::embedded().compute("tester \"[{", &fixture(name), "2026-11-23T10:00:00".into()).unwrap()
+    }
+
+    #[test]
+    fn preset_spans_cut_out_exactly_each_presets_own_json() {
+        for name in ["evan_equip.json", "mechanic_equip.json"] {
+            let resp = response(name);
+            let json = serde_json::to_vec(&resp).unwrap();
+            let spans = preset_spans(&json).expect("a V4 response");
+            for n in 1..=3u8 {
+                let own = resp.preset(n).map(|p| serde_json::to_vec(p).unwrap());
+                let cut = spans[n as usize - 1].clone().map(|r| json[r].to_vec());
+                assert_eq!(cut, own, "{name} preset {n}");
+            }
+            assert!(spans.iter().any(Option::is_some));
+        }
+    }
+
+    #[test]
+    fn preset_spans_handle_missing_presets_and_reject_other_documents() {
+        let mut resp = response("evan_equip.json");
+        resp.presets.remove(1); // presets 1 and 3 only
+        let json = serde_json::to_vec(&resp).unwrap();
+        let spans = preset_spans(&json).unwrap();
+        assert!(spans[0].is_some() && spans[1].is_none() && spans[2].is_some());
+        resp.presets.clear();
+        assert_eq!(preset_spans(&serde_json::to_vec(&resp).unwrap()), Some([None, None, None]));
+        for bad in [&b""[..], b"{}", br#"{"presets":[{"presetNo":4,"x":1}]}"#, br#"{"presets":[{"presetNo":1,"x":"}"#] {
+            assert_eq!(preset_spans(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        let twice = br#"{"presets":[{"presetNo":1,"x":1},{"presetNo":1,"x":2}]}"#;
+        assert_eq!(preset_spans(twice), None);
+    }
+}

@@ -148,8 +148,14 @@ impl FlameOutcome {
 
 /// The flame expectation of one item. Never panics on any JSON input.
 pub fn flame_expectation(input: &FlameInput) -> FlameOutcome {
+    flame_expectation_of(input, &AddOption::from_json(input.add_option))
+}
+
+/// [`flame_expectation`] with the item's stats already read (the calculator
+/// reads them while parsing); `input.add_option` is not looked at.
+pub fn flame_expectation_of(input: &FlameInput, stats: &AddOption) -> FlameOutcome {
     let weights = JobWeights::for_class(input.character_class);
-    let target = AddOption::from_json(input.add_option).score(&weights);
+    let target = stats.score(&weights);
     if target <= 0 {
         return FlameOutcome::NONE;
     }
