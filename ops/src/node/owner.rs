@@ -145,7 +145,7 @@ impl Owner {
             }
             Op::Preset(n) => {
                 let (r, cache) = self.expectation(name, false).await?;
-                let doc = r.preset(n).cloned().ok_or(NodeError::NotFound)?;
+                let doc = r.preset(n).ok_or(NodeError::NotFound)?;
                 (doc, cache)
             }
             Op::Equipment => self.equipment_doc(name, false).await?,
@@ -202,16 +202,9 @@ impl Owner {
         if age > self.cfg.ttl {
             return None;
         }
-        let doc = |gz: &Vec<u8>| Doc::from_gzip(gz.clone(), MAX_RENDERED_BYTES);
-        let full = doc(&stored.gzip)?;
-        let mut presets = Vec::with_capacity(3);
-        for p in &stored.presets {
-            presets.push(match p {
-                Some(gz) => Some(doc(gz)?),
-                None => None,
-            });
-        }
-        let rendered = Rendered { full, presets: presets.into() };
+        // The presets are cut out of the whole response again (records
+        // written before that also carry their own gzip, not needed).
+        let rendered = Rendered::from_full(Doc::from_gzip(stored.gzip, MAX_RENDERED_BYTES)?)?;
         let born = now.checked_sub(age).unwrap_or(now);
         self.expectations.borrow_mut().insert(name.key.clone(), rendered.clone(), born);
         self.versions.bump(name.slot);
@@ -227,7 +220,8 @@ impl Owner {
             etag: r.full.etag.to_string(),
             calculated_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             gzip: r.full.gzip.to_vec(),
-            presets: std::array::from_fn(|i| r.presets.get(i).cloned().flatten().map(|d| d.gzip.to_vec())),
+            // Derived from the whole response when read back (`Rendered::from_full`).
+            presets: [None, None, None],
         };
         let bytes = stored.gzip.len() + stored.presets.iter().flatten().map(Vec::len).sum::<usize>();
         if bytes > MAX_EXPECTATION_BYTES {

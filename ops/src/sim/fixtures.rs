@@ -13,6 +13,7 @@
 //! So a variant has the same size and shape as a real response.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -31,14 +32,51 @@ const STAR_CHOICES: [u32; 9] = [12, 15, 17, 18, 19, 20, 21, 22, 22];
 
 type Lines = (Value, Value, Value, Value); // grade, line 1, 2, 3
 
+/// The list keys a variant changes, in plan order: the three presets, then
+/// the currently worn list.
+const LIST_KEYS: [&str; 4] = [PRESET_KEYS[0], PRESET_KEYS[1], PRESET_KEYS[2], "item_equipment"];
+
+/// One potential line set seen in a fixture, with each value's JSON.
+#[derive(Debug)]
+struct LineSet {
+    lines: Lines,
+    json: [Vec<u8>; 4],
+}
+
+impl LineSet {
+    fn new(lines: Lines) -> LineSet {
+        let json = |v: &Value| serde_json::to_vec(v).expect("json value serialises");
+        let json = [json(&lines.0), json(&lines.1), json(&lines.2), json(&lines.3)];
+        LineSet { lines, json }
+    }
+}
+
+/// What the plan needs of one fixture item, worked out once at load (the
+/// per-request plan then allocates nothing per item).
+#[derive(Debug, Default)]
+struct ItemInfo {
+    /// Index into `Fixtures::potentials` / `additionals` when the item has
+    /// such lines and the pool for its (part, level) exists.
+    potential_pool: Option<usize>,
+    additional_pool: Option<usize>,
+    /// Legal star choices when the item is starforced; draw only if non-empty.
+    starforced: bool,
+    star_choices: Vec<u32>,
+    /// False when the item has no (part, level): the plan draws nothing for it.
+    keyed: bool,
+}
+
 pub struct Fixtures {
     equipment: Vec<Value>,
-    /// Serialised length of each equipment fixture (output buffer size).
-    equipment_len: Vec<usize>,
+    /// Per equipment fixture: its compact JSON with the places a variant
+    /// changes marked, so a variant is written by copying byte runs.
+    templates: Vec<Option<Template>>,
+    /// Per equipment fixture, per [`LIST_KEYS`] list: what the plan needs of each item.
+    items: Vec<[Vec<ItemInfo>; 4]>,
     basic: Value,
-    /// (part, level) → potential line sets seen on such items.
-    potentials: HashMap<(String, u64), Vec<Lines>>,
-    additionals: HashMap<(String, u64), Vec<Lines>>,
+    /// Line set pools, one per (part, level) that has any.
+    potentials: Vec<Vec<LineSet>>,
+    additionals: Vec<Vec<LineSet>>,
 }
 
 /// The default fixture directory: `$MAPLE_SHARED_DATA`, else the first of
@@ -69,21 +107,39 @@ impl Fixtures {
         };
         let equipment: Vec<Value> = EQUIP_FILES.iter().map(|f| read(f)).collect::<anyhow::Result<_>>()?;
         let basic = read(BASIC_FILE)?;
-        let mut potentials: HashMap<_, Vec<Lines>> = HashMap::new();
-        let mut additionals: HashMap<_, Vec<Lines>> = HashMap::new();
+        // (part, level) → pool index, in first-seen order.
+        let mut pool_of: HashMap<(String, u64), (Option<usize>, Option<usize>)> = HashMap::new();
+        let mut potentials: Vec<Vec<LineSet>> = Vec::new();
+        let mut additionals: Vec<Vec<LineSet>> = Vec::new();
         for doc in &equipment {
             for item in all_items(doc) {
                 let Some(key) = item_key(item) else { continue };
-                if let Some(l) = lines(item, "potential_option") {
-                    potentials.entry(key.clone()).or_default().push(l);
-                }
-                if let Some(l) = lines(item, "additional_potential_option") {
-                    additionals.entry(key).or_default().push(l);
+                let entry = pool_of.entry(key).or_default();
+                for (prefix, slot, pools) in [
+                    ("potential_option", &mut entry.0, &mut potentials),
+                    ("additional_potential_option", &mut entry.1, &mut additionals),
+                ] {
+                    if let Some(l) = lines(item, prefix) {
+                        let index = *slot.get_or_insert_with(|| {
+                            pools.push(Vec::new());
+                            pools.len() - 1
+                        });
+                        pools[index].push(LineSet::new(l));
+                    }
                 }
             }
         }
-        let equipment_len = equipment.iter().map(|d| serde_json::to_vec(d).map_or(0, |b| b.len())).collect();
-        Ok(Fixtures { equipment, equipment_len, basic, potentials, additionals })
+        let items = equipment
+            .iter()
+            .map(|doc| {
+                LIST_KEYS.map(|k| {
+                    let list = doc.get(k).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+                    list.iter().map(|item| item_info(item, &pool_of)).collect()
+                })
+            })
+            .collect();
+        let templates = equipment.iter().map(Template::build).collect();
+        Ok(Fixtures { equipment, templates, items, basic, potentials, additionals })
     }
 
     /// Equipment JSON for a normalised name.
@@ -107,25 +163,23 @@ impl Fixtures {
         doc
     }
 
-    /// The same bytes as `serde_json::to_vec(&self.equipment(name))`, written
-    /// straight from the fixture with the variant's changes on the fly: no
-    /// clone of the ~350 KB value tree per request (the simulator's main cost).
+    /// The same bytes as `serde_json::to_vec(&self.equipment(name))`, copied
+    /// from the fixture's pre-serialised template with the variant's values
+    /// put in its marked places: no JSON is serialised per request (the
+    /// simulator stands in for Nexon, whose cost is not ours to measure).
     pub fn equipment_json(&self, name: &str) -> Vec<u8> {
         if let Some(&(_, idx)) = EXACT_NAMES.iter().find(|(n, _)| *n == name) {
-            return serde_json::to_vec(&self.equipment[idx]).expect("json value serialises");
+            return match &self.templates[idx] {
+                Some(t) => t.bytes.clone(),
+                None => serde_json::to_vec(&self.equipment[idx]).expect("json value serialises"),
+            };
         }
         let plan = self.plan(name);
-        let base = &self.equipment[plan.base];
-        let streamable = |m: &&serde_json::Map<String, Value>| {
-            m.contains_key("preset_no") && PRESET_KEYS.iter().all(|k| m.contains_key(*k))
-        };
-        let Some(map) = base.as_object().filter(streamable) else {
-            // Not the shape the streaming writer assumes: the slow path.
-            return serde_json::to_vec(&self.equipment(name)).expect("json value serialises");
-        };
-        let mut out = Vec::with_capacity(self.equipment_len[plan.base] + 1024);
-        serde_json::to_writer(&mut out, &VariantDoc { map, plan: &plan }).expect("json value serialises");
-        out
+        match &self.templates[plan.base] {
+            Some(template) => template.write(&plan),
+            // Not the shape the template assumes: the slow path.
+            None => serde_json::to_vec(&self.equipment(name)).expect("json value serialises"),
+        }
     }
 
     /// The equipment fixture a name's equipment starts from (the plan's first draw).
@@ -148,36 +202,34 @@ impl Fixtures {
         }
         let preset_no = 1 + rng.next() % 3;
         let mut lists = Vec::with_capacity(4);
-        for (dst, key) in PRESET_KEYS.iter().chain(["item_equipment"].iter()).enumerate() {
+        for (dst, key) in LIST_KEYS.iter().enumerate() {
             // After the permutation, preset list `dst` holds fixture list `order[dst]`.
-            let source = if dst < 3 { PRESET_KEYS[order[dst]] } else { *key };
-            let Some(items) = doc.get(source).and_then(Value::as_array) else { continue };
-            lists.push((*key, items.iter().map(|item| self.item_overrides(item, &mut rng)).collect()));
+            let source = if dst < 3 { order[dst] } else { dst };
+            if doc.get(LIST_KEYS[source]).and_then(Value::as_array).is_none() {
+                continue;
+            }
+            let infos = &self.items[base][source];
+            lists.push((*key, infos.iter().map(|info| self.item_overrides(info, &mut rng)).collect()));
         }
         Plan { base, order, preset_no, lists }
     }
 
-    fn item_overrides(&self, item: &Value, rng: &mut SplitMix) -> ItemOverrides<'_> {
+    fn item_overrides(&self, info: &ItemInfo, rng: &mut SplitMix) -> ItemOverrides<'_> {
         let mut ov = ItemOverrides::default();
-        let Some(key) = item_key(item) else { return ov };
-        for (prefix, pool, slot) in [
-            ("potential_option", &self.potentials, &mut ov.potential),
-            ("additional_potential_option", &self.additionals, &mut ov.additional),
+        if !info.keyed {
+            return ov;
+        }
+        for (pool, pools, slot) in [
+            (info.potential_pool, &self.potentials, &mut ov.potential),
+            (info.additional_pool, &self.additionals, &mut ov.additional),
         ] {
-            if !has_lines(item, prefix) {
-                continue;
-            }
-            if let Some(choices) = pool.get(&key) {
+            if let Some(choices) = pool.map(|p| &pools[p]) {
                 *slot = Some(&choices[(rng.next() % choices.len() as u64) as usize]);
             }
         }
-        let star: u32 = item["starforce"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-        if star > 0 {
-            let cap = star_cap(key.1);
-            let legal: Vec<u32> = STAR_CHOICES.iter().copied().filter(|&s| s <= cap).collect();
-            if !legal.is_empty() {
-                ov.starforce = Some(legal[(rng.next() % legal.len() as u64) as usize].to_string());
-            }
+        if info.starforced && !info.star_choices.is_empty() {
+            let legal = &info.star_choices;
+            ov.starforce = Some(legal[(rng.next() % legal.len() as u64) as usize]);
         }
         ov
     }
@@ -200,6 +252,23 @@ impl Fixtures {
     }
 }
 
+/// What the plan draws for an item: pools only when the item has such lines
+/// (`has_lines`), stars only when it is starforced, nothing without a
+/// (part, level).
+fn item_info(item: &Value, pool_of: &HashMap<(String, u64), (Option<usize>, Option<usize>)>) -> ItemInfo {
+    let Some(key) = item_key(item) else { return ItemInfo::default() };
+    let pools = pool_of.get(&key).copied().unwrap_or_default();
+    let star: u32 = item["starforce"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let cap = star_cap(key.1);
+    ItemInfo {
+        potential_pool: pools.0.filter(|_| has_lines(item, "potential_option")),
+        additional_pool: pools.1.filter(|_| has_lines(item, "additional_potential_option")),
+        starforced: star > 0,
+        star_choices: STAR_CHOICES.iter().copied().filter(|&s| s <= cap).collect(),
+        keyed: true,
+    }
+}
+
 /// The random choices of one variant.
 struct Plan<'f> {
     base: usize,
@@ -212,122 +281,191 @@ struct Plan<'f> {
 /// What a variant changes in one item (borrowed from the fixture pools).
 #[derive(Default)]
 struct ItemOverrides<'f> {
-    potential: Option<&'f Lines>,
-    additional: Option<&'f Lines>,
-    starforce: Option<String>,
+    potential: Option<&'f LineSet>,
+    additional: Option<&'f LineSet>,
+    starforce: Option<u32>,
+}
+
+/// A field of an item that a variant may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// `potential_option_{grade,1,2,3}`: index 0 is the grade.
+    Potential(usize),
+    /// `additional_potential_option_{grade,1,2,3}`.
+    Additional(usize),
+    Starforce,
+}
+
+impl Field {
+    fn of(key: &str) -> Option<Field> {
+        let line = |rest: &str| ["_grade", "_1", "_2", "_3"].iter().position(|s| *s == rest);
+        if key == "starforce" {
+            Some(Field::Starforce)
+        } else if let Some(rest) = key.strip_prefix("additional_potential_option") {
+            line(rest).map(Field::Additional)
+        } else {
+            key.strip_prefix("potential_option").and_then(line).map(Field::Potential)
+        }
+    }
 }
 
 impl ItemOverrides<'_> {
     fn apply(&self, item: &mut Value) {
         for (prefix, lines) in [("potential_option", self.potential), ("additional_potential_option", self.additional)] {
-            if let Some((g, a, b, c)) = lines {
+            if let Some(LineSet { lines: (g, a, b, c), .. }) = lines {
                 item[format!("{prefix}_grade")] = g.clone();
                 item[format!("{prefix}_1")] = a.clone();
                 item[format!("{prefix}_2")] = b.clone();
                 item[format!("{prefix}_3")] = c.clone();
             }
         }
-        if let Some(s) = &self.starforce {
-            item["starforce"] = Value::from(s.as_str());
+        if let Some(s) = self.starforce {
+            item["starforce"] = Value::from(s.to_string());
         }
     }
 
-    /// The replacement for `field` of the item, if this variant changes it.
-    /// Only fields that exist in the item are replaced (`lines` and the
-    /// starforce parse both require them), as [`ItemOverrides::apply`] does.
-    fn field(&self, field: &str) -> Option<Replacement<'_>> {
-        for (prefix, lines) in [("potential_option", self.potential), ("additional_potential_option", self.additional)] {
-            let Some((g, a, b, c)) = lines else { continue };
-            let Some(rest) = field.strip_prefix(prefix) else { continue };
-            let v = match rest {
-                "_grade" => g,
-                "_1" => a,
-                "_2" => b,
-                "_3" => c,
-                _ => continue,
-            };
-            return Some(Replacement::Value(v));
-        }
-        match (field, &self.starforce) {
-            ("starforce", Some(s)) => Some(Replacement::Str(s)),
-            _ => None,
+    /// Writes this variant's JSON for `field` if it changes it (only fields
+    /// that exist in the item are marked, as [`ItemOverrides::apply`] only
+    /// replaces fields that `lines` and the starforce parse found).
+    fn write(&self, field: Field, out: &mut Vec<u8>) -> bool {
+        match (field, self.potential, self.additional, self.starforce) {
+            (Field::Potential(i), Some(set), _, _) | (Field::Additional(i), _, Some(set), _) => {
+                out.extend_from_slice(&set.json[i]);
+                true
+            }
+            (Field::Starforce, _, _, Some(star)) => {
+                use std::io::Write;
+                write!(out, "\"{star}\"").expect("writing to a Vec cannot fail");
+                true
+            }
+            _ => false,
         }
     }
 }
 
-enum Replacement<'a> {
-    Value(&'a Value),
-    Str(&'a str),
+/// A fixture's compact JSON (`serde_json::to_vec` of it) with the byte
+/// ranges a variant changes: the `preset_no` value, each list's value, and
+/// within a list each replaceable field value of each item.
+struct Template {
+    bytes: Vec<u8>,
+    preset_no: Range<usize>,
+    /// By [`LIST_KEYS`] index; `None` when the fixture has no such array.
+    lists: [Option<ListTemplate>; 4],
 }
 
-struct VariantDoc<'a, 'f> {
-    map: &'a serde_json::Map<String, Value>,
-    plan: &'a Plan<'f>,
+struct ListTemplate {
+    range: Range<usize>,
+    /// (value range, item index, field), in byte order.
+    holes: Vec<(Range<usize>, usize, Field)>,
 }
 
-impl serde::Serialize for VariantDoc<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.map.len()))?;
-        for (k, v) in self.map {
-            if k == "preset_no" {
-                m.serialize_entry(k, &self.plan.preset_no)?;
+impl Template {
+    /// `None` unless the fixture is an object with `preset_no` and the three
+    /// preset lists (the shape the writer assumes).
+    fn build(doc: &Value) -> Option<Template> {
+        let map = doc.as_object()?;
+        if !map.contains_key("preset_no") || !PRESET_KEYS.iter().all(|k| map.get(*k).is_some_and(Value::is_array)) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(512 * 1024);
+        let mut preset_no = 0..0;
+        let mut lists: [Option<ListTemplate>; 4] = Default::default();
+        out.push(b'{');
+        for (i, (k, v)) in map.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json(&mut out, k);
+            out.push(b':');
+            let start = out.len();
+            match (LIST_KEYS.iter().position(|l| l == k), v.as_array()) {
+                (Some(list), Some(items)) => {
+                    let mut holes = Vec::new();
+                    out.push(b'[');
+                    for (index, item) in items.iter().enumerate() {
+                        if index > 0 {
+                            out.push(b',');
+                        }
+                        let Some(fields) = item.as_object() else {
+                            json(&mut out, item);
+                            continue;
+                        };
+                        out.push(b'{');
+                        for (j, (fk, fv)) in fields.iter().enumerate() {
+                            if j > 0 {
+                                out.push(b',');
+                            }
+                            json(&mut out, fk);
+                            out.push(b':');
+                            let at = out.len();
+                            json(&mut out, fv);
+                            if let Some(field) = Field::of(fk) {
+                                holes.push((at..out.len(), index, field));
+                            }
+                        }
+                        out.push(b'}');
+                    }
+                    out.push(b']');
+                    lists[list] = Some(ListTemplate { range: start..out.len(), holes });
+                }
+                _ => {
+                    json(&mut out, v);
+                    if k == "preset_no" {
+                        preset_no = start..out.len();
+                    }
+                }
+            }
+        }
+        out.push(b'}');
+        Some(Template { bytes: out, preset_no, lists })
+    }
+
+    /// The variant's JSON: the fixture's bytes, with `preset_no`, the
+    /// permuted preset lists and every overridden field put in.
+    fn write(&self, plan: &Plan<'_>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + 4096);
+        // The top-level places to fill, in byte order.
+        let mut places: Vec<(Range<usize>, Option<usize>)> = vec![(self.preset_no.clone(), None)];
+        places.extend(self.lists.iter().enumerate().filter_map(|(k, l)| Some((l.as_ref()?.range.clone(), Some(k)))));
+        places.sort_by_key(|(r, _)| r.start);
+        let mut copied = 0;
+        for (range, list) in places {
+            out.extend_from_slice(&self.bytes[copied..range.start]);
+            copied = range.end;
+            let Some(dst) = list else {
+                out.extend_from_slice(plan.preset_no.to_string().as_bytes());
                 continue;
-            }
-            let source = match PRESET_KEYS.iter().position(|p| p == k) {
-                Some(dst) => &self.map[PRESET_KEYS[self.plan.order[dst]]],
-                None => v,
             };
-            match self.plan.lists.iter().find(|(key, _)| key == k) {
-                Some((_, overrides)) => match source.as_array() {
-                    Some(items) => m.serialize_entry(k, &VariantList { items, overrides })?,
-                    None => m.serialize_entry(k, source)?,
-                },
-                None => m.serialize_entry(k, source)?,
+            let source = if dst < 3 { plan.order[dst] } else { dst };
+            let overrides = plan.lists.iter().find(|(key, _)| *key == LIST_KEYS[dst]).map(|(_, o)| o.as_slice());
+            match (&self.lists[source], overrides) {
+                (Some(src), Some(overrides)) => self.write_list(src, overrides, &mut out),
+                (Some(src), None) => out.extend_from_slice(&self.bytes[src.range.clone()]),
+                // Not reached: `build` checked that every preset key is a list.
+                (None, _) => out.extend_from_slice(&self.bytes[range]),
             }
         }
-        m.end()
+        out.extend_from_slice(&self.bytes[copied..]);
+        out
+    }
+
+    fn write_list(&self, list: &ListTemplate, overrides: &[ItemOverrides<'_>], out: &mut Vec<u8>) {
+        let mut copied = list.range.start;
+        for (range, item, field) in &list.holes {
+            let Some(ov) = overrides.get(*item) else { continue };
+            out.extend_from_slice(&self.bytes[copied..range.start]);
+            if !ov.write(*field, out) {
+                out.extend_from_slice(&self.bytes[range.clone()]);
+            }
+            copied = range.end;
+        }
+        out.extend_from_slice(&self.bytes[copied..list.range.end]);
     }
 }
 
-struct VariantList<'a, 'f> {
-    items: &'a [Value],
-    overrides: &'a [ItemOverrides<'f>],
-}
-
-impl serde::Serialize for VariantList<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        debug_assert_eq!(self.items.len(), self.overrides.len(), "one override set per item");
-        let mut seq = s.serialize_seq(Some(self.items.len()))?;
-        for (item, ov) in self.items.iter().zip(self.overrides) {
-            match item.as_object() {
-                Some(map) => seq.serialize_element(&VariantItem { map, ov })?,
-                None => seq.serialize_element(item)?,
-            }
-        }
-        seq.end()
-    }
-}
-
-struct VariantItem<'a, 'f> {
-    map: &'a serde_json::Map<String, Value>,
-    ov: &'a ItemOverrides<'f>,
-}
-
-impl serde::Serialize for VariantItem<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.map.len()))?;
-        for (k, v) in self.map {
-            match self.ov.field(k) {
-                Some(Replacement::Value(r)) => m.serialize_entry(k, r)?,
-                Some(Replacement::Str(r)) => m.serialize_entry(k, r)?,
-                None => m.serialize_entry(k, v)?,
-            }
-        }
-        m.end()
-    }
+/// Appends the compact JSON of a key or value.
+fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("json value serialises");
 }
 
 fn all_items(doc: &Value) -> impl Iterator<Item = &Value> {
@@ -474,7 +612,8 @@ mod tests {
         for item in all_items(&doc) {
             let key = item_key(item).unwrap();
             if let Some(l) = lines(item, "potential_option") {
-                assert!(f.potentials[&key].contains(&l), "potential lines for {key:?} exist in a fixture");
+                let seen = f.potentials.iter().flatten().any(|set| set.lines == l);
+                assert!(seen, "potential lines for {key:?} exist in a fixture");
             }
             let star: u32 = item["starforce"].as_str().unwrap().parse().unwrap();
             assert!(star <= star_cap(key.1));
