@@ -113,6 +113,11 @@ pub struct StateStore {
     replay_us: AtomicU64,
     tombstones_compacted: AtomicU64,
     forgotten: AtomicU64,
+    /// Entries above this index were never applied before this process
+    /// (they were not in the log when `replay` ran), so no key can hold a
+    /// value of theirs or of a later entry: their Put/Delete skip the read
+    /// of the old value. `u64::MAX` (always read) until `replay` sets it.
+    fresh_after: AtomicU64,
 }
 
 impl StateStore {
@@ -144,6 +149,7 @@ impl StateStore {
             replay_us: AtomicU64::new(0),
             tombstones_compacted: AtomicU64::new(0),
             forgotten: AtomicU64::new(0),
+            fresh_after: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -163,6 +169,9 @@ impl StateStore {
             });
         }
         let n = self.apply_from_log(wal, upto, apply)?;
+        // Applied entries are always durable log entries, and the log never
+        // loses a durable entry, so nothing past its end was ever applied.
+        self.fresh_after.store(wal.last_index(), Ordering::Release);
         self.replayed_on_open.fetch_add(n, Ordering::Relaxed);
         self.replay_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(n)
@@ -195,6 +204,7 @@ impl StateStore {
             )));
         }
         let mut out = Applied::default();
+        let fresh = index > self.fresh_after.load(Ordering::Acquire);
         for (i, w) in writes.iter().enumerate() {
             if i == writes.len() / 2 && i > 0 {
                 failpoint::hit(FailPoint::MidApply);
@@ -204,7 +214,9 @@ impl StateStore {
                 KvWrite::Delete { key } => (key, None, None),
                 KvWrite::Evict { key, written_by } => (key, None, Some(*written_by)),
             };
-            let old = self.kv.get(key)?;
+            // An eviction always looks at the value it may remove; other
+            // writes only when a replay could meet a newer value.
+            let old = if fresh && evicts.is_none() { None } else { self.kv.get(key)? };
             let old_index = old.as_deref().map(value_index).transpose()?;
             let skip = match (evicts, &old) {
                 // A key written by this entry or a later one stays (replay).
@@ -483,6 +495,9 @@ enum ApplierMsg {
 
 struct Shared {
     committed: AtomicU64,
+    /// A wake-up is queued and the applier has not started on it yet: later
+    /// commits need no second one (one wake-up per apply round, not per commit).
+    kicked: std::sync::atomic::AtomicBool,
 }
 
 /// Background thread that applies committed entries from the log to the
@@ -507,7 +522,7 @@ impl Applier {
         committed: u64,
     ) -> Result<Applier, StorageError> {
         let (tx, rx) = flume::bounded(64);
-        let shared = Arc::new(Shared { committed: AtomicU64::new(committed) });
+        let shared = Arc::new(Shared { committed: AtomicU64::new(committed), kicked: Default::default() });
         let (s, st) = (shared.clone(), store.clone());
         let thread = std::thread::Builder::new()
             .name("state-applier".into())
@@ -519,8 +534,14 @@ impl Applier {
     /// Publish that entries up to `index` are committed (durable on a
     /// quorum; single node: their append future resolved). Never blocks.
     pub fn notify_committed(&self, index: u64) {
-        self.shared.committed.fetch_max(index, Ordering::AcqRel);
-        let _ = self.tx.try_send(ApplierMsg::Kick);
+        // Publish first, then kick: the applier clears `kicked` before it
+        // reads `committed`, so a commit that finds `kicked` set is seen.
+        self.shared.committed.fetch_max(index, Ordering::SeqCst);
+        if !self.shared.kicked.swap(true, Ordering::SeqCst) {
+            // Full only with checkpoint requests queued; the applier also
+            // wakes on its own every tick, and clears `kicked` each round.
+            let _ = self.tx.try_send(ApplierMsg::Kick);
+        }
     }
 
     /// Apply everything committed, then checkpoint; resolves with the
@@ -573,8 +594,9 @@ fn applier_loop(
         let tick = opts.checkpoint_every.min(opts.maintain_every).min(Duration::from_millis(500));
         let msg = rx.recv_timeout(tick);
         let disconnected = matches!(msg, Err(flume::RecvTimeoutError::Disconnected));
+        shared.kicked.store(false, Ordering::SeqCst);
         if failed.is_none() {
-            match store.apply_from_log(wal, shared.committed.load(Ordering::Acquire), apply) {
+            match store.apply_from_log(wal, shared.committed.load(Ordering::SeqCst), apply) {
                 Ok(n) => since_checkpoint += n,
                 Err(e) => {
                     tracing::error!(error = %e, "state applier stopped");

@@ -397,13 +397,17 @@ impl Wal {
             return Err(StorageError::OutOfRange { start, end, first, last });
         }
         let mut out = Vec::with_capacity((end - start + 1).min(1 << 16) as usize);
-        for index in start..=end {
+        let mut index = start;
+        while index <= end {
             let seg = segs.find(index).ok_or_else(|| StorageError::Corrupt {
                 what: "segment index".into(),
                 detail: format!("no segment holds index {index}"),
             })?;
-            out.push(seg.read_entry(index, self.shared.opts.max_entry_bytes)?);
+            let upto = end.min(seg.last_index());
+            seg.read_entries(index, upto, self.shared.opts.max_entry_bytes, &mut out)?;
+            index = upto + 1;
         }
+        debug_assert_eq!(out.len() as u64, end - start + 1);
         Ok(out)
     }
 
