@@ -335,6 +335,7 @@ fn run_overload(a: &RunArgs, cfg: &mut RunConfig) -> anyhow::Result<Report> {
     if !(a.overload_factor > 0.0 && a.overload_factor <= 100.0) {
         bail!("--overload-factor must be in (0, 100]");
     }
+    let mut probe_p99_ms = None;
     let capacity = match a.capacity {
         Some(c) if c > 0.0 => c,
         Some(_) => bail!("--capacity must be > 0"),
@@ -353,6 +354,7 @@ fn run_overload(a: &RunArgs, cfg: &mut RunConfig) -> anyhow::Result<Report> {
             if r.ok_per_s <= 0.0 {
                 bail!("the capacity probe got no successful response; pass --capacity");
             }
+            probe_p99_ms = Some(r.ok_latency_us.p99 as f64 / 1000.0);
             r.ok_per_s
         }
     };
@@ -361,6 +363,9 @@ fn run_overload(a: &RunArgs, cfg: &mut RunConfig) -> anyhow::Result<Report> {
     let mut report = run(cfg)?;
     let s503 = report.statuses.get("503").copied().unwrap_or(0);
     report.derive("capacity_req_per_s", capacity);
+    if let Some(p99) = probe_p99_ms {
+        report.derive("capacity_p99_ms", p99);
+    }
     report.derive("offered_req_per_s", offered);
     // All 503s (with or without Retry-After); `shed_share` is those with it.
     report.derive("share_503", if report.requests == 0 { 0.0 } else { s503 as f64 / report.requests as f64 });
