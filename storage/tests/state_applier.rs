@@ -149,3 +149,37 @@ fn older_entries_never_overwrite_newer_keys_and_deletes_are_tombstones() {
     assert_eq!((r.written, r.skipped), (0, 2));
     assert_eq!(store.get(b"a").unwrap(), None);
 }
+
+/// The applier calls `ApplyEntry::maintain` after a checkpoint (and on its
+/// own every `maintain_every`), on its thread, with the store.
+#[test]
+fn maintain_runs_after_checkpoints() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    struct Counting(Arc<AtomicU64>);
+    impl storage::ApplyEntry for Counting {
+        fn writes(&mut self, e: &storage::Entry) -> Result<Vec<KvWrite>, storage::StorageError> {
+            writes_of(e)
+        }
+        fn maintain(&mut self, store: &StateStore) -> Result<(), storage::StorageError> {
+            // What a sweep sees: everything applied up to the checkpoint.
+            assert!(store.applied_index() >= 10);
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = open(&dir.path().join("wal"));
+    let store = Arc::new(StateStore::open(&dir.path().join("state")).unwrap());
+    let calls = Arc::new(AtomicU64::new(0));
+    let opts = ApplierOptions { maintain_every: Duration::from_secs(3600), ..ApplierOptions::default() };
+    let applier = Applier::spawn(store.clone(), wal.clone(), Counting(calls.clone()), opts, 0).unwrap();
+    applier.notify_committed(append_n(&wal, 1, 10));
+    assert_eq!(futures::executor::block_on(applier.checkpoint().unwrap()).unwrap(), 10);
+    for _ in 0..2000 {
+        if calls.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one checkpoint, one sweep (the periodic one is an hour away)");
+}
