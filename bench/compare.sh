@@ -35,6 +35,10 @@ SKIP_INSTALL=${SKIP_INSTALL:-0}
 WITHOUT_NODE=${WITHOUT_NODE:-0}
 SKIP_ONEOFF=${SKIP_ONEOFF:-0}
 PIN=${PIN:-1}
+# Niceness of every server and client we start (all the same, so no side
+# is favoured): negative = ahead of other processes (builds) on a shared
+# machine; needs root, else left at 0.
+NICE=${NICE:--10}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 NGINX_PORT=${NGINX_PORT:-18080}
@@ -73,6 +77,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [ "$PIN" = 1 ]; then SRV=(taskset -c "$SERVER_CPU"); CLI=(taskset -c "$CLIENT_CPU"); else SRV=(); CLI=(); fi
+if [ "$NICE" != 0 ] && { [ "$NICE" -ge 0 ] || [ "$(id -u)" = 0 ]; }; then
+  SRV=(nice -n "$NICE" "${SRV[@]}"); CLI=(nice -n "$NICE" "${CLI[@]}")
+else
+  NICE=0
+fi
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- processes we start (and stop on exit) -----------------------------------
@@ -309,7 +318,7 @@ step() { # STEP ROUND
 
 # Our runs take 2.5 s more than DURATION_S (warm-up, connect), the fsync probe 2 s.
 per_round=$(( ${#steps[@]} * DURATION_S + 6 * 3 + 2 ))
-log "${ROUNDS} rounds x ${#steps[@]} runs of ${DURATION_S}s: about $(( (ROUNDS * per_round + 30 + 2 * DURATION_S + 59) / 60 )) min; pinning: $([ "$PIN" = 1 ] && echo "servers on cpu $SERVER_CPU, clients on cpu $CLIENT_CPU" || echo off)"
+log "${ROUNDS} rounds x ${#steps[@]} runs of ${DURATION_S}s: about $(( (ROUNDS * per_round + 30 + 2 * DURATION_S + 59) / 60 )) min; pinning: $([ "$PIN" = 1 ] && echo "servers on cpu $SERVER_CPU, clients on cpu $CLIENT_CPU" || echo off); nice $NICE"
 
 # Once before the rounds: redis' requests per fsync (strace slows redis, so
 # it is not one of the timed runs).
@@ -355,7 +364,7 @@ fi
   echo "# bench compare — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo
   echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), ${ROUNDS} rounds x ${DURATION_S} s per run;"
-  echo "pinning: $([ "$PIN" = 1 ] && echo "servers (nginx, redis, our nodes) on cpu $SERVER_CPU, clients (wrk, redis-benchmark, ours) on cpu $CLIENT_CPU" || echo off);"
+  echo "pinning: $([ "$PIN" = 1 ] && echo "servers (nginx, redis, our nodes) on cpu $SERVER_CPU, clients (wrk, redis-benchmark, ours) on cpu $CLIENT_CPU" || echo off); niceness of all of them: $NICE;"
   echo "seed-v4 ${CONNS} connections, likes ${LIKE_CONNS}, one client thread; node: $([ -n "$NODE_PID" ] && echo "\`--cores 1\`" || echo "$TARGET");"
   echo "fsync-off node: $([ -n "$NOSYNC_URL" ] && echo "\`--wal-sync off\`" || echo "not measured (no --wal-sync flag)");"
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."

@@ -163,6 +163,11 @@ pub struct CompareArgs {
     /// Core of the clients (wrk, redis-benchmark, our generator).
     #[arg(long, default_value_t = 1)]
     pub client_cpu: usize,
+    /// Niceness of every server and client the compare starts (the same for
+    /// all; negative needs root and puts them ahead of other processes on a
+    /// shared machine). 0 leaves scheduling alone.
+    #[arg(long, default_value_t = -10, allow_negative_numbers = true)]
+    pub nice: i32,
     /// Skip the one-off cold and overload runs at the end.
     #[arg(long)]
     pub skip_oneoff: bool,
@@ -422,6 +427,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         .env("WITHOUT_NODE", if a.without_node { "1" } else { "0" })
         .env("SKIP_ONEOFF", if a.skip_oneoff { "1" } else { "0" })
         .env("PIN", if pin { "1" } else { "0" })
+        .env("NICE", a.nice.clamp(-20, 19).to_string())
         .env("SERVER_CPU", a.server_cpu.to_string())
         .env("CLIENT_CPU", a.client_cpu.to_string())
         .status()
@@ -475,6 +481,9 @@ mod tests {
         assert!(matches!(config_for(&r).unwrap().pacing, Pacing::ThinkTime { .. }));
         assert!(Maple::try_parse_from(["maple", "bench", "run", "nope"]).is_err());
         assert!(Maple::try_parse_from(["maple", "bench", "compare", "--rounds", "3"]).is_ok());
+        let m = Maple::try_parse_from(["maple", "bench", "compare", "--nice", "-5", "--no-pin"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Compare(c) }) = m.cmd else { panic!("compare expected") };
+        assert_eq!((c.nice, c.no_pin, c.rounds, c.duration.as_str(), c.target), (-5, true, 7, "8s", None));
         let m = Maple::try_parse_from(["maple", "bench", "run", "seed-v4", "--names", "아델"]).unwrap();
         let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
         assert_eq!(config_for(&r).unwrap().workload.params()["characters"], "아델");
