@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use engine::likes::LikeBook;
@@ -56,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              writes can be LOST on power loss or kernel crash. Benchmark mode only; never run it in production."
         );
     }
-    let recovered = recover_cores(&cfg.data_dir, cfg.cores, &durable_options(&cfg))?;
+    let recovered = recover_cores(&cfg.data_dir, cfg.cores, &durable_options(&cfg), data_dir_lock_wait(&cfg))?;
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
     eprintln!(
         "maple serve: listening on {} ({} cores), upstream {upstream}",
@@ -107,12 +108,12 @@ fn durable_options(cfg: &Config) -> DurableOptions {
 }
 
 /// Recover each core's storage on its own thread (they are independent).
-fn recover_cores(data_dir: &Path, cores: usize, opts: &DurableOptions) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
+fn recover_cores(data_dir: &Path, cores: usize, opts: &DurableOptions, lock_wait: Duration) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
     let handles: Vec<_> = (0..cores)
         .map(|core| {
             let dir = data_dir.to_path_buf();
             let opts = opts.clone();
-            std::thread::spawn(move || durable::recover(&dir, core, &opts))
+            std::thread::spawn(move || recover_waiting_for_lock(&dir, core, &opts, lock_wait))
         })
         .collect();
     let mut out = Vec::with_capacity(cores);
@@ -131,4 +132,58 @@ fn recover_cores(data_dir: &Path, cores: usize, opts: &DurableOptions) -> anyhow
         out.push((storage, book));
     }
     Ok(out)
+}
+
+/// How long a start waits for the data dir's locks: a previous instance
+/// with the same settings (a rolling restart that did not wait for its
+/// exit) drains for at most `drain_secs`, then writes its final checkpoint.
+fn data_dir_lock_wait(cfg: &Config) -> Duration {
+    cfg.drain + Duration::from_secs(30)
+}
+
+/// Recover one core; while another process holds the core's log or store
+/// lock, retry for up to `lock_wait` instead of failing. A failed attempt
+/// holds nothing (the log's drop joins its syncer and releases the lock).
+fn recover_waiting_for_lock(
+    data_dir: &Path,
+    core: usize,
+    opts: &DurableOptions,
+    lock_wait: Duration,
+) -> anyhow::Result<(CoreStorage, LikeBook)> {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match durable::recover(data_dir, core, opts) {
+            Err(e) if is_locked(&e) => {
+                let waited = started.elapsed();
+                if waited >= lock_wait {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "still locked after waiting {} s: is another `maple serve` running on {}?",
+                        waited.as_secs(),
+                        data_dir.display()
+                    )));
+                }
+                if !told {
+                    eprintln!(
+                        "maple serve: core {core}: waiting for the data dir lock of {} (held by another process, e.g. the \
+                         previous instance still draining), at most {} s",
+                        durable::core_dir(data_dir, core).display(),
+                        lock_wait.as_secs()
+                    );
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other.map_err(anyhow::Error::new),
+        }
+    }
+}
+
+/// The log's own lock, or sled's (sled reports it as a plain I/O error).
+fn is_locked(e: &storage::StorageError) -> bool {
+    match e {
+        storage::StorageError::Locked(_) => true,
+        storage::StorageError::Sled(e) => e.to_string().contains("could not acquire lock"),
+        _ => false,
+    }
 }

@@ -2,110 +2,36 @@
 //! binary on a free port, the real simulator behind it, a std-only HTTP
 //! client. No timing asserts; sleeps only wait for TTLs to pass.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
+use common::http::{get, raw, request};
+use common::maple::{DataDir, Launch, Maple};
 use common::{enc, Resp};
 
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    /// A data dir of this process alone, removed when it ends.
-    data_dir: Option<std::path::PathBuf>,
+/// A node on a data dir of its own (the write-ahead log locks its
+/// directory, so two nodes of one test process must not share one); the
+/// process ends before the directory is removed (field order).
+struct Node {
+    maple: Maple,
+    _dir: DataDir,
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(dir) = &self.data_dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+impl std::ops::Deref for Node {
+    type Target = Maple;
+    fn deref(&self) -> &Maple {
+        &self.maple
     }
 }
 
-/// Starts `maple <args>` and waits for its "listening on ADDR" line.
-fn start(args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maple"))
-        .args(args)
-        .env_remove("MAPLE_NEXON_API_KEY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn maple");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("maple exited before listening").expect("read stderr");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().expect("address");
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proc { child, addr, data_dir: None }
+fn serve(extra: &[&str]) -> Node {
+    let dir = DataDir::new("node-test");
+    let maple = Launch::serve(dir.path()).args(extra).start();
+    Node { maple, _dir: dir }
 }
-
-/// Starts a node with its own data dir: the write-ahead log locks its
-/// directory, so two nodes of one test process must not share one.
-fn serve(extra: &[&str]) -> Proc {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("maple-node-test-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let dir_arg = dir.to_str().unwrap().to_owned();
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--wal-segment-mb", "4", "--data-dir", &dir_arg];
-    args.extend_from_slice(extra);
-    let mut proc = start(&args);
-    proc.data_dir = Some(dir);
-    proc
-}
-
-
-/// Sends raw bytes, reads one response (Connection: close semantics).
-fn raw(addr: SocketAddr, request: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(request).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    parse(&buf)
-}
-
-fn parse(buf: &[u8]) -> Resp {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(buf)));
-    let head = std::str::from_utf8(&buf[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = buf[end + 4..].to_vec();
-    if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().unwrap()) {
-        body.truncate(len);
-    }
-    Resp { status, headers, body }
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str("Content-Length: 0\r\n");
-    }
-    req.push_str("\r\n");
-    raw(addr, req.as_bytes())
-}
-
-fn get(addr: SocketAddr, path: &str) -> Resp {
-    request(addr, "GET", path, &[])
-}
-
 
 fn metric(addr: SocketAddr, line_prefix: &str) -> f64 {
     let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
@@ -240,7 +166,7 @@ fn errors_are_json_with_the_right_status() {
 fn one_upstream_fetch_for_a_hundred_concurrent_misses() {
     // A separate simulator over HTTP (the net client path); its latency
     // keeps the first fetch in flight while the others arrive.
-    let sim = start(&["upstream-sim", "--addr", "127.0.0.1:0", "--latency-ms", "400"]);
+    let sim = Launch::upstream_sim(&["--latency-ms", "400"]).start();
     let url = format!("http://{}", sim.addr);
     let node = serve(&["--cores", "2", "--upstream-url", &url]);
     let a = node.addr;
@@ -302,17 +228,18 @@ fn sigterm_drains_in_flight_and_exits_zero() {
     let a = node.addr;
     let slow = std::thread::spawn(move || get(a, "/api/v4/characters/drain-me/expectation"));
     std::thread::sleep(Duration::from_millis(400)); // the request is now waiting on upstream
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    node.maple.sigterm();
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200, "in-flight request finished during the drain");
-    let status = node.child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(r.header("connection"), Some("close"), "answered during the drain");
+    let status = node.maple.wait_exit(common::maple::EXIT_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", node.log());
+    assert_eq!(node.log_lines("final checkpoint").len(), 1, "{}", node.log());
 }
 
 #[test]
 fn standalone_simulator_serves_the_nexon_paths() {
-    let sim = start(&["upstream-sim", "--addr", "127.0.0.1:0"]);
+    let sim = Launch::upstream_sim(&[]).start();
     let a = sim.addr;
     let id = get(a, &format!("/maplestory/v1/id?character_name={}", enc("아델")));
     assert_eq!(id.status, 200);
@@ -341,12 +268,16 @@ fn serve_help_documents_every_setting() {
 
 #[test]
 fn toml_config_file_is_read_and_bad_files_fail_fast() {
-    let dir = std::env::temp_dir().join(format!("maple-cfg-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = DataDir::new("cfg-test");
+    let dir = tmp.path();
     let good = dir.join("good.toml");
     std::fs::write(&good, "listen = \"127.0.0.1:0\"\ncores = 1\ncache_ttl_secs = 5\n").unwrap();
-    let mut node = start(&["serve", "--config", good.to_str().unwrap(), "--wal-segment-mb", "4", "--data-dir", dir.join("data").to_str().unwrap()]);
-    node.data_dir = Some(dir.clone());
+    // Not Launch::serve: the listen address comes from the file.
+    let node = Launch::command(&["serve", "--config", good.to_str().unwrap(), "--wal-segment-mb", "4", "--data-dir", dir.join("data").to_str().unwrap()])
+        .until_ready()
+        .start();
+    assert_eq!(node.addr.ip().to_string(), "127.0.0.1");
+    assert_eq!(node.log_lines("(1 cores)").len(), 1, "cores from the file: {}", node.log());
     assert_eq!(get(node.addr, "/health/ready").status, 200);
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "no_such_setting = 1\n").unwrap();

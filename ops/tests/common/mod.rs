@@ -1,5 +1,9 @@
-//! Pieces of the std-only HTTP test client shared by the `ops` test files.
+//! What the `ops` test files share: running the `maple` binary
+//! ([`maple`]), a std-only HTTP/1.1 client ([`http`]), the parsed response.
 #![allow(dead_code)]
+
+pub mod http;
+pub mod maple;
 
 /// One parsed HTTP response.
 #[derive(Debug)]

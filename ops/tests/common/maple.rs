@@ -1,0 +1,295 @@
+//! One way to run the `maple` binary in a test: a private data dir, stderr
+//! kept (printed when the test fails), the port read from the "listening on"
+//! line, a readiness poll, SIGTERM / SIGKILL and a bounded wait for the exit.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous bounds: CI runs these tests on 2 loaded cores.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lines of a child's stderr kept in memory (the oldest are dropped past it).
+const MAX_LOG_LINES: usize = 20_000;
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new(tag: &str) -> DataDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("maple-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        DataDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How to start one `maple` process. `Maple::serve(dir)` gives a node on
+/// 127.0.0.1 port 0 with small (4 MiB) log segments; add flags with `arg`.
+#[derive(Clone)]
+pub struct Launch {
+    args: Vec<OsString>,
+    /// `--listen` of a `serve` (kept apart so a restart can pin the port).
+    listen: Option<String>,
+    env: Vec<(String, String)>,
+    /// Poll `/health/ready` until 200 after the "listening" line.
+    wait_ready: bool,
+}
+
+impl Launch {
+    /// `maple <args...>` with the environment cleaned of settings a developer
+    /// may have exported (`MAPLE_NEXON_API_KEY` would send the node to Nexon).
+    pub fn command(args: &[&str]) -> Launch {
+        Launch { args: args.iter().map(OsString::from).collect(), listen: None, env: Vec::new(), wait_ready: false }
+    }
+
+    /// `maple serve` on `data_dir`, any free port of 127.0.0.1 (see
+    /// [`Launch::listen`]), 4 MiB log segments.
+    pub fn serve(data_dir: &Path) -> Launch {
+        let mut l = Launch::command(&["serve", "--wal-segment-mb", "4", "--data-dir"]);
+        l.args.push(data_dir.as_os_str().to_owned());
+        l.listen = Some("127.0.0.1:0".into());
+        l.wait_ready = true;
+        l
+    }
+
+    /// Listen on this address instead (a restart on the same port).
+    pub fn listen(mut self, addr: SocketAddr) -> Launch {
+        self.listen = Some(addr.to_string());
+        self
+    }
+
+    /// `maple upstream-sim` on any free port of 127.0.0.1.
+    pub fn upstream_sim(extra: &[&str]) -> Launch {
+        let mut l = Launch::command(&["upstream-sim", "--addr", "127.0.0.1:0"]);
+        l.args.extend(extra.iter().map(OsString::from));
+        l
+    }
+
+    /// Also wait for `/health/ready` (the default of [`Launch::serve`]).
+    pub fn until_ready(mut self) -> Launch {
+        self.wait_ready = true;
+        self
+    }
+
+    pub fn arg(mut self, flag: &str, value: &str) -> Launch {
+        self.args.push(flag.into());
+        self.args.push(value.into());
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Launch {
+        self.args.extend(args.iter().map(OsString::from));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Spawn, read the bound address from stderr, and (for `serve`) wait
+    /// until `/health/ready` answers 200. Panics with the child's log if it
+    /// exits or does not get there within [`START_TIMEOUT`].
+    pub fn start(&self) -> Maple {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_maple"));
+        cmd.args(&self.args);
+        if let Some(listen) = &self.listen {
+            cmd.args(["--listen", listen]);
+        }
+        cmd.env_remove("MAPLE_NEXON_API_KEY").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn maple");
+        let log = Arc::new(Mutex::new(Log::default()));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = log.clone();
+        // Reads until the child closes stderr (it exits), so the child never
+        // blocks on a full pipe; hands over the address of the "listening" line.
+        std::thread::spawn(move || {
+            let mut addr_tx = Some(addr_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()) {
+                    if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse::<SocketAddr>()) {
+                        let _ = tx.send(addr);
+                    }
+                }
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+        let mut maple = Maple { child, addr: "0.0.0.0:0".parse().unwrap(), log, exited: None };
+        match addr_rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => maple.addr = addr,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = maple.wait_exit(EXIT_TIMEOUT);
+                panic!("maple exited ({status}) before listening (its log follows)");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("maple not listening after {START_TIMEOUT:?} (its log follows)"),
+        }
+        if self.wait_ready {
+            maple.wait_ready(START_TIMEOUT);
+        }
+        maple
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    lines: std::collections::VecDeque<String>,
+    dropped: usize,
+}
+
+impl Log {
+    fn push(&mut self, line: String) {
+        if self.lines.len() == MAX_LOG_LINES {
+            self.lines.pop_front();
+            self.dropped += 1;
+        }
+        self.lines.push_back(line);
+    }
+}
+
+/// A running (or exited) `maple` process. Dropping it kills it; if the test
+/// is failing at that moment, its log goes to the test's output (so panic
+/// messages need not carry it).
+pub struct Maple {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Log>>,
+    exited: Option<ExitStatus>,
+}
+
+impl Maple {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        if log.dropped > 0 {
+            out.push_str(&format!("[{} earlier lines dropped]\n", log.dropped));
+        }
+        for l in &log.lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Lines of the log that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.lines.iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
+    /// Poll `GET /health/ready` until it answers 200 (connection refused,
+    /// resets and 503 while starting are retried).
+    pub fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(r) = super::http::try_request(self.addr, "GET", "/health/ready", &[]) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                panic!("maple exited ({status}) before it was ready (its log follows)");
+            }
+            assert!(Instant::now() < deadline, "maple not ready after {within:?} (its log follows)");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
+    pub fn sigkill(&self) {
+        self.signal("-KILL");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args([sig, &pid]).status().expect("run kill").success();
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
+    /// Wait for the process to end (bounded: panics with its log after
+    /// `within`, killing it first).
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exited = Some(status);
+                    return status;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!("maple still running {within:?} after it was asked to stop (its log follows)");
+                }
+                Err(e) => panic!("waiting for maple: {e}"),
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status (bounded by [`EXIT_TIMEOUT`]).
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.sigterm();
+        self.wait_exit(EXIT_TIMEOUT)
+    }
+
+    /// SIGTERM and assert the graceful path: exit code 0.
+    pub fn stop_gracefully(&mut self) {
+        let status = self.terminate();
+        assert_eq!(status.code(), Some(0), "exit after SIGTERM: {status} (its log follows)");
+    }
+
+    /// SIGKILL and reap.
+    pub fn crash(&mut self) {
+        if self.exited.is_none() {
+            self.sigkill();
+            self.wait_exit(EXIT_TIMEOUT);
+        }
+    }
+}
+
+impl Drop for Maple {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- log of maple (pid {}, {}) ----\n{}---- end of log ----", self.child.id(), self.addr, self.log());
+        }
+    }
+}
