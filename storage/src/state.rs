@@ -169,8 +169,10 @@ impl StateStore {
             });
         }
         let n = self.apply_from_log(wal, upto, apply)?;
-        // Applied entries are always durable log entries, and the log never
-        // loses a durable entry, so nothing past its end was ever applied.
+        // Only committed entries are ever applied; a committed entry is
+        // durable and never truncated (Raft truncates only uncommitted ones),
+        // so nothing past the log's end was ever applied to this store.
+        // (`--wal-sync off` + power loss voids this, as it voids durability.)
         self.fresh_after.store(wal.last_index(), Ordering::Release);
         self.replayed_on_open.fetch_add(n, Ordering::Relaxed);
         self.replay_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
