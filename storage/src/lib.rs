@@ -6,8 +6,13 @@
 //!   shaped like openraft's `RaftLogStorage` (append / read / truncate_after /
 //!   purge_upto / save_vote / read_vote).
 //! - [`StateStore`] + [`Applier`]: committed entries applied to sled in the
-//!   background, idempotently; checkpoints make sled durable and let old
-//!   segments go.
+//!   background, idempotently; checkpoints make sled durable, let old
+//!   segments go and compact the tombstones they cover;
+//!   [`ApplyEntry::maintain`] runs the owner's sweeps on the applier thread
+//!   ([`StateStore::forget`] for expired rows, [`KvWrite::Evict`] records
+//!   for bounded caches).
+//! - [`WalSync`]: `Fsync` (acknowledge after fdatasync) or `Off` (benchmark
+//!   baseline: the same write path without the sync).
 //! - [`envelope`]: versioned rkyv encoding for the payloads.
 //!
 //! Typical single-node start:
