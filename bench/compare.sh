@@ -277,11 +277,15 @@ wrk_run() {
   [ -z "$non2xx" ] || log "WARNING: wrk $run round $round got $non2xx non-2xx/3xx responses (see $f)"
 }
 
-# redis_run ROUND: as many INCRs as take about DURATION_S here
+# redis_run ROUND: redis-benchmark has no duration flag, so each run asks
+# for as many INCRs as the previous one did in DURATION_S.
+REDIS_N=$(( DURATION_S * 10000 ))
 redis_run() {
-  local round=$1 n=$(( DURATION_S * 25000 ))
-  measure "$round" redis_incr "$REDIS_PID" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t incr -c "$LIKE_CONNS" -n "$n" -q
-  record "$round" redis_incr.rps "$(tr '\r' '\n' < "$OUT/runs/redis_incr-$round.txt" | awk '/^INCR:/ {print $2}' | tail -1)"
+  local round=$1 rps
+  measure "$round" redis_incr "$REDIS_PID" redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t incr -c "$LIKE_CONNS" -n "$REDIS_N" -q
+  rps=$(tr '\r' '\n' < "$OUT/runs/redis_incr-$round.txt" | awk '/^INCR:/ {print $2}' | tail -1)
+  record "$round" redis_incr.rps "$rps"
+  [ -z "$rps" ] || REDIS_N=$(awk -v r="$rps" -v d="$DURATION_S" 'BEGIN {n = int(r * d); print (n < 5000 ? 5000 : n)}')
 }
 
 fsync_run() {
@@ -375,7 +379,7 @@ fi
   echo '```'
   echo "${SRV[*]} $NGINX -c $WORK/nginx.conf -p $WORK   # config: $WORK/nginx.conf"
   echo "${SRV[*]} redis-server --port $REDIS_PORT --appendonly yes --appendfsync always --save ''"
-  sed -E 's/-[0-9]+( |$)/-N\1/g' "$CMDS" | awk '!seen[$0]++'
+  sed -E 's/([A-Za-z_])-[0-9]+( |$)/\1-N\2/g; s/ -n [0-9]+ -q/ -n <DURATION x last rate> -q/' "$CMDS" | awk '!seen[$0]++'
   echo '```'
 } > "$OUT/commands.md"
 $BENCH_CMD summarize "$OUT"

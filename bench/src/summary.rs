@@ -323,6 +323,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn summarize_dir_writes_markdown_and_json() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("runs.tsv"), "1\tnode_likes.rps\t30000\n1\tnode_likes_nosync.rps\t33000\n").unwrap();
+        std::fs::write(dir.path().join("header.md"), "# bench compare — test\n").unwrap();
+        std::fs::write(dir.path().join("commands.md"), "## Commands\n").unwrap();
+        let md = summarize_dir(dir.path()).unwrap();
+        assert!(md.starts_with("# bench compare — test\n\nGOALS: "));
+        assert!(md.ends_with("## Commands\n"));
+        assert!(md.contains("| node durable likes / same node with --wal-sync off (req/s) | >= 0.800 | 0.909 | met: met, +13.6 % |"), "{md}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("summary.md")).unwrap(), md);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+        assert!(json["goals"].as_array().unwrap().len() >= 10);
+        assert!(summarize_dir(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
     fn medians() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
