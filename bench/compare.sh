@@ -100,7 +100,8 @@ wait_ready() { # URL -> 0 when /health/ready answers 200 within 60 s
 }
 pid_of_port() { ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 
-NODE_PID="" NOSYNC_PID="" NOSYNC_URL="" NODE_DATA="$WORK"
+NODE_PID="" NOSYNC_PID="" NOSYNC_URL="" NODE_DATA="$WORK" NODE_DESC="$TARGET (started elsewhere: not pinned or reniced here)"
+if [ "$WITHOUT_NODE" = 1 ]; then NODE_DESC="none (--without-node)"; fi
 if [ "$WITHOUT_NODE" != 1 ]; then
   [ -n "$SERVE_BIN" ] || [ -n "$TARGET" ] || { log "no node: pass --target or a maple binary (--serve-bin)"; exit 1; }
   SYNC_FLAG=()
@@ -119,6 +120,7 @@ if [ "$WITHOUT_NODE" != 1 ]; then
     NODE_PID=$(start_node node-durable "$NODE_PORT" "${SYNC_FLAG[@]}"); PIDS+=("$NODE_PID")
     TARGET="http://127.0.0.1:$NODE_PORT"
     NODE_DATA="$WORK/node-durable"
+    NODE_DESC="\`maple serve --cores 1\` started here ($SERVE_BIN)"
   else
     NODE_PID=$(pid_of_port "${TARGET##*:}" || true)
     [ -n "$NODE_PID" ] || log "could not find the pid behind $TARGET: its CPU counts as 'other' in the agreement table"
@@ -369,7 +371,7 @@ fi
   echo
   echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), ${ROUNDS} rounds x ${DURATION_S} s per run;"
   echo "pinning: $([ "$PIN" = 1 ] && echo "servers (nginx, redis, our nodes) on cpu $SERVER_CPU, clients (wrk, redis-benchmark, ours) on cpu $CLIENT_CPU" || echo off); niceness of all of them: $NICE;"
-  echo "seed-v4 ${CONNS} connections, likes ${LIKE_CONNS}, one client thread; node: $([ -n "$NODE_PID" ] && echo "\`--cores 1\`" || echo "$TARGET");"
+  echo "seed-v4 ${CONNS} connections, likes ${LIKE_CONNS}, one client thread; node: $NODE_DESC;"
   echo "fsync-off node: $([ -n "$NOSYNC_URL" ] && echo "\`--wal-sync off\`" || echo "not measured (no --wal-sync flag)");"
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
 } > "$OUT/header.md"
