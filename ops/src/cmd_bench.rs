@@ -2,7 +2,8 @@
 //! servers only over the wire); this module only hands it the arguments.
 //!
 //! `maple bench run <seed-v4|cold|likes|mixed|overload> [flags]`,
-//! `maple bench compare [flags]`.
+//! `maple bench compare [flags]` (starts its own nodes with this binary's
+//! `serve`), `maple bench fsync-rate --dir D`, `maple bench summarize DIR`.
 
 #[derive(clap::Args)]
 pub struct Args {
