@@ -190,6 +190,40 @@ mod tests {
         assert_eq!(LikeFail::Unavailable("poisoned".into()).to_response().status, 503);
     }
 
+    /// A keyed retry answers from the shard's memory and appends nothing; a
+    /// bad key is a 400; a restart restores the answer from the store.
+    #[test]
+    fn keyed_retries_append_nothing_and_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("maple-likes-keyed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = crate::node::durable::wal_options(4 << 20, storage::WalSync::Fsync);
+        let metrics = NodeMetrics::new();
+        let keyed = |k: &str| LikeOp::Toggle { idempotency_key: Some(k.to_string()) };
+        {
+            let (storage, book) = recover_with(&dir, 0, LikeLimits::default(), opts.clone()).unwrap();
+            let log = Rc::new(CoreLog::new(Arc::new(storage)));
+            let shard = Rc::new(LikeShard::new(book, log.clone(), Rc::new(metrics.core(0))));
+            let serve = |user: &str, op| futures::executor::block_on(shard.serve(user, "Hero", op));
+            let first = serve("u", keyed("k1")).unwrap();
+            let appended = log.storage.wal.last_index();
+            assert_eq!(serve("u", keyed("k1")).unwrap(), first);
+            assert_eq!(log.storage.wal.last_index(), appended, "a retry writes nothing");
+            assert_eq!(serve("other", keyed("k1")).unwrap().like_count, 2, "keys are per user");
+            assert!(matches!(serve("u", keyed("")), Err(LikeFail::Invalid(_))));
+            assert!(matches!(serve("u", keyed("a\nb")), Err(LikeFail::Invalid(_))));
+            log.storage.final_checkpoint().unwrap();
+        }
+        let (storage, book) = recover_with(&dir, 0, LikeLimits::default(), opts).unwrap();
+        assert_eq!(storage.replayed, 0);
+        let log = Rc::new(CoreLog::new(Arc::new(storage)));
+        let shard = Rc::new(LikeShard::new(book, log, Rc::new(metrics.core(0))));
+        let again = futures::executor::block_on(shard.serve("u", "hero", keyed("k1"))).unwrap();
+        assert_eq!((again.liked, again.like_count), (true, 1), "the first answer, not a second toggle");
+        let now = futures::executor::block_on(shard.serve("u", "hero", LikeOp::Status)).unwrap();
+        assert_eq!((now.liked, now.like_count), (true, 2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Many toggles submitted at once into a log that admits one pending
     /// request: each answer is either acknowledged or refused (Busy), a
     /// refused toggle leaves no trace, and a restart shows exactly the
