@@ -360,6 +360,8 @@ if [ "$WITHOUT_NODE" != 1 ] && [ "$SKIP_ONEOFF" != 1 ]; then
   record 0 overload.capacity "$(json_num "$j" capacity_req_per_s)"
   record 0 overload.offered "$(json_num "$j" offered_req_per_s)"
   p99=$(json_num "$j" accepted_p99_ms); mx=$(json_num "$j" accepted_max_ms); cp99=$(json_num "$j" capacity_p99_ms)
+  sp99=$(json_num "$j" shed_p99_ms)
+  [ -z "$sp99" ] || record 0 overload.shed_p99_us "$(awk -v v="$sp99" 'BEGIN {print v * 1000}')"
   [ -z "$cp99" ] || record 0 overload.capacity_p99_us "$(awk -v v="$cp99" 'BEGIN {print v * 1000}')"
   [ -z "$p99" ] || record 0 overload.accepted_p99_us "$(awk -v v="$p99" 'BEGIN {print v * 1000}')"
   [ -z "$mx" ] || record 0 overload.accepted_max_us "$(awk -v v="$mx" 'BEGIN {print v * 1000}')"

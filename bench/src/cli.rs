@@ -379,6 +379,9 @@ fn run_overload(a: &RunArgs, cfg: &mut RunConfig) -> anyhow::Result<Report> {
     report.derive("accepted_p99_ms", report.ok_latency_us.p99 as f64 / 1000.0);
     report.derive("accepted_p999_ms", report.ok_latency_us.p999 as f64 / 1000.0);
     report.derive("accepted_max_ms", report.ok_latency_us.max as f64 / 1000.0);
+    if report.shed > 0 {
+        report.derive("shed_p99_ms", report.shed_latency_us.p99 as f64 / 1000.0);
+    }
     Ok(report)
 }
 

@@ -105,6 +105,9 @@ pub struct Recorder {
     latency: Histogram<u64>,
     /// From intended send time, 2xx/3xx only ("accepted").
     ok_latency: Histogram<u64>,
+    /// From intended send time, 503 + Retry-After only: how fast the
+    /// server says no (a slow refusal is queueing under another name).
+    shed_latency: Histogram<u64>,
     /// From actual send time (service time), every response.
     service: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
@@ -129,6 +132,7 @@ impl Recorder {
         Recorder {
             latency: new_hist(3),
             ok_latency: new_hist(3),
+            shed_latency: new_hist(3),
             service: new_hist(3),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
@@ -183,8 +187,10 @@ impl Recorder {
             let lat = us(t.latency());
             self.latency.saturating_record(lat);
             self.service.saturating_record(us(t.service()));
-            if matches!(outcome, Outcome::Ok(_)) {
-                self.ok_latency.saturating_record(lat);
+            match outcome {
+                Outcome::Ok(_) => self.ok_latency.saturating_record(lat),
+                Outcome::Shed => self.shed_latency.saturating_record(lat),
+                _ => {}
             }
         }
         let idx = ((since_start.as_nanos() / self.bucket_width.as_nanos()) as usize).min(MAX_TIMELINE_BUCKETS - 1);
@@ -205,6 +211,7 @@ impl Recorder {
         assert_eq!(self.bucket_width, other.bucket_width, "recorders of one run share a bucket width");
         self.latency.add(&other.latency).expect("same histogram bounds");
         self.ok_latency.add(&other.ok_latency).expect("same histogram bounds");
+        self.shed_latency.add(&other.shed_latency).expect("same histogram bounds");
         self.service.add(&other.service).expect("same histogram bounds");
         for (k, v) in &other.statuses {
             *self.statuses.entry(*k).or_default() += v;
@@ -284,6 +291,7 @@ impl Recorder {
             late_sends: self.late_sends,
             latency_us: Percentiles::of(&self.latency),
             ok_latency_us: Percentiles::of(&self.ok_latency),
+            shed_latency_us: Percentiles::of(&self.shed_latency),
             service_us: Percentiles::of(&self.service),
             percentile_spectrum: spectrum(&self.latency),
             statuses: self.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
@@ -405,6 +413,8 @@ pub struct Report {
     pub late_sends: u64,
     pub latency_us: Percentiles,
     pub ok_latency_us: Percentiles,
+    /// 503 + Retry-After answers only, from intended send time.
+    pub shed_latency_us: Percentiles,
     pub service_us: Percentiles,
     pub percentile_spectrum: Vec<SpectrumPoint>,
     pub statuses: BTreeMap<String, u64>,
@@ -455,6 +465,9 @@ impl Report {
         );
         let _ = writeln!(s, "latency     {}   (from intended send time)", fmt_pct(&self.latency_us));
         let _ = writeln!(s, "  accepted  {}   (2xx/3xx only)", fmt_pct(&self.ok_latency_us));
+        if self.shed > 0 {
+            let _ = writeln!(s, "  shed      {}   (503 + Retry-After answers)", fmt_pct(&self.shed_latency_us));
+        }
         let _ = writeln!(s, "  service   {}   (from actual send time)", fmt_pct(&self.service_us));
         let statuses: Vec<String> = self.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         let _ = writeln!(s, "statuses    {}", if statuses.is_empty() { "-".into() } else { statuses.join(" ") });
@@ -666,6 +679,9 @@ mod tests {
         assert!(rep.errors.is_empty());
         assert_eq!(rep.statuses["503"], 25);
         assert_eq!(rep.ok_latency_us.count, 75, "accepted latency has no shed samples");
+        assert_eq!(rep.shed_latency_us.count, 25);
+        assert_eq!(rep.shed_latency_us.max, 196, "the last shed sample: 100 + 96 us");
+        assert!(rep.to_text().contains("\n  shed      p50 "));
         assert_eq!(rep.latency_us.count, 100);
         assert_eq!(rep.timeline[0].shed_per_s, 25.0);
         assert_eq!(rep.timeline[0].errors_per_s, 0.0);

@@ -230,6 +230,7 @@ pub fn summarize(m: &Measurements) -> Summary {
         ("overload accepted p99 from intended (ms)".into(), m.figure(&format!("{OVERLOAD}.accepted_p99_us")) / 1000.0, "2xx only, latency from the intended send time".into()),
         ("overload accepted max from intended (ms)".into(), m.figure(&format!("{OVERLOAD}.accepted_max_us")) / 1000.0, "".into()),
         ("overload capacity probe p99 (ms)".into(), m.figure(&format!("{OVERLOAD}.capacity_p99_us")) / 1000.0, "closed loop at capacity".into()),
+        ("overload p99 of the 503 + Retry-After answers (ms)".into(), m.figure(&format!("{OVERLOAD}.shed_p99_us")) / 1000.0, "from the intended send time: how fast the node says no".into()),
         ("overload shed share".into(), m.figure(&format!("{OVERLOAD}.shed_share")), "503 + Retry-After / requests due".into()),
     ];
     Summary { first_line: goals::summary_line(&goals), pairs, goals, figures }

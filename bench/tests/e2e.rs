@@ -186,6 +186,7 @@ fn open_loop_accounts_for_every_due_request_and_counts_sheds() {
     assert_eq!(report.statuses["503"], report.shed);
     assert_eq!(report.ok + report.shed, report.requests);
     assert_eq!(report.ok_latency_us.count, report.ok);
+    assert_eq!(report.shed_latency_us.count, report.shed, "every shed answer timed on its own");
     assert!(report.first_line.starts_with("SHED: "), "{}", report.first_line);
     let goals = bench::goals::for_run(WorkloadKind::Overload, &report);
     assert!(goals[0].met && goals[1].met, "no other errors, some shed: {goals:?}");
