@@ -77,7 +77,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for ItemList<'a> {
                 write!(f, "an array of at most {MAX_ITEMS_PER_LIST} items")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_ITEMS_PER_LIST));
+                // serde_json gives no size hint; real lists hold ~25-30 items.
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(32).min(MAX_ITEMS_PER_LIST));
                 while let Some(item) = seq.next_element::<RawItem<'a>>()? {
                     if items.len() == MAX_ITEMS_PER_LIST {
                         return Err(de::Error::custom(format_args!(

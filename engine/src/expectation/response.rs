@@ -113,6 +113,40 @@ impl ExpectationResponse {
     }
 }
 
+/// `serde_json::to_vec(resp)` and each preset's byte range in it (index n-1
+/// for preset n), writing every preset once: the header is the response
+/// serialised without its presets (`presets` is its last field), then the
+/// presets one after another. Same bytes as `to_vec` (tested); ranges as
+/// [`preset_spans`] finds them.
+pub fn to_json_with_preset_spans(resp: &mut ExpectationResponse) -> serde_json::Result<(Vec<u8>, PresetSpans)> {
+    let presets = std::mem::take(&mut resp.presets);
+    let head = serde_json::to_vec(&*resp);
+    resp.presets = presets;
+    let head = head?;
+    let Some(prefix) = head.strip_suffix(b"[]}") else {
+        return Err(serde::ser::Error::custom("`presets` is not the response's last field"));
+    };
+    let mut out = Vec::with_capacity(prefix.len() + 128 * 1024);
+    out.extend_from_slice(prefix);
+    out.push(b'[');
+    let mut spans = PresetSpans::default();
+    for (i, preset) in resp.presets.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let start = out.len();
+        serde_json::to_writer(&mut out, preset)?;
+        if let Some(span) = spans.get_mut(usize::from(preset.preset_no).wrapping_sub(1)) {
+            *span = Some(start..out.len());
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Ok((out, spans))
+}
+
+/// Index n-1: the byte range of preset n in a serialised response.
+pub type PresetSpans = [Option<std::ops::Range<usize>>; 3];
+
 /// Where each preset's object sits inside a serialised [`ExpectationResponse`]
 /// (`serde_json::to_vec`): index n-1 holds the byte range of preset n, whose
 /// bytes equal `serde_json::to_vec` of that preset alone (compact JSON writes
@@ -123,14 +157,14 @@ impl ExpectationResponse {
 /// `None` when `json` is not such a response (then the caller renders the
 /// presets itself). The scan skips string bodies word-wise, so it costs a
 /// small fraction of serialising.
-pub fn preset_spans(json: &[u8]) -> Option<[Option<std::ops::Range<usize>>; 3]> {
+pub fn preset_spans(json: &[u8]) -> Option<PresetSpans> {
     use super::equipment::string_end;
     // `"presets":[` with unescaped quotes can only be the key: inside a
     // string value its quotes would be written `\"`.
     const KEY: &[u8] = br#""presets":["#;
     const PRESET_NO: &[u8] = br#"{"presetNo":"#;
     let mut at = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let mut spans: [Option<std::ops::Range<usize>>; 3] = Default::default();
+    let mut spans = PresetSpans::default();
     if json.get(at) == Some(&b']') {
         return (json.get(at + 1..)? == b"}").then_some(spans);
     }
@@ -203,6 +237,9 @@ mod tests {
                 assert_eq!(cut, own, "{name} preset {n}");
             }
             assert!(spans.iter().any(Option::is_some));
+            let mut again = resp.clone();
+            assert_eq!(to_json_with_preset_spans(&mut again).unwrap(), (json, spans), "{name}");
+            assert_eq!(again, resp, "presets put back");
         }
     }
 
@@ -213,8 +250,10 @@ mod tests {
         let json = serde_json::to_vec(&resp).unwrap();
         let spans = preset_spans(&json).unwrap();
         assert!(spans[0].is_some() && spans[1].is_none() && spans[2].is_some());
+        assert_eq!(to_json_with_preset_spans(&mut resp).unwrap(), (json, spans));
         resp.presets.clear();
         assert_eq!(preset_spans(&serde_json::to_vec(&resp).unwrap()), Some([None, None, None]));
+        assert_eq!(to_json_with_preset_spans(&mut resp).unwrap(), (serde_json::to_vec(&resp).unwrap(), [None, None, None]));
         for bad in [&b""[..], b"{}", br#"{"presets":[{"presetNo":4,"x":1}]}"#, br#"{"presets":[{"presetNo":1,"x":"}"#] {
             assert_eq!(preset_spans(bad), None, "{}", String::from_utf8_lossy(bad));
         }

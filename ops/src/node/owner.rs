@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use engine::shard::{ByteLru, Doc, Join, SingleFlight, SlotVersions, Weigh};
 
 use super::admission::Admission;
@@ -81,6 +82,20 @@ pub struct CacheConfig {
 #[derive(Debug, Clone)]
 struct Ocid(Arc<str>);
 
+/// An equipment document as cached (gzip only), plus, for the answer to a
+/// fresh fetch, the JSON as upstream sent it (never cached).
+#[derive(Debug, Clone)]
+struct Equipment {
+    doc: Doc,
+    fresh: Option<Bytes>,
+}
+
+impl Weigh for Equipment {
+    fn weight(&self) -> usize {
+        self.doc.weight() + self.fresh.as_ref().map_or(0, Bytes::len)
+    }
+}
+
 impl Weigh for Ocid {
     fn weight(&self) -> usize {
         self.0.len()
@@ -92,11 +107,11 @@ type Flight<V> = SingleFlight<Result<(V, CacheStatus), NodeError>>;
 pub struct Owner {
     cfg: CacheConfig,
     ocids: RefCell<ByteLru<Ocid>>,
-    equipment: RefCell<ByteLru<Doc>>,
+    equipment: RefCell<ByteLru<Equipment>>,
     basic: RefCell<ByteLru<Doc>>,
     expectations: RefCell<ByteLru<Rendered>>,
     ocid_flights: Flight<Ocid>,
-    equipment_flights: Flight<Doc>,
+    equipment_flights: Flight<Equipment>,
     basic_flights: Flight<Doc>,
     expectation_flights: Flight<Rendered>,
     nexon: Nexon,
@@ -148,7 +163,10 @@ impl Owner {
                 let doc = r.preset(n).ok_or(NodeError::NotFound)?;
                 (doc, cache)
             }
-            Op::Equipment => self.equipment_doc(name, false).await?,
+            Op::Equipment => {
+                let (equipment, cache) = self.equipment_doc(name, false).await?;
+                (equipment.doc, cache)
+            }
             Op::Basic => self.basic_doc(name).await?,
         };
         Ok(Served { doc, cache, version: self.versions.get(name.slot) })
@@ -174,7 +192,11 @@ impl Owner {
             // Compute on this core: the owner is the only one rendering this key.
             // A fresh fetch still carries the plain JSON (no gunzip); a cached
             // equipment document is gzip only (the calculator takes either).
-            let input: &[u8] = if equipment.is_gzip_only() { &equipment.gzip } else { &equipment.json };
+            let input: &[u8] = match &equipment.fresh {
+                Some(body) => body,
+                None if equipment.doc.is_gzip_only() => &equipment.doc.gzip,
+                None => &equipment.doc.json,
+            };
             let rendered = render(&n.display, input).map_err(NodeError::Calc)?;
             if eq_cache != CacheStatus::Stale {
                 this.expectations.borrow_mut().insert(n.key.clone(), rendered.clone(), Instant::now());
@@ -244,7 +266,7 @@ impl Owner {
         }
     }
 
-    async fn equipment_doc(self: &Rc<Self>, name: &Name, force: bool) -> Result<(Doc, CacheStatus), NodeError> {
+    async fn equipment_doc(self: &Rc<Self>, name: &Name, force: bool) -> Result<(Equipment, CacheStatus), NodeError> {
         let this = self.clone();
         let n = name.clone();
         self.cached_or_fetch("equipment", &self.equipment, &self.equipment_flights, name, force, move || async move {
@@ -252,13 +274,12 @@ impl Owner {
             let body = this.nexon.equipment(&ocid.0).await?;
             // Cached compressed (about 8x smaller; rendering reads gzip
             // directly, and most clients of the equipment route accept gzip).
-            // The flight's waiters get the plain JSON too, so the render
-            // that follows a fetch does not gunzip what was just gzipped.
+            // The flight's waiters get the body as received too, so the
+            // render that follows a fetch neither copies nor gunzips it.
             let doc = Doc::gzip_only(&body);
-            this.equipment.borrow_mut().insert(n.key.clone(), doc.clone(), Instant::now());
+            this.equipment.borrow_mut().insert(n.key.clone(), Equipment { doc: doc.clone(), fresh: None }, Instant::now());
             this.metrics.cache_bytes("equipment", this.equipment.borrow().bytes());
-            let fresh = Doc { json: Arc::from(&body[..]), ..doc };
-            Ok((fresh, CacheStatus::Miss))
+            Ok((Equipment { doc, fresh: Some(body) }, CacheStatus::Miss))
         })
         .await
     }

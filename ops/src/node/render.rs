@@ -1,10 +1,9 @@
 //! Turning upstream equipment JSON into the stored V4 response documents.
 
-use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use engine::expectation::calculated_at::utc_now_iso;
-use engine::expectation::{preset_spans, Calculator};
+use engine::expectation::{preset_spans, to_json_with_preset_spans, Calculator, PresetSpans};
 use engine::shard::{Doc, Weigh};
 
 /// The rendered expectation of one character: the whole response, stored as
@@ -22,7 +21,7 @@ pub struct Rendered {
 struct PresetDocs {
     /// Index n-1: preset n's bytes within `full.json`; `None` when the
     /// character has no such preset.
-    spans: [Option<Range<usize>>; 3],
+    spans: PresetSpans,
     docs: [OnceLock<Doc>; 3],
 }
 
@@ -54,9 +53,10 @@ impl Rendered {
 
 /// Computes and serialises (once per fetch, never per request).
 pub fn render(user_ign: &str, equipment: &[u8]) -> Result<Rendered, String> {
-    let resp = Calculator::embedded().compute(user_ign, equipment, utc_now_iso()).map_err(|e| e.to_string())?;
-    let full = Doc::from_json(serde_json::to_vec(&resp).map_err(|e| e.to_string())?);
-    Rendered::from_full(full).ok_or_else(|| "rendered response has no preset list (bug)".to_string())
+    let mut resp = Calculator::embedded().compute(user_ign, equipment, utc_now_iso()).map_err(|e| e.to_string())?;
+    let (json, spans) = to_json_with_preset_spans(&mut resp).map_err(|e| e.to_string())?;
+    let full = Doc::from_json(json);
+    Ok(Rendered { full, presets: Arc::new(PresetDocs { spans, docs: Default::default() }) })
 }
 
 #[cfg(test)]
