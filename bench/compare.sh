@@ -34,6 +34,7 @@ LIKE_CONNS=${LIKE_CONNS:-64} # likes connections / redis clients
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 WITHOUT_NODE=${WITHOUT_NODE:-0}
 SKIP_ONEOFF=${SKIP_ONEOFF:-0}
+PROFILE=${PROFILE:-1}         # perf profiles of the node under seed-v4 and likes (one-off runs)
 PIN=${PIN:-1}
 # Niceness of every server and client we start (all the same, so no side
 # is favoured): negative = ahead of other processes (builds) on a shared
@@ -365,6 +366,34 @@ if [ "$WITHOUT_NODE" != 1 ] && [ "$SKIP_ONEOFF" != 1 ]; then
   [ -z "$cp99" ] || record 0 overload.capacity_p99_us "$(awk -v v="$cp99" 'BEGIN {print v * 1000}')"
   [ -z "$p99" ] || record 0 overload.accepted_p99_us "$(awk -v v="$p99" 'BEGIN {print v * 1000}')"
   [ -z "$mx" ] || record 0 overload.accepted_max_us "$(awk -v v="$mx" 'BEGIN {print v * 1000}')"
+fi
+
+# Where the node's time goes, for the rows that miss their goal: perf on the
+# durable node during one extra seed-v4 run and one extra likes run (not
+# timed runs: perf costs a little CPU). Flat profile by symbol; release
+# builds keep symbols (debug = 1 in the workspace's release profile).
+: > "$OUT/profiles.md"
+if [ "$PROFILE" = 1 ] && [ -n "$NODE_PID" ] && command -v perf >/dev/null; then
+  for w in seed-v4 likes; do
+    data="$WORK/perf-$w.data"
+    perf record -F 999 -g -p "$NODE_PID" -o "$data" -- sleep $(( DURATION_S + 2 )) > /dev/null 2>&1 &
+    ppid=$!
+    "${CLI[@]}" $BENCH_CMD run "$w" --target "$TARGET" --threads 1 --duration "${DURATION_S}s" --warmup 1s \
+      --out "$OUT/runs" --name "profile-$w" --no-goals > "$OUT/runs/profile-$w.txt" 2>&1 || true
+    wait "$ppid" 2>/dev/null || true
+    perf report -i "$data" --stdio --no-children --sort symbol --percent-limit 0.7 2>/dev/null \
+      | grep -E '^ +[0-9.]+%' | sed -E 's/[ -]+$//' | head -30 > "$OUT/profile-$w.txt" || true
+    {
+      echo "### node under $w ($(head -1 "$OUT/runs/profile-$w.txt" | cut -c1-80))"
+      echo
+      echo "\`perf record -F 999 -g -p <node pid> -- sleep $(( DURATION_S + 2 ))\` during \`maple bench run $w --duration ${DURATION_S}s\`; \`perf report --stdio --no-children --sort symbol\`, symbols over 0.7 % of samples:"
+      echo
+      echo '```'
+      cat "$OUT/profile-$w.txt"
+      echo '```'
+      echo
+    } >> "$OUT/profiles.md"
+  done
 fi
 
 # --- summary -----------------------------------------------------------------

@@ -171,6 +171,9 @@ pub struct CompareArgs {
     /// Skip the one-off cold and overload runs at the end.
     #[arg(long)]
     pub skip_oneoff: bool,
+    /// Skip the perf profiles of the node (seed-v4 and likes, one extra run each).
+    #[arg(long)]
+    pub no_profile: bool,
     /// Where results and RESULTS.md-ready text go.
     #[arg(long, default_value = "results/compare")]
     pub out: PathBuf,
@@ -429,6 +432,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         .env("SKIP_INSTALL", if a.skip_install { "1" } else { "0" })
         .env("WITHOUT_NODE", if a.without_node { "1" } else { "0" })
         .env("SKIP_ONEOFF", if a.skip_oneoff { "1" } else { "0" })
+        .env("PROFILE", if a.no_profile { "0" } else { "1" })
         .env("PIN", if pin { "1" } else { "0" })
         .env("NICE", a.nice.clamp(-20, 19).to_string())
         .env("SERVER_CPU", a.server_cpu.to_string())

@@ -310,6 +310,13 @@ pub fn summarize_dir(dir: &Path) -> anyhow::Result<String> {
     if let Ok(header) = std::fs::read_to_string(dir.join("header.md")) {
         md = format!("{header}\n{md}");
     }
+    match std::fs::read_to_string(dir.join("profiles.md")) {
+        Ok(p) if !p.trim().is_empty() => {
+            md.push_str("\n## Where the node's time goes (perf, flat by symbol)\n\n");
+            md.push_str(&p);
+        }
+        _ => {}
+    }
     if let Ok(cmds) = std::fs::read_to_string(dir.join("commands.md")) {
         md.push('\n');
         md.push_str(&cmds);
