@@ -325,7 +325,7 @@ step() { # STEP ROUND
 
 # Our runs take 2.5 s more than DURATION_S (warm-up, connect), the fsync probe 2 s.
 per_round=$(( ${#steps[@]} * DURATION_S + 6 * 3 + 2 ))
-log "${ROUNDS} rounds x ${#steps[@]} runs of ${DURATION_S}s: about $(( (ROUNDS * per_round + 30 + 2 * DURATION_S + 59) / 60 )) min; pinning: $([ "$PIN" = 1 ] && echo "servers on cpu $SERVER_CPU, clients on cpu $CLIENT_CPU" || echo off); nice $NICE"
+log "${ROUNDS} rounds x ${#steps[@]} runs of ${DURATION_S}s: about $(( (ROUNDS * per_round + 40 + 4 * DURATION_S + 59) / 60 )) min; pinning: $([ "$PIN" = 1 ] && echo "servers on cpu $SERVER_CPU, clients on cpu $CLIENT_CPU" || echo off); nice $NICE"
 
 # Once before the rounds: redis' requests per fsync (strace slows redis, so
 # it is not one of the timed runs).
