@@ -254,7 +254,33 @@ impl Calculator {
         }
     }
 
+    /// The cube part of an item, memoised per thread: it is a pure function
+    /// of the tables and the query, and characters share most line sets
+    /// (a query costs 3-9 µs; a cold character asks ~50-100 of them).
     fn cube(&self, kind: CubeKind, part: &str, level: u32, grade: &str, lines: &[&str]) -> CubeExpectation {
+        use std::fmt::Write;
+        let mut key = String::with_capacity(192);
+        // The tables' address: a memo entry never answers for other tables.
+        let _ = write!(key, "{:p}\u{1f}{kind:?}\u{1f}{part}\u{1f}{level}\u{1f}{grade}", self.cubes);
+        for line in lines {
+            key.push('\u{1f}');
+            key.push_str(line);
+        }
+        if let Some(done) = CUBE_MEMO.with(|m| m.borrow().get(&key).cloned()) {
+            return done;
+        }
+        let computed = self.cube_uncached(kind, part, level, grade, lines);
+        CUBE_MEMO.with(|m| {
+            let mut memo = m.borrow_mut();
+            if memo.len() >= CUBE_MEMO_ENTRIES {
+                memo.clear(); // bounded; refilling costs one query per key
+            }
+            memo.insert(key, computed.clone());
+        });
+        computed
+    }
+
+    fn cube_uncached(&self, kind: CubeKind, part: &str, level: u32, grade: &str, lines: &[&str]) -> CubeExpectation {
         let query = CubeQuery { kind, slot: part, level, grade, lines };
         let current_grade = Some(grade.to_string());
         let target_grade = grade_english(grade).map(str::to_string);
@@ -313,6 +339,14 @@ impl Calculator {
             expected_destroy_count_with: sf.expected_destroys(0, target_star, StarforceOptions::WITH_DESTROY_PREVENTION),
         }
     }
+}
+
+/// Entries of the per-thread cube memo (≈ 0.5 KB each).
+pub const CUBE_MEMO_ENTRIES: usize = 8192;
+
+thread_local! {
+    static CUBE_MEMO: std::cell::RefCell<std::collections::HashMap<String, CubeExpectation>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
 /// Results of items already computed in this document, keyed by every input
@@ -407,5 +441,40 @@ fn empty_starforce() -> StarforceExpectation {
         cost_with_destroy_prevention: 0.0,
         cost_with_destroy_prevention_text: "0".to_string(),
         expected_destroy_count_with: 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memo answers what the tables compute, first time and repeated,
+    /// for every item of both fixtures (black and additional cubes).
+    #[test]
+    fn memoised_cubes_equal_the_tables() {
+        let dir = std::env::var_os("MAPLE_SHARED_DATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"));
+        let calc = Calculator::embedded();
+        let mut queries = 0;
+        for file in ["evan_equip.json", "mechanic_equip.json"] {
+            let json = std::fs::read(dir.join(file)).expect("fixture");
+            let doc = equipment::parse(&json).unwrap();
+            for item in (1..=3).flat_map(|n| doc.preset(n)) {
+                let part = potential_part(&item.item_equipment_slot, item.item_equipment_part.as_deref());
+                for (kind, grade, lines) in [
+                    (CubeKind::Black, item.potential_grade(), item.potential_lines()),
+                    (CubeKind::Additional, item.additional_grade(), item.additional_lines()),
+                ] {
+                    let Some(grade) = grade else { continue };
+                    let want = calc.cube_uncached(kind, part, item.level(), grade, &lines);
+                    assert_eq!(calc.cube(kind, part, item.level(), grade, &lines), want);
+                    assert_eq!(calc.cube(kind, part, item.level(), grade, &lines), want, "repeat");
+                    queries += 1;
+                }
+            }
+        }
+        assert!(queries > 20);
+        assert!(CUBE_MEMO.with(|m| m.borrow().len()) <= CUBE_MEMO_ENTRIES);
     }
 }
