@@ -61,4 +61,14 @@ impl Response {
 /// may hold `Rc`/`RefCell` state and needs no `Send`.
 pub trait Service: 'static {
     fn call(&self, req: Request) -> impl Future<Output = Response>;
+
+    /// Called once on the core's runtime at the end of a graceful shutdown,
+    /// after every connection of every core is done: finish background work
+    /// that must not outlive the runtime (e.g. writes still waiting to be
+    /// durable). monoio leaks tasks still pending when its runtime ends, and
+    /// a leaked task whose waker another thread still holds is dropped on
+    /// that thread when it is woken. Bounded by the server.
+    fn drain(&self) -> impl Future<Output = ()> {
+        std::future::ready(())
+    }
 }

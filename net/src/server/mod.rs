@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long [`Service::drain`] may take after the connections are done.
+const SERVICE_DRAIN_BUDGET: Duration = Duration::from_secs(5);
+
 /// Bind every core's listener, serve until `shutdown` is triggered, drain
 /// for at most `drain`, return the final counters.
 ///
@@ -274,6 +277,14 @@ where
             while core.connections.get() > 0 && monoio::time::Instant::now() < give_up {
                 monoio::time::sleep(Duration::from_millis(1)).await;
             }
+        }
+        // Last: no request of any core can start new work here any more.
+        // Its own bound, so an exhausted drain budget still lets it flush.
+        if monoio::time::timeout(SERVICE_DRAIN_BUDGET, core.service.drain())
+            .await
+            .is_err()
+        {
+            tracing::warn!(core = index, "service drain did not finish in {SERVICE_DRAIN_BUDGET:?}");
         }
         Ok(())
     };

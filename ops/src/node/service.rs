@@ -46,6 +46,8 @@ pub struct CoreService {
     likes: Rc<LikeShard>,
     read_copies: RefCell<ByteLru<ReadCopy>>,
     metrics: Rc<CoreMetrics>,
+    /// This core's log appender (awaited at shutdown: see `drain`).
+    log: Rc<CoreLog>,
 }
 
 impl CoreService {
@@ -86,7 +88,7 @@ impl CoreService {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .expect("each core takes its recovered like book once");
-        let likes = Rc::new(LikeShard::new(book, log, metrics.clone()));
+        let likes = Rc::new(LikeShard::new(book, log.clone(), metrics.clone()));
         let like_inbox = shared.like_inbox[core].clone();
         let serving = likes.clone();
         monoio::spawn(async move {
@@ -101,6 +103,7 @@ impl CoreService {
         });
         CoreService {
             core,
+            log,
             likes,
             read_copies: RefCell::new(ByteLru::new(shared.cfg.cache_read_copy_bytes.max(1), shared.cfg.cache_ttl)),
             shared,
@@ -268,6 +271,22 @@ impl net::Service for CoreService {
         let (label, resp) = self.dispatch(&req).await;
         self.metrics.request(label, resp.status, start.elapsed());
         resp
+    }
+
+    /// At shutdown, before the runtime ends: wait until the newest append is
+    /// durable and every task awaiting it (expectation write-behind, which
+    /// no request awaits) has finished. A task left pending would be woken
+    /// by the log's syncer thread after the runtime is gone and dropped
+    /// there, inside `Shared`'s wake loop, whose lock its drop takes again:
+    /// the syncer deadlocks and the final checkpoint never returns.
+    async fn drain(&self) {
+        let Some(newest) = self.log.newest() else { return };
+        let _ = newest.clone().await;
+        // Handles still alive besides this one and the log's own copy are
+        // tasks not yet run to completion (polled-out handles let go).
+        while newest.strong_count().is_some_and(|n| n > 2) {
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 
