@@ -3,14 +3,13 @@
 //! client. No timing asserts; sleeps only wait for TTLs to pass.
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 mod common;
 use common::http::{get, raw, request};
 use common::maple::{DataDir, Launch, Maple};
-use common::{enc, Resp};
+use common::{enc, metric, Resp};
 
 /// A node on a data dir of its own (the write-ahead log locks its
 /// directory, so two nodes of one test process must not share one); the
@@ -31,14 +30,6 @@ fn serve(extra: &[&str]) -> Node {
     let dir = DataDir::new("node-test");
     let maple = Launch::serve(dir.path()).args(extra).start();
     Node { maple, _dir: dir }
-}
-
-fn metric(addr: SocketAddr, line_prefix: &str) -> f64 {
-    let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(line_prefix))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod common;
 use common::http::Conn;
 use common::maple::{DataDir, Launch, EXIT_TIMEOUT};
-use common::{enc, Resp};
+use common::{enc, metric, Resp, Rng};
 
 const SECRET: &str = "rolling-restart-secret";
 const USERS: usize = 24;
@@ -447,22 +447,6 @@ fn rolling_restart_under_load_loses_nothing_and_5xx_only_while_draining() {
     node.stop_gracefully();
 }
 
-/// xorshift64*: enough randomness for a test, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn a_restart_before_the_old_process_exits_waits_for_the_data_dir() {
     let dir = DataDir::new("restart-overlap");
@@ -482,7 +466,7 @@ fn a_restart_before_the_old_process_exits_waits_for_the_data_dir() {
     // The slow request is inside the node once the in-flight gauge counts
     // it besides the /metrics request asking.
     let started = Instant::now();
-    while metric_in_flight(addr) < 2.0 {
+    while metric(addr, "maple_requests_in_flight") < 2.0 {
         assert!(started.elapsed() < STALL, "the slow request never arrived");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -502,11 +486,3 @@ fn a_restart_before_the_old_process_exits_waits_for_the_data_dir() {
     new.stop_gracefully();
 }
 
-/// Requests inside the node's services right now (summed over cores).
-fn metric_in_flight(addr: SocketAddr) -> f64 {
-    let text = String::from_utf8(common::http::get(addr, "/metrics").body).unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("maple_requests_in_flight"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}

@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `MAPLE_*` variables a child inherits: the network driver under test
+/// (CI runs the suite with `MAPLE_NET_DRIVER=epoll` too) and where the
+/// fixtures are.
+pub const KEPT_ENV: [&str; 2] = ["MAPLE_NET_DRIVER", "MAPLE_SHARED_DATA"];
+
 /// Lines of a child's stderr kept in memory (the oldest are dropped past it).
 const MAX_LOG_LINES: usize = 20_000;
 
@@ -55,8 +60,9 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// `maple <args...>` with the environment cleaned of settings a developer
-    /// may have exported (`MAPLE_NEXON_API_KEY` would send the node to Nexon).
+    /// `maple <args...>`. The child gets none of the `MAPLE_*` settings a
+    /// developer may have exported (`MAPLE_NEXON_API_KEY` would send the node
+    /// to Nexon) except [`KEPT_ENV`]; add settings with [`Launch::env`].
     pub fn command(args: &[&str]) -> Launch {
         Launch { args: args.iter().map(OsString::from).collect(), listen: None, env: Vec::new(), wait_ready: false }
     }
@@ -115,7 +121,13 @@ impl Launch {
         if let Some(listen) = &self.listen {
             cmd.args(["--listen", listen]);
         }
-        cmd.env_remove("MAPLE_NEXON_API_KEY").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            if name.starts_with("MAPLE_") && !KEPT_ENV.contains(&name.as_ref()) {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

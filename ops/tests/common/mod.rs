@@ -26,3 +26,36 @@ impl Resp {
 pub fn enc(name: &str) -> String {
     name.bytes().map(|b| format!("%{b:02X}")).collect()
 }
+
+/// The sum of every sample of a metric whose line starts with `prefix`
+/// (e.g. `maple_wal_fsyncs_total{` for all its label sets) in Prometheus /
+/// OpenMetrics text.
+pub fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// [`metric_sum`] of a node's `/metrics` right now.
+pub fn metric(addr: std::net::SocketAddr, prefix: &str) -> f64 {
+    let text = String::from_utf8(http::get(addr, "/metrics").body).expect("metrics are UTF-8");
+    metric_sum(&text, prefix)
+}
+
+/// xorshift64*: enough randomness for a test, no dependency. Print the seed
+/// so a failing run can be repeated.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
