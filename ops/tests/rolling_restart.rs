@@ -221,7 +221,7 @@ fn like_client(t: usize, addr: SocketAddr, life: Arc<Lifecycle>, seed: u64) -> L
         let c = rng.below(CHARS as u64) as usize;
         let known = model.get(&(u, c)).copied().unwrap_or(false);
         seq += 1;
-        if seq % 7 == 0 {
+        if seq.is_multiple_of(7) {
             // Read-your-writes: the status of a pair only this thread toggles.
             let Some(r) = client.call("GET", &format!("/api/v2/characters/{}/like/status", enc(&names[c])), &[("Authorization", &tokens[&u])]) else { break };
             match like_answer(&r) {
@@ -235,7 +235,7 @@ fn like_client(t: usize, addr: SocketAddr, life: Arc<Lifecycle>, seed: u64) -> L
         let headers = [("Authorization", tokens[&u].as_str()), ("Idempotency-Key", key.as_str())];
         let Some(r) = client.call("POST", &path, &headers) else { break };
         match like_answer(&r) {
-            Some((liked, count)) if liked == !known && count <= USERS as u64 && (count >= 1 || !liked) => {
+            Some((liked, count)) if liked != known && count <= USERS as u64 && (count >= 1 || !liked) => {
                 model.insert((u, c), liked);
                 let this = (path.clone(), u, key.clone(), liked, client.answered_by);
                 if let Some(prev) = last.replace(this) {
@@ -250,7 +250,7 @@ fn like_client(t: usize, addr: SocketAddr, life: Arc<Lifecycle>, seed: u64) -> L
                 break;
             }
         }
-        if seq % 10 == 0 {
+        if seq.is_multiple_of(10) {
             // A duplicate delivery of the same request: the first answer, no second toggle.
             let Some(r) = client.call("POST", &path, &headers) else { break };
             if like_answer(&r).map(|a| a.0) != Some(!known) {
@@ -434,13 +434,13 @@ fn rolling_restart_under_load_loses_nothing_and_5xx_only_while_draining() {
     let mut conn = Conn::open(addr).unwrap();
     let tokens: Vec<String> = (0..USERS).map(bearer).collect();
     let names = characters();
-    for c in 0..CHARS {
-        let path = format!("/api/v2/characters/{}/like/status", enc(&names[c]));
+    for (c, name) in names.iter().enumerate() {
+        let path = format!("/api/v2/characters/{}/like/status", enc(name));
         let likers = (0..USERS).filter(|&u| model.get(&(u, c)) == Some(&true)).count() as u64;
         for (u, token) in tokens.iter().enumerate() {
             let r = conn.send("GET", &path, &[("Authorization", token)]).unwrap();
             let expected = model.get(&(u, c)).copied().unwrap_or(false);
-            assert_eq!(like_answer(&r), Some((expected, likers)), "roller{u} on {}", names[c]);
+            assert_eq!(like_answer(&r), Some((expected, likers)), "roller{u} on {name}");
         }
     }
     drop(conn);
