@@ -82,17 +82,24 @@ pub struct CacheConfig {
 #[derive(Debug, Clone)]
 struct Ocid(Arc<str>);
 
-/// An equipment document as cached (gzip only), plus, for the answer to a
-/// fresh fetch, the JSON as upstream sent it (never cached).
+/// A cached equipment document. A fetch stores the JSON as upstream sent it
+/// (the expectation render reads it as is); the equipment route's first read
+/// compresses it once and stores the gzip form in its place (about 9x
+/// smaller). So a cold expectation never pays for gzip it may never serve;
+/// the price is that an entry no one has read through the equipment route
+/// weighs its plain size against `--cache-equipment-mb`.
 #[derive(Debug, Clone)]
-struct Equipment {
-    doc: Doc,
-    fresh: Option<Bytes>,
+enum Equipment {
+    Plain(Bytes),
+    Gzip(Doc),
 }
 
 impl Weigh for Equipment {
     fn weight(&self) -> usize {
-        self.doc.weight() + self.fresh.as_ref().map_or(0, Bytes::len)
+        match self {
+            Equipment::Plain(json) => json.len() + 64,
+            Equipment::Gzip(doc) => doc.weight(),
+        }
     }
 }
 
@@ -165,7 +172,7 @@ impl Owner {
             }
             Op::Equipment => {
                 let (equipment, cache) = self.equipment_doc(name, false).await?;
-                (equipment.doc, cache)
+                (self.equipment_gzip(name, equipment), cache)
             }
             Op::Basic => self.basic_doc(name).await?,
         };
@@ -192,10 +199,10 @@ impl Owner {
             // Compute on this core: the owner is the only one rendering this key.
             // A fresh fetch still carries the plain JSON (no gunzip); a cached
             // equipment document is gzip only (the calculator takes either).
-            let input: &[u8] = match &equipment.fresh {
-                Some(body) => body,
-                None if equipment.doc.is_gzip_only() => &equipment.doc.gzip,
-                None => &equipment.doc.json,
+            let input: &[u8] = match &equipment {
+                Equipment::Plain(json) => json,
+                Equipment::Gzip(doc) if doc.is_gzip_only() => &doc.gzip,
+                Equipment::Gzip(doc) => &doc.json,
             };
             let rendered = render(&n.display, input).map_err(NodeError::Calc)?;
             if eq_cache != CacheStatus::Stale {
@@ -272,16 +279,36 @@ impl Owner {
         self.cached_or_fetch("equipment", &self.equipment, &self.equipment_flights, name, force, move || async move {
             let ocid = this.ocid(&n).await?;
             let body = this.nexon.equipment(&ocid.0).await?;
-            // Cached compressed (about 8x smaller; rendering reads gzip
-            // directly, and most clients of the equipment route accept gzip).
-            // The flight's waiters get the body as received too, so the
-            // render that follows a fetch neither copies nor gunzips it.
-            let doc = Doc::gzip_only(&body);
-            this.equipment.borrow_mut().insert(n.key.clone(), Equipment { doc: doc.clone(), fresh: None }, Instant::now());
+            // Stored as received (see `Equipment`): the render that follows
+            // neither copies, compresses nor gunzips it.
+            let equipment = Equipment::Plain(body);
+            this.equipment.borrow_mut().insert(n.key.clone(), equipment.clone(), Instant::now());
             this.metrics.cache_bytes("equipment", this.equipment.borrow().bytes());
-            Ok((Equipment { doc, fresh: Some(body) }, CacheStatus::Miss))
+            Ok((equipment, CacheStatus::Miss))
         })
         .await
+    }
+
+    /// The equipment route's document: gzip-stored. A plain entry is
+    /// compressed now, and the cached entry (if it is still that one)
+    /// replaced by the gzip form, keeping its age.
+    fn equipment_gzip(&self, name: &Name, equipment: Equipment) -> Doc {
+        let json = match equipment {
+            Equipment::Gzip(doc) => return doc,
+            Equipment::Plain(json) => json,
+        };
+        let doc = Doc::gzip_only(&json);
+        let now = Instant::now();
+        let mut cache = self.equipment.borrow_mut();
+        let age = match cache.get(&name.key, now) {
+            Some((Equipment::Plain(cached), age)) if cached.as_ptr() == json.as_ptr() => Some(age),
+            _ => None,
+        };
+        if let Some(age) = age {
+            cache.insert(name.key.clone(), Equipment::Gzip(doc.clone()), now.checked_sub(age).unwrap_or(now));
+            self.metrics.cache_bytes("equipment", cache.bytes());
+        }
+        doc
     }
 
     async fn basic_doc(self: &Rc<Self>, name: &Name) -> Result<(Doc, CacheStatus), NodeError> {
@@ -375,5 +402,66 @@ impl Owner {
             },
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::NodeMetrics;
+    use crate::node::admission::AdmissionMetrics;
+    use crate::node::durable::{recover_with, wal_options};
+    use crate::node::route::parse_name;
+    use crate::upstream::{BreakerConfig, Transport};
+
+    /// A cold expectation stores the equipment as fetched (no gzip); the
+    /// equipment route's first read compresses it, replaces the cached entry
+    /// (smaller, same JSON) and later reads are hits with no upstream call.
+    #[test]
+    fn equipment_is_compressed_on_its_first_read_not_on_the_cold_path() {
+        let dir = std::env::temp_dir().join(format!("maple-owner-equipment-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sim = crate::sim::Simulator::new(&crate::sim::default_data_dir(), Duration::ZERO, 0.0).unwrap();
+        let node_metrics = NodeMetrics::new();
+        let (storage, _book) =
+            recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        rt.block_on(async {
+            let metrics = Rc::new(node_metrics.core(0));
+            let nexon = Nexon::new(Transport::Sim(sim.clone()), Duration::from_secs(5), BreakerConfig::default(), metrics.clone());
+            let cfg = CacheConfig {
+                equipment_bytes: 64 << 20,
+                expectation_bytes: 64 << 20,
+                ttl: Duration::from_secs(300),
+                stale: Duration::from_secs(3600),
+            };
+            let admission = Rc::new(Admission::new(Duration::from_secs(10), AdmissionMetrics::default().core(0)));
+            let log = Rc::new(CoreLog::new(Arc::new(storage)));
+            let owner = Rc::new(Owner::new(cfg, nexon, SlotVersions::new(16384), metrics, log, admission));
+            let name = parse_name("someone-cold").unwrap();
+
+            let first = owner.serve(Op::Expectation { force: false }, &name).await.unwrap();
+            assert_eq!(first.cache, CacheStatus::Miss);
+            let plain_bytes = owner.equipment.borrow().bytes();
+            assert!(matches!(owner.equipment.borrow_mut().get(&name.key, Instant::now()), Some((Equipment::Plain(_), _))));
+
+            let eq = owner.serve(Op::Equipment, &name).await.unwrap();
+            assert_eq!(eq.cache, CacheStatus::Hit, "served from the entry the expectation stored");
+            let want = crate::sim::Fixtures::load(&crate::sim::default_data_dir()).unwrap().equipment_json("someone-cold");
+            assert_eq!(eq.doc.plain(8 << 20).unwrap().as_ref(), &want[..], "the gzip holds the JSON as fetched");
+            assert!(matches!(owner.equipment.borrow_mut().get(&name.key, Instant::now()), Some((Equipment::Gzip(_), _))));
+            assert!(owner.equipment.borrow().bytes() * 4 < plain_bytes, "the cached entry shrank");
+
+            let again = owner.serve(Op::Equipment, &name).await.unwrap();
+            assert_eq!(again.cache, CacheStatus::Hit);
+            assert!(Arc::ptr_eq(&again.doc.gzip, &eq.doc.gzip), "compressed once");
+            let stats: serde_json::Value = serde_json::from_str(&sim.stats.to_json()).unwrap();
+            assert_eq!(stats["equipment"], 1, "{stats}");
+            // A preset is cut out of the stored rendering.
+            let preset = owner.serve(Op::Preset(1), &name).await;
+            let preset = preset.unwrap();
+            assert!(preset.doc.json.starts_with(br#"{"presetNo":1,"#));
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
