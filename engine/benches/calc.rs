@@ -53,6 +53,8 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(rendered.len() as u64));
     group.bench_function("render", |b| b.iter(|| serde_json::to_vec(black_box(&response)).unwrap()));
     group.bench_function("gzip", |b| b.iter(|| gzip(black_box(&rendered))));
+    // What the server stores: the same bytes at its level (fast).
+    group.bench_function("gzip_server", |b| b.iter(|| engine::shard::gzip(black_box(&rendered))));
     group.finish();
 
     // Where compute's time goes: every cube and flame query of the document's

@@ -187,7 +187,7 @@ impl Calculator {
             self.cube(CubeKind::Additional, part, level, additional_grade, &additional_lines)
         });
 
-        let starforce_cost = self.starforce.expected_cost(0, target_star, level, StarforceOptions::DEFAULT);
+        let (starforce_cost, starforce_expectation) = self.starforce_parts(target_star, level, noljang);
         let cost_breakdown = CostBreakdown {
             black_cube_cost: black.expected_cost,
             red_cube_cost: 0.0,
@@ -224,7 +224,7 @@ impl Calculator {
             special_ring_level: raw.special_ring_level(),
             black_cube_expectation: black,
             additional_cube_expectation: additional.unwrap_or_else(empty_cube),
-            starforce_expectation: self.starforce_expectation(target_star, level, noljang),
+            starforce_expectation,
             flame_expectation: flame,
         }
     }
@@ -309,6 +309,26 @@ impl Calculator {
         }
     }
 
+    /// The regular 0★ → target cost (the breakdown's `starforceCost`) and
+    /// the shown starforce expectation, memoised per thread: pure in the
+    /// tables and (target, level, noljang), of which there are few.
+    fn starforce_parts(&self, target_star: u32, level: u32, noljang: bool) -> (f64, StarforceExpectation) {
+        let key = (std::ptr::from_ref(self) as usize, target_star, level, noljang);
+        if let Some(done) = STARFORCE_MEMO.with(|m| m.borrow().get(&key).cloned()) {
+            return done;
+        }
+        let cost = self.starforce.expected_cost(0, target_star, level, StarforceOptions::DEFAULT);
+        let computed = (cost, self.starforce_expectation(target_star, level, noljang));
+        STARFORCE_MEMO.with(|m| {
+            let mut memo = m.borrow_mut();
+            if memo.len() >= STARFORCE_MEMO_ENTRIES {
+                memo.clear();
+            }
+            memo.insert(key, computed.clone());
+        });
+        computed
+    }
+
     fn starforce_expectation(&self, target_star: u32, level: u32, noljang: bool) -> StarforceExpectation {
         if noljang {
             let cost = round_to_100(self.noljang.expected_cost(0, target_star, level));
@@ -344,7 +364,14 @@ impl Calculator {
 /// Entries of the per-thread cube memo (≈ 0.5 KB each).
 pub const CUBE_MEMO_ENTRIES: usize = 8192;
 
+/// Entries of the per-thread starforce memo (≈ 0.2 KB each).
+pub const STARFORCE_MEMO_ENTRIES: usize = 4096;
+
+type StarforceKey = (usize, u32, u32, bool);
+
 thread_local! {
+    static STARFORCE_MEMO: std::cell::RefCell<std::collections::HashMap<StarforceKey, (f64, StarforceExpectation)>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
     static CUBE_MEMO: std::cell::RefCell<std::collections::HashMap<String, CubeExpectation>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
@@ -476,5 +503,22 @@ mod tests {
         }
         assert!(queries > 20);
         assert!(CUBE_MEMO.with(|m| m.borrow().len()) <= CUBE_MEMO_ENTRIES);
+    }
+
+    #[test]
+    fn memoised_starforce_equals_the_tables() {
+        let calc = Calculator::embedded();
+        for level in [0, 100, 140, 150, 160, 200, 250] {
+            for target in [0, 5, 12, 15, 17, 18, 22, 25, 30] {
+                for noljang in [false, true] {
+                    let want = (
+                        calc.starforce.expected_cost(0, target, level, StarforceOptions::DEFAULT),
+                        calc.starforce_expectation(target, level, noljang),
+                    );
+                    assert_eq!(calc.starforce_parts(target, level, noljang), want);
+                    assert_eq!(calc.starforce_parts(target, level, noljang), want, "repeat");
+                }
+            }
+        }
     }
 }
