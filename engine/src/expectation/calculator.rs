@@ -35,7 +35,7 @@ use super::cost_text::format_cost;
 use super::cube::{grade_english, CubeKind, CubeOutcome, CubeQuery, CubeTables};
 use super::equipment::{self, RawItem};
 use super::error::CalcError;
-use super::flame::{flame_expectation_of, FlameInput};
+use super::flame::{flame_expectation_of, AddOption, FlameInput};
 use super::response::*;
 use super::starforce::{parse_tables, NoljangTable, StarforceOptions, StarforceTable};
 
@@ -122,7 +122,13 @@ impl Calculator {
         })
     }
 
-    fn preset(&self, preset_no: u8, raw_items: &[RawItem], class: &str, memo: &mut ItemMemo) -> PresetExpectation {
+    fn preset<'d>(
+        &self,
+        preset_no: u8,
+        raw_items: &'d [RawItem<'_>],
+        class: &str,
+        memo: &mut ItemMemo<'d>,
+    ) -> PresetExpectation {
         let items: Vec<ItemExpectation> = raw_items
             .iter()
             .map(|item| {
@@ -377,14 +383,18 @@ thread_local! {
 }
 
 /// Results of items already computed in this document, keyed by every input
-/// the item computation reads.
-type ItemMemo = std::collections::HashMap<String, ItemExpectation>;
+/// the item computation reads (borrowed from the document: no key is built).
+type ItemMemo<'d> = std::collections::HashMap<ItemKey<'d>, ItemExpectation>;
 
-fn memo_key(raw: &RawItem) -> String {
-    let fields: [Option<&str>; 13] = [
-        Some(&raw.item_equipment_slot),
+/// The item's text fields, its numbers (level, stars, ring level, base
+/// attack and magic) and the flame stats of `item_add_option`.
+type ItemKey<'d> = ([Option<&'d str>; 13], [u32; 5], Option<AddOption>);
+
+fn memo_key<'d>(raw: &'d RawItem<'_>) -> ItemKey<'d> {
+    let text = [
+        Some(&*raw.item_equipment_slot),
         raw.item_equipment_part.as_deref(),
-        Some(&raw.item_name),
+        Some(&*raw.item_name),
         raw.item_icon.as_deref(),
         raw.potential_option_grade.as_deref(),
         raw.potential_option_1.as_deref(),
@@ -396,31 +406,9 @@ fn memo_key(raw: &RawItem) -> String {
         raw.additional_potential_option_3.as_deref(),
         raw.starforce_scroll_flag.as_deref(),
     ];
-    let mut key = String::with_capacity(256);
-    for field in fields {
-        // \u{1f} (unit separator) cannot collide with field text in practice;
-        // \u{1e} marks an absent field.
-        key.push_str(field.unwrap_or("\u{1e}"));
-        key.push('\u{1f}');
-    }
-    use std::fmt::Write;
-    let _ = write!(
-        key,
-        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}",
-        raw.level(),
-        raw.starforce(),
-        raw.special_ring_level(),
-        raw.base_attack_power(),
-        raw.base_magic_power()
-    );
-    // Everything the flame math reads of `item_add_option`.
-    if let Some(a) = &raw.item_add_option {
-        let stats = [a.str, a.dex, a.int, a.luk, a.max_hp, a.all_stat, a.attack_power, a.magic_power, a.damage, a.boss_damage];
-        for stat in stats {
-            let _ = write!(key, "{stat},");
-        }
-    }
-    key
+    let numbers =
+        [raw.level(), raw.starforce(), raw.special_ring_level(), raw.base_attack_power(), raw.base_magic_power()];
+    (text, numbers, raw.item_add_option)
 }
 
 /// Half-up rounding to a multiple of 100 meso (the original's roundToNearest100).

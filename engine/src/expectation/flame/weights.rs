@@ -60,7 +60,7 @@ impl JobWeights {
 }
 
 /// The item's flame stats as the original reads them from `item_add_option`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct AddOption {
     pub str: i32,
     pub dex: i32,
