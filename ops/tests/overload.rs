@@ -5,99 +5,21 @@
 //! once the admitted work is done a shed name is served. No timing asserts:
 //! the simulator's latency only keeps the admitted computations in progress.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::{enc, Resp};
+use common::http::{get, request};
+use common::maple::{DataDir, Launch};
+use common::{enc, metric, Resp};
 
 /// Each cold computation makes two upstream calls (id, equipment), so it
 /// stays in progress for at least 2 s: far longer than the burst takes.
 const SIM_LATENCY_MS: &str = "1000";
 const BURST: usize = 16;
 
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    data_dir: std::path::PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-fn serve(extra: &[&str]) -> Node {
-    let data_dir = std::env::temp_dir().join(format!("maple-overload-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maple"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--wal-segment-mb", "4", "--data-dir"])
-        .arg(&data_dir)
-        .args(extra)
-        .env_remove("MAPLE_NEXON_API_KEY")
-        .env_remove("MAPLE_UPSTREAM_URL")
-        .env_remove("MAPLE_JWT_SECRET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn maple");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("maple exited before listening").expect("read stderr");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().expect("address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {}); // never block the child on a full pipe
-    Node { child, addr, data_dir }
-}
-
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str("Content-Length: 0\r\n");
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head: {:?}", String::from_utf8_lossy(&buf)));
-    let head = std::str::from_utf8(&buf[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
-    let mut body = buf[end + 4..].to_vec();
-    if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().unwrap()) {
-        body.truncate(len);
-    }
-    Resp { status, headers, body }
-}
-
-fn get(addr: SocketAddr, path: &str) -> Resp {
-    request(addr, "GET", path, &[])
-}
-
 fn expectation(name: &str) -> String {
     format!("/api/v4/characters/{}/expectation", enc(name))
-}
-
-fn metric(addr: SocketAddr, line_prefix: &str) -> f64 {
-    let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(line_prefix))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
 }
 
 fn token(user: &str) -> String {
@@ -121,7 +43,8 @@ fn assert_shed(r: &Resp) {
 
 #[test]
 fn a_cold_burst_is_partly_shed_while_hits_and_likes_are_served() {
-    let node = serve(&["--cores", "1", "--sim-latency-ms", SIM_LATENCY_MS, "--max-queue-ms", "1"]);
+    let dir = DataDir::new("overload");
+    let node = Launch::serve(dir.path()).args(&["--cores", "1", "--sim-latency-ms", SIM_LATENCY_MS, "--max-queue-ms", "1"]).start();
     let a = node.addr;
     let warm = get(a, &expectation("warm-before"));
     assert_eq!(warm.status, 200);
@@ -180,8 +103,10 @@ fn a_cold_burst_is_partly_shed_while_hits_and_likes_are_served() {
 #[test]
 fn bad_max_queue_values_are_refused_at_start() {
     for bad in ["0", "60001", "x"] {
+        let dir = DataDir::new("overload-bad-flag");
         let out = Command::new(env!("CARGO_BIN_EXE_maple"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--max-queue-ms", bad])
+            .args(["serve", "--listen", "127.0.0.1:0", "--max-queue-ms", bad, "--data-dir"])
+            .arg(dir.path())
             .env_remove("MAPLE_NEXON_API_KEY")
             .output()
             .expect("run maple");
