@@ -5,6 +5,11 @@
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: per-thread heaps suit thread-per-core,
+/// and the cold path (parse + render per request) measured +20–35 % with it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cmd_bench;
 mod cmd_calc;
 mod cmd_serve;
