@@ -44,7 +44,7 @@ pub struct ServeFlags {
     /// In-process simulator: share of upstream calls that fail with 503, 0.0..=1.0 [default: 0].
     #[arg(long, env = "MAPLE_SIM_FAILURE_RATE")]
     pub sim_failure_rate: Option<f64>,
-    /// Equipment cache (gzip-stored upstream JSON) per core, MiB [default: 64].
+    /// Equipment cache per core, MiB: upstream JSON as fetched; compressed to gzip on the equipment route's first read [default: 64].
     #[arg(long, env = "MAPLE_CACHE_EQUIPMENT_MB")]
     pub cache_equipment_mb: Option<usize>,
     /// Rendered expectation cache per core, MiB [default: 64].
