@@ -1,94 +1,30 @@
-//! End-to-end tests of durable likes: the real `maple serve` binary, a
-//! std-only HTTP/1.1 client (keep-alive), SIGKILL crashes and SIGTERM stops
-//! on the same data directory. No timing asserts.
+//! End-to-end tests of durable likes: the real `maple serve` binary (started
+//! with the shared launcher in tests/common), a std-only HTTP/1.1 client
+//! (keep-alive), SIGKILL crashes and SIGTERM stops on the same data
+//! directory. No timing asserts.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
-use common::{enc, Resp};
+use common::http::Conn;
+use common::maple::{DataDir, Launch, Maple};
+use common::{enc, metric_sum, Resp, Rng};
 
 const SECRET: &str = "likes-test-secret";
 
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
+/// A node on `data_dir` with this file's JWT secret (launcher: tests/common/maple.rs).
+fn start(data_dir: &Path, cores: &str) -> Maple {
+    start_with(data_dir, cores, &[])
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Node {
-    fn start(data_dir: &Path, cores: &str) -> Node {
-        Node::start_with(data_dir, cores, &[])
-    }
-
-    fn start_with(data_dir: &Path, cores: &str, extra: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_maple"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--wal-segment-mb", "4", "--cores", cores, "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env_remove("MAPLE_NEXON_API_KEY")
-            .env("MAPLE_JWT_SECRET", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn maple");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("maple exited before listening").expect("read stderr");
-            stderr.lock().unwrap().push(line.clone());
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().expect("address");
-            }
-        };
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Node { child, addr, stderr }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("maple-likes-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn start_with(data_dir: &Path, cores: &str, extra: &[&str]) -> Maple {
+    Launch::serve(data_dir).arg("--cores", cores).args(extra).env("MAPLE_JWT_SECRET", SECRET).start()
 }
 
 fn now() -> u64 {
@@ -106,55 +42,6 @@ impl Resp {
         assert_eq!(self.status, 200, "{:?}", String::from_utf8_lossy(&self.body));
         let v = self.json();
         (v["liked"].as_bool().unwrap(), v["likeCount"].as_u64().unwrap())
-    }
-}
-
-/// One keep-alive connection.
-struct Conn {
-    stream: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let s = TcpStream::connect(addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        s.set_nodelay(true)?;
-        Ok(Conn { stream: BufReader::new(s) })
-    }
-
-    fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if method == "POST" {
-            req.push_str("Content-Length: 0\r\n");
-        }
-        req.push_str("\r\n");
-        self.stream.get_mut().write_all(req.as_bytes())?;
-        let mut line = String::new();
-        if self.stream.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
-        }
-        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad status line"))?;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            if self.stream.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in head"));
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-            }
-        }
-        let len = headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
-        let mut body = vec![0; len];
-        self.stream.read_exact(&mut body)?;
-        Ok(Resp { status, headers, body })
     }
 }
 
@@ -178,8 +65,8 @@ fn status(c: &mut Conn, user: &str, character: &str) -> Resp {
 
 #[test]
 fn auth_toggle_status_idempotency_and_korean_names() {
-    let dir = TempDir::new();
-    let node = Node::start(dir.path(), "2");
+    let dir = DataDir::new("likes");
+    let node = start(dir.path(), "2");
     let mut c = Conn::open(node.addr).unwrap();
 
     // 401 without a token, with a bad one, a wrong secret and an expired one.
@@ -257,27 +144,6 @@ fn auth_toggle_status_idempotency_and_korean_names() {
     assert!(resp.header("content-type").is_some());
 }
 
-fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
-/// xorshift64*: enough randomness for a test, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const USERS: usize = 40;
 const CHARS: usize = 10;
 const CLIENTS: usize = 4;
@@ -296,12 +162,12 @@ struct Seen {
 
 #[test]
 fn sigkill_at_random_points_loses_no_acknowledged_like() {
-    let dir = TempDir::new();
+    let dir = DataDir::new("likes");
     let mut rng = Rng(now() ^ 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64);
     // Model: the state every (user, character) is known to be in.
     let mut model: HashMap<(usize, usize), bool> = HashMap::new();
     for round in 0..3 {
-        let mut node = Node::start(dir.path(), "2");
+        let mut node = start(dir.path(), "2");
         check_against_model(node.addr, &model, &HashMap::new(), round);
         let kill_after = 200 + rng.below(400) as usize;
         let acks = Arc::new(AtomicUsize::new(0));
@@ -316,8 +182,7 @@ fn sigkill_at_random_points_loses_no_acknowledged_like() {
         while acks.load(Ordering::Relaxed) < kill_after {
             std::thread::sleep(Duration::from_millis(2));
         }
-        node.child.kill().unwrap(); // SIGKILL
-        node.child.wait().unwrap();
+        node.crash(); // SIGKILL
         stop.store(true, Ordering::Relaxed);
         let mut uncertain = HashMap::new();
         for t in threads {
@@ -331,11 +196,11 @@ fn sigkill_at_random_points_loses_no_acknowledged_like() {
         }
         drop(node);
         // Restart on the same data dir: every acknowledged like is there.
-        let node = Node::start(dir.path(), "2");
+        let node = start(dir.path(), "2");
         let observed = check_against_model(node.addr, &model, &uncertain, round);
         // The in-flight toggles resolved one way or the other: adopt what is there.
         model = observed;
-        let log = node.log().join("\n");
+        let log = node.log();
         assert!(log.contains("recovered"), "{log}");
     }
 }
@@ -402,8 +267,8 @@ fn check_against_model(
 
 #[test]
 fn sigterm_checkpoints_and_the_restart_replays_nothing() {
-    let dir = TempDir::new();
-    let mut node = Node::start(dir.path(), "2");
+    let dir = DataDir::new("likes");
+    let mut node = start(dir.path(), "2");
     let mut c = Conn::open(node.addr).unwrap();
     for u in 0..5 {
         for ch in ["아델", "Hero", "Zed"] {
@@ -412,21 +277,17 @@ fn sigterm_checkpoints_and_the_restart_replays_nothing() {
     }
     toggle(&mut c, "u0", "Zed").like(); // u0 un-likes Zed
     drop(c);
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = node.child.wait().unwrap();
-    assert!(status.success(), "exit after SIGTERM: {status:?}\n{}", node.log().join("\n"));
+    node.stop_gracefully();
     drop(node);
 
-    let node = Node::start(dir.path(), "2");
+    let node = start(dir.path(), "2");
     let mut c = Conn::open(node.addr).unwrap();
     assert_eq!(status_of(&mut c, "u3", "아델"), (true, 5));
     assert_eq!(status_of(&mut c, "u4", "hero"), (true, 5));
     assert_eq!(status_of(&mut c, "u0", "Zed"), (false, 4));
-    let log = node.log();
-    let recovered: Vec<_> = log.iter().filter(|l| l.contains("recovered")).collect();
-    assert_eq!(recovered.len(), 2, "{log:?}");
-    assert!(recovered.iter().all(|l| l.contains("replayed 0 log entries")), "{log:?}");
+    let recovered = node.log_lines("recovered");
+    assert_eq!(recovered.len(), 2, "{recovered:?}");
+    assert!(recovered.iter().all(|l| l.contains("replayed 0 log entries")), "{recovered:?}");
     let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
     assert_eq!(metric_sum(&m, "maple_recovery_replayed_entries{"), 0.0, "{m}");
     assert_eq!(metric_sum(&m, "maple_recovery_dropped_tail_bytes{"), 0.0, "{m}");
@@ -438,8 +299,8 @@ fn status_of(c: &mut Conn, user: &str, character: &str) -> (bool, u64) {
 
 #[test]
 fn fresh_expectation_is_written_behind_and_served_from_the_store_after_a_crash() {
-    let dir = TempDir::new();
-    let mut node = Node::start(dir.path(), "2");
+    let dir = DataDir::new("likes");
+    let mut node = start(dir.path(), "2");
     let mut c = Conn::open(node.addr).unwrap();
     let path = "/api/v4/characters/evan/expectation";
     let first = c.send("GET", path, &[]).unwrap();
@@ -464,11 +325,10 @@ fn fresh_expectation_is_written_behind_and_served_from_the_store_after_a_crash()
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(c);
-    node.child.kill().unwrap(); // SIGKILL: no final checkpoint
-    node.child.wait().unwrap();
+    node.crash(); // SIGKILL: no final checkpoint
     drop(node);
 
-    let node = Node::start(dir.path(), "2");
+    let node = start(dir.path(), "2");
     let mut c = Conn::open(node.addr).unwrap();
     let again = c.send("GET", path, &[]).unwrap();
     assert_eq!(again.status, 200);
@@ -485,17 +345,16 @@ fn fresh_expectation_is_written_behind_and_served_from_the_store_after_a_crash()
 
 #[test]
 fn a_keyed_toggle_retried_after_a_crash_gets_the_first_answer() {
-    let dir = TempDir::new();
-    let mut node = Node::start(dir.path(), "1");
+    let dir = DataDir::new("likes");
+    let mut node = start(dir.path(), "1");
     let mut c = Conn::open(node.addr).unwrap();
     let auth = format!("Bearer {}", token("retrier"));
     let keyed = [("Authorization", auth.as_str()), ("Idempotency-Key", "click-1")];
     toggle(&mut c, "other", "아델").like();
     assert_eq!(c.send("POST", &like_path("아델"), &keyed).unwrap().like(), (true, 2));
-    node.child.kill().unwrap(); // SIGKILL: the client never knows if its answer arrived
-    node.child.wait().unwrap();
+    node.crash(); // SIGKILL: the client never knows if its answer arrived
     drop(node);
-    let node = Node::start(dir.path(), "1");
+    let node = start(dir.path(), "1");
     let mut c = Conn::open(node.addr).unwrap();
     assert_eq!(c.send("POST", &like_path("아델"), &keyed).unwrap().like(), (true, 2), "the retry is not a second toggle");
     assert_eq!(status(&mut c, "retrier", "아델").like(), (true, 2));
@@ -506,21 +365,19 @@ fn a_keyed_toggle_retried_after_a_crash_gets_the_first_answer() {
 /// restart.
 #[test]
 fn wal_sync_off_warns_never_fsyncs_and_still_serves_likes() {
-    let dir = TempDir::new();
-    let mut node = Node::start_with(dir.path(), "1", &["--wal-sync", "off"]);
+    let dir = DataDir::new("likes");
+    let mut node = start_with(dir.path(), "1", &["--wal-sync", "off"]);
     let mut c = Conn::open(node.addr).unwrap();
     assert_eq!(toggle(&mut c, "a", "Hero").like(), (true, 1));
     assert_eq!(toggle(&mut c, "b", "Hero").like(), (true, 2));
     let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
     assert_eq!(metric_sum(&m, "maple_wal_fsyncs_total{"), 0.0, "{m}");
     assert_eq!(metric_sum(&m, "maple_wal_sync_enabled{"), 0.0, "{m}");
-    assert!(node.log().iter().any(|l| l.contains("WARNING --wal-sync off")), "{:?}", node.log());
+    assert!(!node.log_lines("WARNING --wal-sync off").is_empty(), "{}", node.log());
     drop(c);
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert!(node.child.wait().unwrap().success());
+    node.stop_gracefully();
     drop(node);
-    let node = Node::start(dir.path(), "1");
+    let node = start(dir.path(), "1");
     let mut c = Conn::open(node.addr).unwrap();
     assert_eq!(status(&mut c, "b", "hero").like(), (true, 2));
     let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
@@ -533,23 +390,20 @@ fn wal_sync_off_warns_never_fsyncs_and_still_serves_likes() {
 /// answer now lives in the state store, not only in the log.
 #[test]
 fn a_keyed_toggle_retried_after_a_clean_restart_gets_the_first_answer() {
-    let dir = TempDir::new();
-    let mut node = Node::start(dir.path(), "2");
+    let dir = DataDir::new("likes");
+    let mut node = start(dir.path(), "2");
     let mut c = Conn::open(node.addr).unwrap();
     let auth = format!("Bearer {}", token("deployer"));
     let keyed = [("Authorization", auth.as_str()), ("Idempotency-Key", "click-after-deploy")];
     toggle(&mut c, "other", "진격캐넌").like();
     assert_eq!(c.send("POST", &like_path("진격캐넌"), &keyed).unwrap().like(), (true, 2));
     drop(c);
-    let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let exit = node.child.wait().unwrap();
-    assert!(exit.success(), "exit after SIGTERM: {exit:?}\n{}", node.log().join("\n"));
+    node.stop_gracefully();
     drop(node);
 
-    let node = Node::start(dir.path(), "2");
-    let log = node.log();
-    assert!(log.iter().filter(|l| l.contains("recovered")).all(|l| l.contains("replayed 0 log entries")), "{log:?}");
+    let node = start(dir.path(), "2");
+    let recovered = node.log_lines("recovered");
+    assert!(recovered.iter().all(|l| l.contains("replayed 0 log entries")), "{recovered:?}");
     let mut c = Conn::open(node.addr).unwrap();
     assert_eq!(c.send("POST", &like_path("진격캐넌"), &keyed).unwrap().like(), (true, 2), "the retry is not a second toggle");
     assert_eq!(status(&mut c, "deployer", "진격캐넌").like(), (true, 2), "likeCount unchanged");
