@@ -11,21 +11,14 @@ pub fn utc_now_iso() -> String {
     iso_from_unix(secs)
 }
 
-/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS` (UTC).
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS` (UTC): RFC 3339
+/// (humantime) without its `Z`, as the original's LocalDateTime has no offset.
 pub fn iso_from_unix(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    let at = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let mut text = humantime::format_rfc3339_seconds(at).to_string();
+    debug_assert!(text.ends_with('Z'));
+    text.pop();
+    text
 }
 
 #[cfg(test)]
