@@ -16,20 +16,32 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 /// write `name.tmp`, fsync it, rename over `name`, fsync the directory.
 /// A crash at any point leaves either the old or the new file, never a mix.
 pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result<(), StorageError> {
+    write_temp(dir, name, bytes, fsync)?;
+    publish_temp(dir, name, fsync)
+}
+
+/// First half of [`atomic_write`] (apart so a caller can put a crash point
+/// between the halves): write `dir/name.tmp`, fsync it when asked.
+pub fn write_temp(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&tmp)
+        .ctx(|| format!("create {}", tmp.display()))?;
+    f.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
+    if fsync {
+        f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+    }
+    Ok(())
+}
+
+/// Second half of [`atomic_write`]: rename `dir/name.tmp` over `dir/name`,
+/// fsync the directory when asked.
+pub fn publish_temp(dir: &Path, name: &str, fsync: bool) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
-    {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&tmp)
-            .ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
-        if fsync {
-            f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
-        }
-    }
     fs::rename(&tmp, &dst).ctx(|| format!("rename {} -> {}", tmp.display(), dst.display()))?;
     if fsync {
         sync_dir(dir)?;

@@ -14,8 +14,7 @@
 //! is above the durable checkpoint; checkpoints compact the others (see
 //! [`StateStore::checkpoint`]).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -336,21 +335,9 @@ impl StateStore {
         failpoint::hit(FailPoint::AfterSledFlush);
         fsutil::sync_tree(&self.dir.join(SLED_DIR))?;
         failpoint::hit(FailPoint::AfterSledSync);
-        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-        {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(&tmp)
-                .ctx(|| format!("create {}", tmp.display()))?;
-            f.write_all(&encode_u64_file(index)).ctx(|| format!("write {}", tmp.display()))?;
-            f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
-        }
+        fsutil::write_temp(&self.dir, CHECKPOINT_FILE, &encode_u64_file(index), true)?;
         failpoint::hit(FailPoint::AfterCheckpointTemp);
-        let dst = self.dir.join(CHECKPOINT_FILE);
-        fs::rename(&tmp, &dst).ctx(|| format!("rename {}", tmp.display()))?;
-        fsutil::sync_dir(&self.dir)?;
+        fsutil::publish_temp(&self.dir, CHECKPOINT_FILE, true)?;
         failpoint::hit(FailPoint::AfterCheckpointRename);
         self.checkpoint_index.store(index, Ordering::Release);
         self.checkpoint_at_us.store(self.opened.elapsed().as_micros() as u64, Ordering::Relaxed);
