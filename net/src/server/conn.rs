@@ -360,44 +360,40 @@ impl<S: Service> Conn<'_, S> {
             return true;
         }
         let out = std::mem::take(&mut self.out);
-        let len = out.len();
-        match timeout(self.limits().idle_timeout, self.stream.write_all(out)).await {
-            Ok((Ok(_), mut out)) => {
-                CoreCounters::add(&self.core.counters.bytes_written, len as u64);
-                out.clear();
-                // Do not keep a huge buffer around for an idle connection.
-                if out.capacity() <= OUT_FLUSH_BYTES {
-                    self.out = out;
-                }
-                self.pending = 0;
-                true
-            }
-            Ok((Err(_), _)) => {
-                CoreCounters::inc(&self.core.counters.io_errors);
-                false
-            }
-            Err(_) => {
-                CoreCounters::inc(&self.core.counters.timeout_idle);
-                false
-            }
+        let Some(mut out) = self.write_counted(out).await else {
+            return false;
+        };
+        out.clear();
+        // Do not keep a huge buffer around for an idle connection.
+        if out.capacity() <= OUT_FLUSH_BYTES {
+            self.out = out;
         }
+        self.pending = 0;
+        true
     }
 
     /// Write one large body without copying it. False on error/timeout.
     async fn write_body(&mut self, body: Bytes) -> bool {
-        let len = body.len() as u64;
-        match timeout(self.limits().idle_timeout, self.stream.write_all(body)).await {
-            Ok((Ok(_), _)) => {
+        self.write_counted(body).await.is_some()
+    }
+
+    /// Write `buf` whole within the idle timeout, counting the bytes, or the
+    /// I/O error or timeout. The buffer comes back on success (for reuse).
+    async fn write_counted<B: monoio::buf::IoBuf>(&mut self, buf: B) -> Option<B> {
+        // Called by path: importing `IoBuf` would shadow `Bytes::slice` here.
+        let len = monoio::buf::IoBuf::bytes_init(&buf) as u64;
+        match timeout(self.limits().idle_timeout, self.stream.write_all(buf)).await {
+            Ok((Ok(_), buf)) => {
                 CoreCounters::add(&self.core.counters.bytes_written, len);
-                true
+                Some(buf)
             }
             Ok((Err(_), _)) => {
                 CoreCounters::inc(&self.core.counters.io_errors);
-                false
+                None
             }
             Err(_) => {
                 CoreCounters::inc(&self.core.counters.timeout_idle);
-                false
+                None
             }
         }
     }
