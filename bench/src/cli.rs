@@ -32,9 +32,7 @@ pub enum BenchCmd {
     FsyncRate(FsyncArgs),
     /// Recompute `<dir>/summary.md` from `<dir>/runs.tsv` (compare.sh calls it).
     #[command(hide = true)]
-    Summarize {
-        dir: PathBuf,
-    },
+    Summarize { dir: PathBuf },
 }
 
 #[derive(clap::Args, Debug, Clone)]

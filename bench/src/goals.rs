@@ -141,16 +141,7 @@ pub fn check(goal: &str, rule: Rule, measured: f64, unit: &str) -> GoalResult {
             }
         }
     };
-    GoalResult {
-        goal: goal.to_string(),
-        rule,
-        target: rule.target_text(unit),
-        measured,
-        unit: unit.to_string(),
-        met,
-        margin,
-        verdict,
-    }
+    GoalResult { goal: goal.to_string(), rule, target: rule.target_text(unit), measured, unit: unit.to_string(), met, margin, verdict }
 }
 
 /// `GOALS: 2 of 3 met; missed: seed-v4 p99 (...)`
@@ -290,10 +281,7 @@ mod tests {
 
     #[test]
     fn summary_names_what_was_missed() {
-        let goals = vec![
-            check("a", Rule::AtLeast(10.0), 20.0, ""),
-            check("b", Rule::Below(5.0), 10.0, "ms"),
-        ];
+        let goals = vec![check("a", Rule::AtLeast(10.0), 20.0, ""), check("b", Rule::Below(5.0), 10.0, "ms")];
         assert_eq!(summary_line(&goals), "GOALS: 1 of 2 met; missed: b (missed by 100.0 % over)");
         assert_eq!(summary_line(&goals[..1]), "GOALS: all 1 met");
     }

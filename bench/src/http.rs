@@ -299,9 +299,16 @@ enum ChunkState {
     /// Reading the hex size; `ext` once a `;` extension started.
     #[default]
     SizeStart,
-    Size { value: u64, ext: bool },
-    SizeLf { value: u64 },
-    Data { remaining: u64 },
+    Size {
+        value: u64,
+        ext: bool,
+    },
+    SizeLf {
+        value: u64,
+    },
+    Data {
+        remaining: u64,
+    },
     DataCr,
     DataLf,
     TrailerLineStart,
@@ -461,9 +468,7 @@ mod tests {
         let h = parse_head(raw).unwrap().unwrap();
         assert_eq!((h.status, h.content_length, h.chunked, h.keep_alive, h.gzip), (200, Some(12), false, true, true));
         assert_eq!(h.len, raw.len() - b"body".len());
-        let h = parse_head(b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let h = parse_head(b"HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.status, h.chunked, h.keep_alive, h.retry_after), (503, true, false, false));
         let h = parse_head(b"HTTP/1.1 503 Busy\r\nretry-after: 1\r\nContent-Length: 0\r\n\r\n").unwrap().unwrap();
         assert!(h.retry_after);

@@ -22,15 +22,14 @@ pub fn render_svg(report: &Report) -> Result<String, PlotError> {
     {
         let root = SVGBackend::with_string(&mut svg, (1000, 1050)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let title = format!(
-            "{} -> {}  ({}, {} conn)",
-            report.meta.workload, report.meta.target, report.meta.mode, report.meta.connections
-        );
+        let title = format!("{} -> {}  ({}, {} conn)", report.meta.workload, report.meta.target, report.meta.mode, report.meta.connections);
         let (head, body) = root.split_vertically(40);
         head.draw(&Text::new(title, (10, 10), ("sans-serif", 18).into_font())).map_err(err)?;
-        head.draw(&Text::new(report.first_line.clone(), (10, 28), ("sans-serif", 13).into_font().color(
-            &if report.errors_total > 0 { RED } else { BLACK },
-        )))
+        head.draw(&Text::new(
+            report.first_line.clone(),
+            (10, 28),
+            ("sans-serif", 13).into_font().color(&if report.errors_total > 0 { RED } else { BLACK }),
+        ))
         .map_err(err)?;
         let panels = body.split_evenly((3, 1));
         latency_over_time(report, &panels[0])?;
@@ -106,12 +105,8 @@ fn throughput_over_time(report: &Report, area: &Area) -> Result<(), PlotError> {
 
 /// x = "nines" (0 → p0, 1 → p90, 2 → p99, 3 → p99.9 ...), y = latency.
 fn percentile_spectrum(report: &Report, area: &Area) -> Result<(), PlotError> {
-    let pts: Vec<(f64, f64)> = report
-        .percentile_spectrum
-        .iter()
-        .filter(|p| p.quantile < 1.0)
-        .map(|p| (-(1.0 - p.quantile).log10(), ms(p.latency_us)))
-        .collect();
+    let pts: Vec<(f64, f64)> =
+        report.percentile_spectrum.iter().filter(|p| p.quantile < 1.0).map(|p| (-(1.0 - p.quantile).log10(), ms(p.latency_us))).collect();
     let x_max = pts.last().map(|p| p.0).unwrap_or(1.0).max(1.0);
     let y_max = report.latency_us.max.max(1) as f64 / 1000.0 * 2.0;
     let y_min = pts.first().map(|p| p.1).unwrap_or(FLOOR_MS).min(y_max / 10.0).max(FLOOR_MS) / 2.0;

@@ -254,8 +254,7 @@ impl Recorder {
     /// The finished report. `duration` is the measured phase's length.
     pub fn report(&self, meta: RunMeta, duration: Duration) -> Report {
         let secs = duration.as_secs_f64().max(1e-9);
-        let errors: BTreeMap<String, u64> =
-            self.errors.iter().map(|(k, v)| (k.error_key().expect("only errors are stored"), *v)).collect();
+        let errors: BTreeMap<String, u64> = self.errors.iter().map(|(k, v)| (k.error_key().expect("only errors are stored"), *v)).collect();
         let error_total = self.errors();
         let w = self.bucket_width.as_secs_f64();
         let timeline = self
@@ -482,8 +481,7 @@ impl Report {
             );
         }
         if self.routes.len() > 1 || self.routes.keys().any(|r| !r.is_empty()) {
-            let routes: Vec<String> =
-                self.routes.iter().map(|(k, v)| format!("{k}: {} ({} ok)", v.requests, v.ok)).collect();
+            let routes: Vec<String> = self.routes.iter().map(|(k, v)| format!("{k}: {} ({} ok)", v.requests, v.ok)).collect();
             let _ = writeln!(s, "routes      {}", routes.join(", "));
         }
         if self.gzip_responses > 0 {

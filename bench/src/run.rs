@@ -139,10 +139,8 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
             driver: cfg.driver,
         };
         // Lanes are dealt round-robin: thread k gets lanes k, k+threads, ...
-        let lanes: Vec<(usize, LaneRequests)> = (thread..cfg.connections)
-            .step_by(cfg.threads)
-            .map(|l| (l, cfg.workload.lane(l, cfg.seed)))
-            .collect();
+        let lanes: Vec<(usize, LaneRequests)> =
+            (thread..cfg.connections).step_by(cfg.threads).map(|l| (l, cfg.workload.lane(l, cfg.seed))).collect();
         let h = std::thread::Builder::new()
             .name(format!("bench-{thread}"))
             .spawn(move || run_thread(phase, lanes, bucket_width))
@@ -185,10 +183,8 @@ fn run_thread(phase: Phase, lanes: Vec<(usize, LaneRequests)>, bucket_width: Dur
     let work = async move {
         let phase = Rc::new(phase);
         let rec = Rc::new(RefCell::new(Recorder::new(bucket_width)));
-        let tasks: Vec<_> = lanes
-            .into_iter()
-            .map(|(lane, reqs)| monoio::spawn(lane_loop(Rc::clone(&phase), Rc::clone(&rec), lane, reqs)))
-            .collect();
+        let tasks: Vec<_> =
+            lanes.into_iter().map(|(lane, reqs)| monoio::spawn(lane_loop(Rc::clone(&phase), Rc::clone(&rec), lane, reqs))).collect();
         for t in tasks {
             t.await;
         }
@@ -196,16 +192,12 @@ fn run_thread(phase: Phase, lanes: Vec<(usize, LaneRequests)>, bucket_width: Dur
         rec.into_inner()
     };
     Ok(match driver {
-        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .map_err(RunError::Runtime)?
-            .block_on(work),
-        Driver::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .map_err(RunError::Runtime)?
-            .block_on(work),
+        Driver::Epoll => {
+            monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().map_err(RunError::Runtime)?.block_on(work)
+        }
+        Driver::Auto => {
+            monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().map_err(RunError::Runtime)?.block_on(work)
+        }
     })
 }
 

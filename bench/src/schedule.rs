@@ -15,10 +15,15 @@ use std::time::{Duration, Instant};
 pub enum Pacing {
     Closed,
     /// `rate` requests/s in total, spread evenly over all lanes.
-    FixedRate { rate: f64 },
+    FixedRate {
+        rate: f64,
+    },
     /// Each lane is a user who waits a uniform random time in `[min, max]`
     /// between the intended times of its requests.
-    ThinkTime { min: Duration, max: Duration },
+    ThinkTime {
+        min: Duration,
+        max: Duration,
+    },
 }
 
 impl Pacing {
@@ -92,9 +97,7 @@ impl LaneSchedule {
     pub fn next_intended(&mut self, now: Instant) -> Instant {
         let t = match self.pacing {
             Pacing::Closed => now.max(self.start),
-            Pacing::FixedRate { .. } => {
-                self.start + Duration::from_nanos(self.phase_ns + self.k * self.period_ns)
-            }
+            Pacing::FixedRate { .. } => self.start + Duration::from_nanos(self.phase_ns + self.k * self.period_ns),
             Pacing::ThinkTime { min, max } => match self.prev {
                 // Users arrive spread over the first think interval.
                 None => self.start + self.rng.duration_between(Duration::ZERO, max),
@@ -189,10 +192,7 @@ mod tests {
             assert_eq!(d.as_micros(), i as u128 * 1000, "request {i}");
         }
         assert_eq!(fixed_rate_count(1000.0, lanes, t0, t0, t0 + Duration::from_secs(1)), 1000);
-        assert_eq!(
-            fixed_rate_count(1000.0, lanes, t0, t0 + Duration::from_millis(200), t0 + Duration::from_secs(1)),
-            800
-        );
+        assert_eq!(fixed_rate_count(1000.0, lanes, t0, t0 + Duration::from_millis(200), t0 + Duration::from_secs(1)), 800);
     }
 
     #[test]

@@ -35,9 +35,8 @@ pub fn fetch_metrics(addr: SocketAddr, host: &str) -> Result<String, ScrapeError
     s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())?;
     let mut raw = Vec::new();
     s.take(MAX_METRICS_BYTES).read_to_end(&mut raw)?;
-    let head = crate::http::parse_head(&raw)
-        .map_err(|_| ScrapeError::Malformed("head"))?
-        .ok_or(ScrapeError::Malformed("incomplete head"))?;
+    let head =
+        crate::http::parse_head(&raw).map_err(|_| ScrapeError::Malformed("head"))?.ok_or(ScrapeError::Malformed("incomplete head"))?;
     if head.status != 200 {
         return Err(ScrapeError::Status(head.status));
     }

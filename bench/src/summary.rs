@@ -192,10 +192,38 @@ pub fn summarize(m: &Measurements) -> Summary {
     let mut pairs = vec![
         pair(m, "generators agree: ours / wrk, nginx static gzip (req/s)", NGINX_OURS, NGINX_WRK, "rps", None),
         pair(m, "generators agree: ours / wrk, node seed-v4 one character (req/s)", NODE_OURS_ONE, NODE_WRK, "rps", None),
-        pair(m, "ours / wrk with the original's Lua script (request() + response() per request)", NGINX_OURS, NGINX_WRK_ORIGINAL, "rps", None),
-        pair(m, "node seed-v4 / nginx static, same gzip bytes (req/s)", NODE_SEED, NGINX_OURS, "rps", Some(Rule::AtLeast(goals::SEED_V4_VS_NGINX))),
-        pair(m, "node durable likes / nginx fixed JSON to the same POSTs (req/s)", NODE_LIKES, NGINX_LIKES, "rps", Some(Rule::AtLeast(goals::LIKES_VS_NGINX))),
-        pair(m, "node durable likes / same node with --wal-sync off (req/s)", NODE_LIKES, NODE_LIKES_NOSYNC, "rps", Some(Rule::AtLeast(goals::LIKES_VS_FSYNC_OFF))),
+        pair(
+            m,
+            "ours / wrk with the original's Lua script (request() + response() per request)",
+            NGINX_OURS,
+            NGINX_WRK_ORIGINAL,
+            "rps",
+            None,
+        ),
+        pair(
+            m,
+            "node seed-v4 / nginx static, same gzip bytes (req/s)",
+            NODE_SEED,
+            NGINX_OURS,
+            "rps",
+            Some(Rule::AtLeast(goals::SEED_V4_VS_NGINX)),
+        ),
+        pair(
+            m,
+            "node durable likes / nginx fixed JSON to the same POSTs (req/s)",
+            NODE_LIKES,
+            NGINX_LIKES,
+            "rps",
+            Some(Rule::AtLeast(goals::LIKES_VS_NGINX)),
+        ),
+        pair(
+            m,
+            "node durable likes / same node with --wal-sync off (req/s)",
+            NODE_LIKES,
+            NODE_LIKES_NOSYNC,
+            "rps",
+            Some(Rule::AtLeast(goals::LIKES_VS_FSYNC_OFF)),
+        ),
         pair(m, "node durable likes / redis INCR, appendfsync always (req/s)", NODE_LIKES, REDIS, "rps", None),
         pair(m, "node durable likes / raw fdatasync rate (writes per raw sync)", NODE_LIKES, FSYNC, "rps", None),
     ];
@@ -221,16 +249,40 @@ pub fn summarize(m: &Measurements) -> Summary {
         ),
     ]);
     let figures = vec![
-        ("raw fdatasync/s (median)".into(), fig(FSYNC, "rps"), "maple bench fsync-rate on the node's data dir, 4 KiB + fdatasync, 1 writer".into()),
-        ("node likes per fsync (median)".into(), fig(NODE_LIKES, "per_fsync"), "acknowledged toggles / fdatasync calls, from /metrics before and after".into()),
-        ("redis INCR per fsync".into(), m.figure(&format!("{REDIS}.per_fsync")), "strace -c -f -e fdatasync,fsync on redis-server during one extra redis-benchmark run".into()),
+        (
+            "raw fdatasync/s (median)".into(),
+            fig(FSYNC, "rps"),
+            "maple bench fsync-rate on the node's data dir, 4 KiB + fdatasync, 1 writer".into(),
+        ),
+        (
+            "node likes per fsync (median)".into(),
+            fig(NODE_LIKES, "per_fsync"),
+            "acknowledged toggles / fdatasync calls, from /metrics before and after".into(),
+        ),
+        (
+            "redis INCR per fsync".into(),
+            m.figure(&format!("{REDIS}.per_fsync")),
+            "strace -c -f -e fdatasync,fsync on redis-server during one extra redis-benchmark run".into(),
+        ),
         ("node fsync-off likes/s (median)".into(), fig(NODE_LIKES_NOSYNC, "rps"), "same node build, --wal-sync off".into()),
         ("overload capacity (req/s)".into(), m.figure(&format!("{OVERLOAD}.capacity")), "closed-loop probe in the same run".into()),
         ("overload offered (req/s)".into(), m.figure(&format!("{OVERLOAD}.offered")), "3x capacity, open loop".into()),
-        ("overload accepted p99 from intended (ms)".into(), m.figure(&format!("{OVERLOAD}.accepted_p99_us")) / 1000.0, "2xx only, latency from the intended send time".into()),
+        (
+            "overload accepted p99 from intended (ms)".into(),
+            m.figure(&format!("{OVERLOAD}.accepted_p99_us")) / 1000.0,
+            "2xx only, latency from the intended send time".into(),
+        ),
         ("overload accepted max from intended (ms)".into(), m.figure(&format!("{OVERLOAD}.accepted_max_us")) / 1000.0, "".into()),
-        ("overload capacity probe p99 (ms)".into(), m.figure(&format!("{OVERLOAD}.capacity_p99_us")) / 1000.0, "closed loop at capacity".into()),
-        ("overload p99 of the 503 + Retry-After answers (ms)".into(), m.figure(&format!("{OVERLOAD}.shed_p99_us")) / 1000.0, "from the intended send time: how fast the node says no".into()),
+        (
+            "overload capacity probe p99 (ms)".into(),
+            m.figure(&format!("{OVERLOAD}.capacity_p99_us")) / 1000.0,
+            "closed loop at capacity".into(),
+        ),
+        (
+            "overload p99 of the 503 + Retry-After answers (ms)".into(),
+            m.figure(&format!("{OVERLOAD}.shed_p99_us")) / 1000.0,
+            "from the intended send time: how fast the node says no".into(),
+        ),
         ("overload shed share".into(), m.figure(&format!("{OVERLOAD}.shed_share")), "503 + Retry-After / requests due".into()),
     ];
     Summary { first_line: goals::summary_line(&goals), pairs, goals, figures }
@@ -250,7 +302,8 @@ impl Summary {
         let _ = writeln!(s, "| pair | A median | B median | A/B | A/B quiet rounds | per round |\n|---|---|---|---|---|---|");
         for p in &self.pairs {
             let per: Vec<String> = p.per_round.iter().map(|(r, x)| format!("r{r} {x:.3}")).collect();
-            let quiet = if p.quiet_rounds > 0 { format!("{:.3} ({} rounds)", p.quiet_ratio, p.quiet_rounds) } else { "no quiet round".into() };
+            let quiet =
+                if p.quiet_rounds > 0 { format!("{:.3} ({} rounds)", p.quiet_ratio, p.quiet_rounds) } else { "no quiet round".into() };
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | **{}** | {quiet} | {} |",
@@ -339,10 +392,12 @@ mod tests {
         let md = summarize_dir(dir.path()).unwrap();
         assert!(md.starts_with("# bench compare — test\n\nGOALS: "));
         assert!(md.ends_with("## Commands\n"));
-        assert!(md.contains("| node durable likes / same node with --wal-sync off (req/s) | >= 0.800 | 0.909 | met: met, +13.6 % |"), "{md}");
+        assert!(
+            md.contains("| node durable likes / same node with --wal-sync off (req/s) | >= 0.800 | 0.909 | met: met, +13.6 % |"),
+            "{md}"
+        );
         assert_eq!(std::fs::read_to_string(dir.path().join("summary.md")).unwrap(), md);
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
         assert!(json["goals"].as_array().unwrap().len() >= 10);
         assert!(summarize_dir(&dir.path().join("missing")).is_err());
     }

@@ -212,12 +212,7 @@ impl Workload {
     /// The request source of lane `lane` (global index over all threads).
     pub fn lane(&self, lane: usize, seed: u64) -> LaneRequests {
         assert!(lane < self.shared.lanes);
-        LaneRequests {
-            shared: Arc::clone(&self.shared),
-            lane,
-            seq: 0,
-            rng: SplitMix64::new(seed ^ 0x5EED ^ ((lane as u64) << 32)),
-        }
+        LaneRequests { shared: Arc::clone(&self.shared), lane, seq: 0, rng: SplitMix64::new(seed ^ 0x5EED ^ ((lane as u64) << 32)) }
     }
 }
 

@@ -143,8 +143,7 @@ fn closed_loop_seed_v4_without_errors_writes_all_outputs() {
     bench::cli::save(dir.path(), &report, &report.to_text()).unwrap();
     let svg = std::fs::read_to_string(dir.path().join("latency.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("latency by percentile"));
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["meta"]["workload"], "seed-v4");
     assert_eq!(json["responses"], report.responses);
     let text = std::fs::read_to_string(dir.path().join("report.txt")).unwrap();
@@ -209,13 +208,8 @@ fn bare_503_is_an_error() {
 #[test]
 fn mixed_users_send_reads_and_likes() {
     let (url, _) = start_server(0);
-    let mut cfg = config(
-        &url,
-        WorkloadKind::Mixed,
-        Pacing::ThinkTime { min: Duration::from_millis(10), max: Duration::from_millis(30) },
-        8,
-        SECRET,
-    );
+    let mut cfg =
+        config(&url, WorkloadKind::Mixed, Pacing::ThinkTime { min: Duration::from_millis(10), max: Duration::from_millis(30) }, 8, SECRET);
     cfg.duration = Duration::from_millis(1500);
     let report = run(&cfg).unwrap();
     assert_eq!(report.errors_total, 0, "{:?}", report.errors);

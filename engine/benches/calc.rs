@@ -47,9 +47,7 @@ fn bench(c: &mut Criterion) {
             black_box(doc.preset(1).len())
         })
     });
-    group.bench_function("compute", |b| {
-        b.iter(|| calc.compute("evan", black_box(&input), "2026-11-23T10:00:00".into()).unwrap())
-    });
+    group.bench_function("compute", |b| b.iter(|| calc.compute("evan", black_box(&input), "2026-11-23T10:00:00".into()).unwrap()));
     group.throughput(Throughput::Bytes(rendered.len() as u64));
     group.bench_function("render", |b| b.iter(|| serde_json::to_vec(black_box(&response)).unwrap()));
     group.bench_function("gzip", |b| b.iter(|| gzip(black_box(&rendered))));

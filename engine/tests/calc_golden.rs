@@ -7,7 +7,6 @@
 //! name of the item's grade; the key is `isNoljang` (theirs: `noljang`);
 //! `_`-prefixed reference keys are diagnostics and ignored.
 
-
 use engine::expectation::Calculator;
 use serde_json::Value;
 
@@ -18,9 +17,7 @@ fn read(name: &str) -> Vec<u8> {
 }
 
 fn ours(fixture: &str) -> Value {
-    let response = Calculator::embedded()
-        .compute("tester", &read(fixture), "2026-11-23T10:00:00".into())
-        .expect("fixture computes");
+    let response = Calculator::embedded().compute("tester", &read(fixture), "2026-11-23T10:00:00".into()).expect("fixture computes");
     serde_json::to_value(&response).unwrap()
 }
 
@@ -100,20 +97,10 @@ fn item(ours: &Value, theirs: &Value, ctx: &str) {
     let black_grade = if priced { theirs["potentialGrade"].as_str() } else { None };
     let additional_grade = if priced { theirs["additionalPotentialGrade"].as_str() } else { None };
     cube(&ours["blackCubeExpectation"], &theirs["blackCubeExpectation"], black_grade, &format!("{ctx}.black"));
-    cube(
-        &ours["additionalCubeExpectation"],
-        &theirs["additionalCubeExpectation"],
-        additional_grade,
-        &format!("{ctx}.additional"),
-    );
+    cube(&ours["additionalCubeExpectation"], &theirs["additionalCubeExpectation"], additional_grade, &format!("{ctx}.additional"));
 
     let (o, t, sctx) = (&ours["starforceExpectation"], &theirs["starforceExpectation"], format!("{ctx}.starforce"));
-    for key in [
-        "currentStar",
-        "targetStar",
-        "costWithoutDestroyPreventionText",
-        "costWithDestroyPreventionText",
-    ] {
+    for key in ["currentStar", "targetStar", "costWithoutDestroyPreventionText", "costWithDestroyPreventionText"] {
         assert_same(o, t, key, &sctx);
     }
     assert_eq!(o["isNoljang"], t["noljang"], "{sctx}.isNoljang");

@@ -215,10 +215,7 @@ fn out_of_range_numbers_are_rejected() {
     assert_eq!(error_of(&doc_with(vec![bad.clone()])).path(), Some("item_equipment_preset_1[0].starforce"));
     bad["starforce"] = json!(5);
     bad["item_base_option"]["base_equipment_level"] = json!(100_000);
-    assert_eq!(
-        error_of(&doc_with(vec![bad])).path(),
-        Some("item_equipment_preset_1[0].item_base_option.base_equipment_level")
-    );
+    assert_eq!(error_of(&doc_with(vec![bad])).path(), Some("item_equipment_preset_1[0].item_base_option.base_equipment_level"));
 }
 
 #[test]

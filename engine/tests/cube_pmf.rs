@@ -3,8 +3,7 @@
 //! behaviour rather than Java object plumbing), and property tests.
 
 use engine::expectation::cube::pmf::{
-    convolve_all, expected_trials, expected_trials_ceil, kahan_sum, tail_probability, DensePmf,
-    PmfError, SparsePmf,
+    convolve_all, expected_trials, expected_trials_ceil, kahan_sum, tail_probability, DensePmf, PmfError, SparsePmf,
 };
 use engine::expectation::cube::{CubeKind, CubeOutcome, CubeQuery, CubeTables};
 use proptest::prelude::*;
@@ -53,10 +52,7 @@ fn calc_003_clamp_limits_size_to_target_plus_one() {
 #[test]
 fn calc_004_no_clamp_covers_max_sum() {
     let s = sparse(&[(0, 0.7), (6, 0.2), (9, 0.1)]);
-    assert_eq!(
-        convolve_all(&[s.clone(), s], 100, false).unwrap().size(),
-        19
-    );
+    assert_eq!(convolve_all(&[s.clone(), s], 100, false).unwrap().size(), 19);
 }
 
 #[test]
@@ -72,10 +68,7 @@ fn calc_005_overflow_accumulates_in_last_bucket() {
 fn calc_006_negative_value_is_an_error() {
     let a = sparse(&[(0, 0.5), (6, 0.3), (12, 0.2)]);
     let b = sparse(&[(0, 0.7), (-1, 0.3)]);
-    assert_eq!(
-        convolve_all(&[a, b], 20, true),
-        Err(PmfError::NegativeValue(-1))
-    );
+    assert_eq!(convolve_all(&[a, b], 20, true), Err(PmfError::NegativeValue(-1)));
 }
 
 #[test]
@@ -116,12 +109,8 @@ fn calc_015_to_020_validity_checks() {
     assert!(DensePmf::from_vec(vec![0.5, f64::INFINITY, 0.5]).has_nan_or_inf());
     assert!(DensePmf::from_vec(vec![0.5, 1.5, 0.5]).has_value_exceeding_one());
     assert!(!DensePmf::from_vec(vec![0.5, 1.0 + 1e-13, 0.5]).has_value_exceeding_one());
-    assert!(DensePmf::from_vec(vec![0.5, 0.6])
-        .check_invariants()
-        .is_err());
-    assert!(DensePmf::from_vec(vec![0.25, 0.75])
-        .check_invariants()
-        .is_ok());
+    assert!(DensePmf::from_vec(vec![0.5, 0.6]).check_invariants().is_err());
+    assert!(DensePmf::from_vec(vec![0.25, 0.75]).check_invariants().is_ok());
 }
 
 #[test]
@@ -155,10 +144,7 @@ fn tail_and_trials() {
     assert_eq!(expected_trials(0.0), f64::INFINITY);
     assert_eq!(expected_trials_ceil(0.09), 12);
     assert_eq!(expected_trials_ceil(0.0), u64::MAX);
-    assert!(
-        convolve_all(&[sparse(&[(0, 1.0)])], u32::MAX, true).is_err(),
-        "bounded memory"
-    );
+    assert!(convolve_all(&[sparse(&[(0, 1.0)])], u32::MAX, true).is_err(), "bounded memory");
 }
 
 // ---------------------------------------------------------------- properties
@@ -233,13 +219,7 @@ const PARTS: [&str; 6] = ["모자", "상의", "무기", "장갑", "반지1", "�
 const LEVELS: [u32; 4] = [120, 160, 200, 250];
 
 fn outcome(kind: CubeKind, slot: &str, level: u32, lines: &[&str]) -> CubeOutcome {
-    CubeTables::embedded().expectation(&CubeQuery {
-        kind,
-        slot,
-        level,
-        grade: "레전드리",
-        lines,
-    })
+    CubeTables::embedded().expectation(&CubeQuery { kind, slot, level, grade: "레전드리", lines })
 }
 
 proptest! {

@@ -8,10 +8,7 @@ use engine::expectation::flame;
 use flame::dp::{binomial, success_probability, DpError, DENSE_MAX_TARGET};
 use flame::pmf::OptionPmf;
 use flame::tables::tables;
-use flame::{
-    expected_trials, flame_expectation, FlameCategory, FlameInput, FlameOption, FlameType,
-    JobWeights, TrialsStatus, WeaponBase,
-};
+use flame::{expected_trials, flame_expectation, FlameCategory, FlameInput, FlameOption, FlameType, JobWeights, TrialsStatus, WeaponBase};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -24,10 +21,7 @@ fn stage_odds_sum_to_one() {
             let total: f64 = probs.iter().map(|e| e.1).sum();
             assert!((total - 1.0).abs() < 1e-12, "{boss} {flame:?}: {total}");
             assert!(probs.iter().all(|e| e.1 > 0.0 && (1..=7).contains(&e.0)));
-            assert!(
-                probs.windows(2).all(|w| w[0].0 < w[1].0),
-                "ascending stages"
-            );
+            assert!(probs.windows(2).all(|w| w[0].0 < w[1].0), "ascending stages");
         }
     }
 }
@@ -39,29 +33,12 @@ fn option_pmfs_are_distributions() {
     for class in ["에반", "메카닉", "제논", "데몬어벤져", "섀도어", ""] {
         let w = JobWeights::for_class(class);
         for level in [0, 100, 130, 160, 170, 180, 200, 250] {
-            for cat in [
-                FlameCategory::BossWeapon,
-                FlameCategory::BossArmor,
-                FlameCategory::OtherWeapon,
-                FlameCategory::OtherArmor,
-            ] {
+            for cat in [FlameCategory::BossWeapon, FlameCategory::BossArmor, FlameCategory::OtherWeapon, FlameCategory::OtherArmor] {
                 for flame in FlameType::ALL {
-                    let pmfs = flame::pmf::option_pmfs(
-                        cat,
-                        flame,
-                        level,
-                        &w,
-                        WeaponBase {
-                            attack: 200,
-                            magic: 300,
-                        },
-                    );
+                    let pmfs = flame::pmf::option_pmfs(cat, flame, level, &w, WeaponBase { attack: 200, magic: 300 });
                     assert!(pmfs.len() <= t.pool(cat.weapon()).len());
                     for p in &pmfs {
-                        assert!(
-                            (p.mass() - 1.0).abs() < 1e-12,
-                            "{class} {level} {cat:?} {flame:?} {p:?}"
-                        );
+                        assert!((p.mass() - 1.0).abs() < 1e-12, "{class} {level} {cat:?} {flame:?} {p:?}");
                         assert!(p.entries.windows(2).all(|w| w[0].0 < w[1].0));
                     }
                 }
@@ -80,19 +57,11 @@ fn brute_force(pmfs: &[OptionPmf], boss: bool, target: u64) -> f64 {
         if k > 4 {
             continue;
         }
-        let chosen: Vec<&OptionPmf> = (0..n)
-            .filter(|i| mask & (1 << i) != 0)
-            .map(|i| &pmfs[i])
-            .collect();
+        let chosen: Vec<&OptionPmf> = (0..n).filter(|i| mask & (1 << i) != 0).map(|i| &pmfs[i]).collect();
         // Walk every stage combination (mixed-radix counter).
         let mut idx = vec![0usize; k];
         loop {
-            let (sum, p) = chosen
-                .iter()
-                .zip(&idx)
-                .fold((0u64, 1.0f64), |(s, p), (pmf, &i)| {
-                    (s + pmf.entries[i].0, p * pmf.entries[i].1)
-                });
+            let (sum, p) = chosen.iter().zip(&idx).fold((0u64, 1.0f64), |(s, p), (pmf, &i)| (s + pmf.entries[i].0, p * pmf.entries[i].1));
             if sum >= target {
                 mass[k] += p;
             }
@@ -113,10 +82,7 @@ fn brute_force(pmfs: &[OptionPmf], boss: bool, target: u64) -> f64 {
     if boss {
         mass[4] / binomial(n, 4)
     } else {
-        (1..=n.min(4))
-            .map(|k| mass[k] / binomial(n, k))
-            .sum::<f64>()
-            / 4.0
+        (1..=n.min(4)).map(|k| mass[k] / binomial(n, k)).sum::<f64>() / 4.0
     }
 }
 
@@ -124,23 +90,12 @@ fn brute_force(pmfs: &[OptionPmf], boss: bool, target: u64) -> f64 {
 fn pmf_strategy(max_score: u64) -> impl Strategy<Value = OptionPmf> {
     prop::collection::btree_map(0..=max_score, 1u32..100, 1..=4).prop_map(|m| {
         let total: u32 = m.values().sum();
-        OptionPmf {
-            option: FlameOption::Str,
-            entries: m
-                .into_iter()
-                .map(|(s, w)| (s, f64::from(w) / f64::from(total)))
-                .collect(),
-        }
+        OptionPmf { option: FlameOption::Str, entries: m.into_iter().map(|(s, w)| (s, f64::from(w) / f64::from(total))).collect() }
     })
 }
 
 fn scaled(pmfs: &[OptionPmf], by: u64) -> Vec<OptionPmf> {
-    pmfs.iter()
-        .map(|p| OptionPmf {
-            option: p.option,
-            entries: p.entries.iter().map(|&(s, q)| (s * by, q)).collect(),
-        })
-        .collect()
+    pmfs.iter().map(|p| OptionPmf { option: p.option, entries: p.entries.iter().map(|&(s, q)| (s * by, q)).collect() }).collect()
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -157,11 +112,7 @@ fn category() -> impl Strategy<Value = FlameCategory> {
 }
 
 fn flame_type() -> impl Strategy<Value = FlameType> {
-    prop_oneof![
-        Just(FlameType::Powerful),
-        Just(FlameType::Eternal),
-        Just(FlameType::Abyss)
-    ]
+    prop_oneof![Just(FlameType::Powerful), Just(FlameType::Eternal), Just(FlameType::Abyss)]
 }
 
 fn class() -> impl Strategy<Value = &'static str> {
@@ -184,16 +135,14 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>()
-            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "[-0-9a-z,. ]{0,16}".prop_map(Value::String),
         (-100_000i64..100_000).prop_map(|n| Value::String(n.to_string())),
     ];
     leaf.prop_recursive(3, 32, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((field_name(), inner), 0..8)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            prop::collection::vec((field_name(), inner), 0..8).prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
         ]
     })
 }

@@ -3,7 +3,6 @@
 //! (`derived/v4_reference_*.json`: `flameExpectation.*FlameTrials`,
 //! `_target`, `_category`).
 
-
 use engine::expectation::flame;
 use flame::{flame_expectation, weapon_base, FlameInput, TrialsStatus};
 use serde_json::Value;
@@ -16,9 +15,7 @@ fn load(name: &str) -> Value {
 
 fn level_of(item: &Value) -> u32 {
     let v = &item["item_base_option"]["base_equipment_level"];
-    v.as_u64()
-        .map(|n| n as u32)
-        .unwrap_or_else(|| flame::weights::nexon_int(v).max(0) as u32)
+    v.as_u64().map(|n| n as u32).unwrap_or_else(|| flame::weights::nexon_int(v).max(0) as u32)
 }
 
 /// Checks one character; returns how many items had a flame target.
@@ -31,22 +28,12 @@ fn check_character(equip_file: &str, reference_file: &str) -> usize {
     assert_eq!(presets.len(), 3);
     for preset in presets {
         let no = preset["presetNo"].as_u64().unwrap();
-        let items = equip[format!("item_equipment_preset_{no}")]
-            .as_array()
-            .expect("fixture preset");
+        let items = equip[format!("item_equipment_preset_{no}")].as_array().expect("fixture preset");
         let expected = preset["items"].as_array().unwrap();
-        assert_eq!(
-            items.len(),
-            expected.len(),
-            "{equip_file} preset {no}: item count"
-        );
+        assert_eq!(items.len(), expected.len(), "{equip_file} preset {no}: item count");
         for (item, want) in items.iter().zip(expected) {
             let name = item["item_name"].as_str().unwrap();
-            assert_eq!(
-                name,
-                want["itemName"].as_str().unwrap(),
-                "fixture/reference order"
-            );
+            assert_eq!(name, want["itemName"].as_str().unwrap(), "fixture/reference order");
             let base = weapon_base(&item["item_base_option"]);
             let out = flame_expectation(&FlameInput {
                 item_name: name,
@@ -59,33 +46,14 @@ fn check_character(equip_file: &str, reference_file: &str) -> usize {
             });
             let f = &want["flameExpectation"];
             let ctx = format!("{equip_file} preset {no} {name}: got {out:?}, want {f}");
-            assert_eq!(
-                out.powerful,
-                f["powerfulFlameTrials"].as_f64().unwrap(),
-                "{ctx}"
-            );
-            assert_eq!(
-                out.eternal,
-                f["eternalFlameTrials"].as_f64().unwrap(),
-                "{ctx}"
-            );
+            assert_eq!(out.powerful, f["powerfulFlameTrials"].as_f64().unwrap(), "{ctx}");
+            assert_eq!(out.eternal, f["eternalFlameTrials"].as_f64().unwrap(), "{ctx}");
             assert_eq!(out.abyss, f["abyssFlameTrials"].as_f64().unwrap(), "{ctx}");
-            assert_eq!(
-                out.target.map(u64::from),
-                f.get("_target").and_then(Value::as_u64),
-                "{ctx}"
-            );
-            assert_eq!(
-                out.category,
-                f.get("_category").and_then(Value::as_str),
-                "{ctx}"
-            );
+            assert_eq!(out.target.map(u64::from), f.get("_target").and_then(Value::as_u64), "{ctx}");
+            assert_eq!(out.category, f.get("_category").and_then(Value::as_str), "{ctx}");
             // A 0 with a target is never silent: its status says why.
-            for (trials, status) in [
-                (out.powerful, out.status.powerful),
-                (out.eternal, out.status.eternal),
-                (out.abyss, out.status.abyss),
-            ] {
+            for (trials, status) in [(out.powerful, out.status.powerful), (out.eternal, out.status.eternal), (out.abyss, out.status.abyss)]
+            {
                 match out.target {
                     None => assert_eq!(status, TrialsStatus::NoTarget, "{ctx}"),
                     Some(_) if trials == 0.0 => assert!(status.is_unavailable(), "{ctx}"),

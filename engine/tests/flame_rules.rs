@@ -14,8 +14,8 @@ use flame::pmf::{option_pmfs, weapon_att_bonus};
 use flame::tables::tables;
 use flame::weights::nexon_int;
 use flame::{
-    expected_trials, flame_expectation, round_trials, AddOption, FlameCategory, FlameInput,
-    FlameOption, FlameOutcome, FlameType, JobWeights, TrialsStatus, WeaponBase,
+    expected_trials, flame_expectation, round_trials, AddOption, FlameCategory, FlameInput, FlameOption, FlameOutcome, FlameType,
+    JobWeights, TrialsStatus, WeaponBase,
 };
 use serde_json::{json, Value};
 
@@ -28,15 +28,7 @@ fn class_weights() {
     let evan = JobWeights::for_class("에반");
     assert_eq!(stats(&evan), [0, 0, 10, 1]);
     assert_eq!(
-        (
-            evan.w_hp,
-            evan.w_mp,
-            evan.w_allstat_pct,
-            evan.w_att,
-            evan.w_mag,
-            evan.w_dmg_pct,
-            evan.w_boss_dmg_pct
-        ),
+        (evan.w_hp, evan.w_mp, evan.w_allstat_pct, evan.w_att, evan.w_mag, evan.w_dmg_pct, evan.w_boss_dmg_pct),
         (0, 0, 100, 40, 40, 140, 140)
     );
     assert_eq!(stats(&JobWeights::for_class("메카닉")), [1, 10, 0, 0]);
@@ -50,15 +42,7 @@ fn class_weights() {
     assert_eq!(xenon.w_allstat_pct, 100);
     // HP and attack only.
     let da = JobWeights::for_class("데몬어벤져");
-    assert_eq!(
-        da,
-        JobWeights {
-            w_hp: 10,
-            w_att: 1500,
-            ..JobWeights::ZERO
-        },
-        "demon avenger weights"
-    );
+    assert_eq!(da, JobWeights { w_hp: 10, w_att: 1500, ..JobWeights::ZERO }, "demon avenger weights");
     // Blank / unknown → STR main, DEX sub.
     assert_eq!(stats(&JobWeights::for_class("")), [10, 1, 0, 0]);
     assert_eq!(stats(&JobWeights::for_class("모험가")), [10, 1, 0, 0]);
@@ -74,10 +58,7 @@ fn target_is_weighted_add_option() {
     let a = AddOption::from_json(&add);
     assert_eq!(a.score(&JobWeights::for_class("에반")), 10664);
     // Mechanic: DEX 10, STR 1, magic still 40.
-    assert_eq!(
-        a.score(&JobWeights::for_class("메카닉")),
-        24 * 10 + 24 + 400 + 250 * 40
-    );
+    assert_eq!(a.score(&JobWeights::for_class("메카닉")), 24 * 10 + 24 + 400 + 250 * 40);
     // Demon avenger: only HP (×10) and attack (×1500).
     let da = AddOption::from_json(&json!({"max_hp": "1200", "attack_power": "3", "str": "90"}));
     assert_eq!(da.score(&JobWeights::for_class("데몬어벤져")), 12000 + 4500);
@@ -119,45 +100,21 @@ fn level_buckets_and_values() {
     }
     let l200 = t.level_table(200);
     for stage in 1..=7u8 {
-        assert_eq!(
-            l200.value(FlameOption::Str, stage),
-            Some(11 * u32::from(stage))
-        );
-        assert_eq!(
-            l200.value(FlameOption::StrDex, stage),
-            Some(6 * u32::from(stage))
-        );
-        assert_eq!(
-            l200.value(FlameOption::MaxHp, stage),
-            Some(600 * u32::from(stage))
-        );
+        assert_eq!(l200.value(FlameOption::Str, stage), Some(11 * u32::from(stage)));
+        assert_eq!(l200.value(FlameOption::StrDex, stage), Some(6 * u32::from(stage)));
+        assert_eq!(l200.value(FlameOption::MaxHp, stage), Some(600 * u32::from(stage)));
     }
     assert_eq!(l200.value(FlameOption::Str, 0), None);
     assert_eq!(l200.value(FlameOption::Str, 8), None);
     let l160 = t.level_table(160);
-    assert_eq!(
-        l160.value(FlameOption::Str, 2),
-        None,
-        "160 has no stages 1–2"
-    );
+    assert_eq!(l160.value(FlameOption::Str, 2), None, "160 has no stages 1–2");
     assert_eq!(l160.value(FlameOption::Str, 3), Some(27));
-    assert_eq!(
-        l160.value(FlameOption::DmgPct, 5),
-        None,
-        "160 has no damage %"
-    );
+    assert_eq!(l160.value(FlameOption::DmgPct, 5), None, "160 has no damage %");
     let l170 = t.level_table(170);
     assert_eq!(l170.value(FlameOption::Att, 5), Some(64));
-    assert_eq!(
-        l170.value(FlameOption::Att, 6),
-        None,
-        "170 stops at stage 5"
-    );
+    assert_eq!(l170.value(FlameOption::Att, 6), None, "170 stops at stage 5");
     // The original's table, as it is: boss damage 6/7 at stages 6–7.
-    assert_eq!(
-        t.level_table(250).value(FlameOption::BossDmgPct, 6),
-        Some(6)
-    );
+    assert_eq!(t.level_table(250).value(FlameOption::BossDmgPct, 6), Some(6));
 }
 
 #[test]
@@ -167,25 +124,11 @@ fn weapon_lines() {
     assert_eq!(weapon_att_bonus(200, 7, 100), 5880);
     assert_eq!(weapon_att_bonus(160, 4, 293), 6446);
     assert_eq!(weapon_att_bonus(200, 7, 0), 0);
-    assert!(
-        weapon_att_bonus(u32::MAX, 7, u32::MAX) > 0,
-        "saturates, no overflow"
-    );
+    assert!(weapon_att_bonus(u32::MAX, 7, u32::MAX) > 0, "saturates, no overflow");
     // Boss damage on a weapon is 2 × stage, weighted 140.
-    let pmfs = option_pmfs(
-        FlameCategory::BossWeapon,
-        FlameType::Abyss,
-        200,
-        &JobWeights::for_class("에반"),
-        WeaponBase {
-            attack: 0,
-            magic: 406,
-        },
-    );
-    let boss = pmfs
-        .iter()
-        .find(|p| p.option == FlameOption::BossDmgPct)
-        .unwrap();
+    let pmfs =
+        option_pmfs(FlameCategory::BossWeapon, FlameType::Abyss, 200, &JobWeights::for_class("에반"), WeaponBase { attack: 0, magic: 406 });
+    let boss = pmfs.iter().find(|p| p.option == FlameOption::BossDmgPct).unwrap();
     let scores: Vec<u64> = boss.entries.iter().map(|e| e.0).collect();
     assert_eq!(scores, vec![10 * 140, 12 * 140, 14 * 140]);
     let mag = pmfs.iter().find(|p| p.option == FlameOption::Mag).unwrap();
@@ -197,12 +140,7 @@ fn weapon_lines() {
 #[test]
 fn stage_odds() {
     let t = tables();
-    let stages = |boss, f| {
-        t.stage_probs(boss, f)
-            .iter()
-            .map(|e| e.0)
-            .collect::<Vec<_>>()
-    };
+    let stages = |boss, f| t.stage_probs(boss, f).iter().map(|e| e.0).collect::<Vec<_>>();
     assert_eq!(stages(true, FlameType::Powerful), vec![3, 4, 5, 6]);
     assert_eq!(stages(false, FlameType::Powerful), vec![1, 2, 3, 4]);
     assert_eq!(stages(true, FlameType::Eternal), vec![4, 5, 6, 7]);
@@ -215,51 +153,18 @@ fn stage_odds() {
 #[test]
 fn boss_equipment() {
     let c = FlameCategory::classify;
-    assert_eq!(
-        c("제네시스 스태프", "무기", "에반"),
-        FlameCategory::BossWeapon
-    );
-    assert_eq!(
-        c("제네시스 라즐리", "무기", "제로"),
-        FlameCategory::OtherWeapon,
-        "Zero's weapon is never boss"
-    );
-    assert_eq!(
-        c("에테르넬 메이지햇", "모자", "제로"),
-        FlameCategory::BossArmor,
-        "only Zero's weapon"
-    );
-    assert_eq!(
-        c("에테르넬 메이지햇", "모자", "에반"),
-        FlameCategory::BossArmor
-    );
-    assert_eq!(
-        c("아케인셰이드 메이지슈즈", "신발", "에반"),
-        FlameCategory::BossArmor
-    );
+    assert_eq!(c("제네시스 스태프", "무기", "에반"), FlameCategory::BossWeapon);
+    assert_eq!(c("제네시스 라즐리", "무기", "제로"), FlameCategory::OtherWeapon, "Zero's weapon is never boss");
+    assert_eq!(c("에테르넬 메이지햇", "모자", "제로"), FlameCategory::BossArmor, "only Zero's weapon");
+    assert_eq!(c("에테르넬 메이지햇", "모자", "에반"), FlameCategory::BossArmor);
+    assert_eq!(c("아케인셰이드 메이지슈즈", "신발", "에반"), FlameCategory::BossArmor);
     assert_eq!(c("몽환의 벨트", "벨트", "에반"), FlameCategory::BossArmor);
-    assert_eq!(
-        c("몽환의 벨트 ", "벨트", "에반"),
-        FlameCategory::OtherArmor,
-        "accessories match exactly"
-    );
-    assert_eq!(
-        c("저주받은 적의 마도서", "포켓 아이템", "에반"),
-        FlameCategory::BossArmor
-    );
-    assert_eq!(
-        c("저주받은 청의 마도서", "포켓 아이템", "에반"),
-        FlameCategory::OtherArmor
-    );
+    assert_eq!(c("몽환의 벨트 ", "벨트", "에반"), FlameCategory::OtherArmor, "accessories match exactly");
+    assert_eq!(c("저주받은 적의 마도서", "포켓 아이템", "에반"), FlameCategory::BossArmor);
+    assert_eq!(c("저주받은 청의 마도서", "포켓 아이템", "에반"), FlameCategory::OtherArmor);
     // 에테르넬 is an armor prefix, not a weapon prefix.
-    assert_eq!(
-        c("에테르넬 스태프", "무기", "에반"),
-        FlameCategory::OtherWeapon
-    );
-    assert_eq!(
-        c("블루 엘리멘탈 글로브", "장갑", "에반"),
-        FlameCategory::OtherArmor
-    );
+    assert_eq!(c("에테르넬 스태프", "무기", "에반"), FlameCategory::OtherWeapon);
+    assert_eq!(c("블루 엘리멘탈 글로브", "장갑", "에반"), FlameCategory::OtherArmor);
     assert!(!is_boss_equipment("", false));
     assert!(!is_boss_equipment("   ", true));
     assert_eq!(FlameCategory::BossWeapon.name(), "BOSS_WEAPON");
@@ -272,18 +177,7 @@ fn boss_equipment() {
 fn weapon_one_line_suffices() {
     let w = JobWeights::for_class("메카닉");
     for flame in FlameType::ALL {
-        let trials = expected_trials(
-            FlameCategory::BossWeapon,
-            flame,
-            200,
-            &w,
-            7864,
-            WeaponBase {
-                attack: 150,
-                magic: 0,
-            },
-        )
-        .unwrap();
+        let trials = expected_trials(FlameCategory::BossWeapon, flame, 200, &w, 7864, WeaponBase { attack: 150, magic: 0 }).unwrap();
         assert!((trials - 19.0 / 4.0).abs() < 1e-9, "{flame:?}: {trials}");
     }
     // Attack and magic both suffice: P = 1 − C(17,4)/C(19,4) = 1496/3876.
@@ -293,32 +187,15 @@ fn weapon_one_line_suffices() {
         200,
         &JobWeights::for_class("에반"),
         10664,
-        WeaponBase {
-            attack: 251,
-            magic: 406,
-        },
+        WeaponBase { attack: 251, magic: 406 },
     )
     .unwrap();
     assert!((trials - 3876.0 / 1496.0).abs() < 1e-9, "{trials}");
     assert_eq!(round_trials(trials), 2.59);
 }
 
-fn item<'a>(
-    name: &'a str,
-    slot: &'a str,
-    level: u32,
-    class: &'a str,
-    add: &'a Value,
-) -> FlameInput<'a> {
-    FlameInput {
-        item_name: name,
-        slot,
-        level,
-        character_class: class,
-        add_option: add,
-        base_attack_power: 0,
-        base_magic_power: 0,
-    }
+fn item<'a>(name: &'a str, slot: &'a str, level: u32, class: &'a str, add: &'a Value) -> FlameInput<'a> {
+    FlameInput { item_name: name, slot, level, character_class: class, add_option: add, base_attack_power: 0, base_magic_power: 0 }
 }
 
 #[test]
@@ -349,13 +226,7 @@ fn zeros_carry_a_reason() {
 
     // Level 160 non-boss: powerful and eternal roll stages the table lacks.
     let add = json!({"int": "65", "all_stat": "7"});
-    let out = flame_expectation(&item(
-        "저주받은 청의 마도서",
-        "포켓 아이템",
-        160,
-        "에반",
-        &add,
-    ));
+    let out = flame_expectation(&item("저주받은 청의 마도서", "포켓 아이템", 160, "에반", &add));
     assert_eq!(out.status.powerful, TrialsStatus::NotInTable);
     assert_eq!(out.status.eternal, TrialsStatus::NotInTable);
     assert_eq!(out.status.abyss, TrialsStatus::Expected);
@@ -385,10 +256,7 @@ fn boss_flame_needs_four_options() {
     assert_eq!(out.status.abyss, TrialsStatus::NotInTable);
     // At 200 the same weapon is priced.
     input.level = 200;
-    assert_eq!(
-        flame_expectation(&input).status.abyss,
-        TrialsStatus::Expected
-    );
+    assert_eq!(flame_expectation(&input).status.abyss, TrialsStatus::Expected);
 }
 
 #[test]
@@ -406,8 +274,5 @@ fn stronger_flames_need_fewer_trials() {
     let add = json!({"int": "96", "luk": "48", "all_stat": "6", "magic_power": "3"});
     let out = flame_expectation(&item("에테르넬 메이지햇", "모자", 250, "에반", &add));
     assert_eq!(out.status.powerful, TrialsStatus::Expected);
-    assert!(
-        out.abyss <= out.eternal && out.eternal <= out.powerful,
-        "{out:?}"
-    );
+    assert!(out.abyss <= out.eternal && out.eternal <= out.powerful, "{out:?}");
 }

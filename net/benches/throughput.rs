@@ -14,17 +14,12 @@ struct Hello;
 
 impl Service for Hello {
     async fn call(&self, _req: Request) -> Response {
-        Response::new(200)
-            .header("content-type", "text/plain")
-            .body("hello world")
+        Response::new(200).header("content-type", "text/plain").body("hello world")
     }
 }
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn main() {
@@ -32,11 +27,7 @@ fn main() {
     let secs = env("SECS", 3);
     let depth = env("DEPTH", 1).max(1);
     let cores = env("CORES", 1);
-    let cfg = ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        cores,
-        limits: Limits::default(),
-    };
+    let cfg = ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), cores, limits: Limits::default() };
     let server = BoundServer::bind(cfg).expect("bind");
     let addr = server.local_addr();
     let shutdown = Shutdown::new();

@@ -42,11 +42,7 @@ pub struct ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new(max_body: usize) -> Self {
-        ChunkedDecoder {
-            state: State::Size,
-            body: BytesMut::new(),
-            max_body,
-        }
+        ChunkedDecoder { state: State::Size, body: BytesMut::new(), max_body }
     }
 
     /// Consume as much of `input` as possible (consumed bytes are removed).
@@ -75,10 +71,7 @@ impl ChunkedDecoder {
                     let mut size: u64 = 0;
                     for &b in hex {
                         let d = (b as char).to_digit(16).ok_or(ChunkedError::Malformed)?;
-                        size = size
-                            .checked_mul(16)
-                            .and_then(|s| s.checked_add(d as u64))
-                            .ok_or(ChunkedError::Malformed)?;
+                        size = size.checked_mul(16).and_then(|s| s.checked_add(d as u64)).ok_or(ChunkedError::Malformed)?;
                     }
                     input.advance(eol + 2);
                     if size == 0 {
@@ -98,11 +91,7 @@ impl ChunkedDecoder {
                     let n = left.min(input.len());
                     self.body.extend_from_slice(&input[..n]);
                     input.advance(n);
-                    self.state = if n == left {
-                        State::DataEnd
-                    } else {
-                        State::Data(left - n)
-                    };
+                    self.state = if n == left { State::DataEnd } else { State::Data(left - n) };
                 }
                 State::DataEnd => {
                     if input.len() < 2 {
@@ -189,31 +178,16 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let mut d = ChunkedDecoder::new(100);
-        assert_eq!(
-            d.decode(&mut BytesMut::from(&b"zz\r\n"[..])),
-            Err(ChunkedError::Malformed)
-        );
+        assert_eq!(d.decode(&mut BytesMut::from(&b"zz\r\n"[..])), Err(ChunkedError::Malformed));
         let mut d = ChunkedDecoder::new(100);
-        assert_eq!(
-            d.decode(&mut BytesMut::from(&b"3\r\nabcXY"[..])),
-            Err(ChunkedError::Malformed)
-        );
+        assert_eq!(d.decode(&mut BytesMut::from(&b"3\r\nabcXY"[..])), Err(ChunkedError::Malformed));
         let mut d = ChunkedDecoder::new(4);
-        assert_eq!(
-            d.decode(&mut BytesMut::from(&b"5\r\n"[..])),
-            Err(ChunkedError::TooLarge)
-        );
+        assert_eq!(d.decode(&mut BytesMut::from(&b"5\r\n"[..])), Err(ChunkedError::TooLarge));
         let mut d = ChunkedDecoder::new(100);
-        assert_eq!(
-            d.decode(&mut BytesMut::from(&b"fffffffffffffffff\r\n"[..])),
-            Err(ChunkedError::Malformed)
-        );
+        assert_eq!(d.decode(&mut BytesMut::from(&b"fffffffffffffffff\r\n"[..])), Err(ChunkedError::Malformed));
         let mut d = ChunkedDecoder::new(100);
         let long = vec![b'1'; MAX_SIZE_LINE + 10];
-        assert_eq!(
-            d.decode(&mut BytesMut::from(&long[..])),
-            Err(ChunkedError::Malformed)
-        );
+        assert_eq!(d.decode(&mut BytesMut::from(&long[..])), Err(ChunkedError::Malformed));
     }
 
     proptest::proptest! {

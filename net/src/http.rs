@@ -19,10 +19,7 @@ pub struct Request {
 impl Request {
     /// First header with this (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_ref())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
     }
 }
 
@@ -51,9 +48,7 @@ impl Response {
 
     /// A JSON body with `Content-Type: application/json`.
     pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
-        Response::new(status)
-            .header("content-type", "application/json")
-            .body(body)
+        Response::new(status).header("content-type", "application/json").body(body)
     }
 }
 

@@ -57,19 +57,15 @@ pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<Claims, JwtError> 
         return Err(JwtError::TooLong);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(JwtError::Malformed);
     };
     let sig = B64.decode(s).map_err(|_| JwtError::Malformed)?;
     let signing_input_len = h.len() + 1 + p.len();
-    mac(secret, &token.as_bytes()[..signing_input_len])
-        .verify_slice(&sig)
-        .map_err(|_| JwtError::BadSignature)?;
+    mac(secret, &token.as_bytes()[..signing_input_len]).verify_slice(&sig).map_err(|_| JwtError::BadSignature)?;
 
     let header: serde_json::Value =
-        serde_json::from_slice(&B64.decode(h).map_err(|_| JwtError::Malformed)?)
-            .map_err(|_| JwtError::Malformed)?;
+        serde_json::from_slice(&B64.decode(h).map_err(|_| JwtError::Malformed)?).map_err(|_| JwtError::Malformed)?;
     if header.get("alg").and_then(|v| v.as_str()) != Some("HS256") {
         return Err(JwtError::UnsupportedHeader);
     }
@@ -117,11 +113,7 @@ mod tests {
         assert_eq!(verify(b"other", &t, 1_000), Err(JwtError::BadSignature));
         assert_eq!(verify(SECRET, &t, 2_000), Err(JwtError::Expired));
         let forged = sign(SECRET, "v", 2_000);
-        let mixed = format!(
-            "{}.{}",
-            &forged[..forged.rfind('.').unwrap()],
-            &t[t.rfind('.').unwrap() + 1..]
-        );
+        let mixed = format!("{}.{}", &forged[..forged.rfind('.').unwrap()], &t[t.rfind('.').unwrap() + 1..]);
         assert_eq!(verify(SECRET, &mixed, 1_000), Err(JwtError::BadSignature));
         for junk in ["", "a", "a.b", "a.b.c.d", "!!.??.**"] {
             assert!(verify(SECRET, junk, 0).is_err(), "{junk:?} accepted");
@@ -135,9 +127,6 @@ mod tests {
         let payload = B64.encode(r#"{"sub":"u","exp":9999999999}"#);
         let input = format!("{header}.{payload}");
         let sig = B64.encode(mac(SECRET, input.as_bytes()).finalize().into_bytes());
-        assert_eq!(
-            verify(SECRET, &format!("{input}.{sig}"), 0),
-            Err(JwtError::UnsupportedHeader)
-        );
+        assert_eq!(verify(SECRET, &format!("{input}.{sig}"), 0), Err(JwtError::UnsupportedHeader));
     }
 }

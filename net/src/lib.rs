@@ -12,7 +12,5 @@ pub mod shutdown;
 
 pub use client::{ClientConfig, ClientError, ClientResponse, HttpClient};
 pub use http::{Request, Response, Service};
-pub use server::{
-    error_response, run_server, BoundServer, CoreCounters, CoreSnapshot, Limits, ServerConfig, ServerStats,
-};
+pub use server::{error_response, run_server, BoundServer, CoreCounters, CoreSnapshot, Limits, ServerConfig, ServerStats};
 pub use shutdown::Shutdown;

@@ -48,9 +48,7 @@ impl Shutdown {
 
     /// Resolves once [`Shutdown::trigger`] has been called (from any thread).
     pub fn wait(&self) -> ShutdownWait {
-        ShutdownWait {
-            shutdown: self.clone(),
-        }
+        ShutdownWait { shutdown: self.clone() }
     }
 
     /// Trigger on SIGTERM or SIGINT (a background thread waits for them).
@@ -59,26 +57,22 @@ impl Shutdown {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
         let shutdown = self.clone();
-        std::thread::Builder::new()
-            .name("maple-signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    if shutdown.is_triggered() {
-                        // Operator insists: stop without waiting for the drain.
-                        std::process::exit(128 + sig);
-                    }
-                    shutdown.trigger();
+        std::thread::Builder::new().name("maple-signals".into()).spawn(move || {
+            for sig in signals.forever() {
+                if shutdown.is_triggered() {
+                    // Operator insists: stop without waiting for the drain.
+                    std::process::exit(128 + sig);
                 }
-            })?;
+                shutdown.trigger();
+            }
+        })?;
         Ok(())
     }
 }
 
 impl std::fmt::Debug for Shutdown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shutdown")
-            .field("triggered", &self.is_triggered())
-            .finish()
+        f.debug_struct("Shutdown").field("triggered", &self.is_triggered()).finish()
     }
 }
 
@@ -127,12 +121,7 @@ impl LocalSignal {
 
     pub fn fire(&self) {
         self.fired.set(true);
-        let wakers: Vec<Waker> = self
-            .slots
-            .borrow_mut()
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
+        let wakers: Vec<Waker> = self.slots.borrow_mut().iter_mut().filter_map(Option::take).collect();
         for w in wakers {
             w.wake();
         }
@@ -143,10 +132,7 @@ impl LocalSignal {
     }
 
     pub fn wait(&self) -> LocalWait<'_> {
-        LocalWait {
-            signal: self,
-            slot: None,
-        }
+        LocalWait { signal: self, slot: None }
     }
 }
 
@@ -205,11 +191,7 @@ mod tests {
             let mut w = Box::pin(sig.wait());
             assert!(w.as_mut().poll(&mut cx).is_pending());
         }
-        assert_eq!(
-            sig.slots.borrow().len(),
-            1,
-            "dropped waiters free their slot"
-        );
+        assert_eq!(sig.slots.borrow().len(), 1, "dropped waiters free their slot");
         let mut w = Box::pin(sig.wait());
         assert!(w.as_mut().poll(&mut cx).is_pending());
         sig.fire();

@@ -14,17 +14,9 @@ use std::time::Duration;
 
 fn block_on<F: Future>(f: F) -> F::Output {
     if net::server::force_epoll() {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime").block_on(f)
     } else {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("runtime").block_on(f)
     }
 }
 
@@ -84,10 +76,7 @@ fn get_against_our_server_reuses_the_connection() {
     let c = client(format!("http://{}", srv.addr));
     block_on(async {
         for i in 0..3 {
-            let r = c
-                .get(&format!("/echo?i={i}"), &[("accept", "application/json")])
-                .await
-                .unwrap();
+            let r = c.get(&format!("/echo?i={i}"), &[("accept", "application/json")]).await.unwrap();
             assert_eq!(r.status, 200);
             assert_eq!(r.header("x-query"), Some(format!("i={i}").as_bytes()));
             assert_eq!(r.header("x-method"), Some(&b"GET"[..]));
@@ -97,21 +86,13 @@ fn get_against_our_server_reuses_the_connection() {
         assert_eq!(r.status, 404);
     });
     let stats = srv.stop();
-    assert_eq!(
-        stats.total().connections_accepted,
-        1,
-        "keep-alive: one connection for four requests"
-    );
+    assert_eq!(stats.total().connections_accepted, 1, "keep-alive: one connection for four requests");
 }
 
 #[test]
 fn body_over_limit_is_an_error() {
     let srv = TestServer::start(1, test_limits());
-    let c = HttpClient::new(ClientConfig {
-        max_body_bytes: 1000,
-        ..config(format!("http://{}", srv.addr))
-    })
-    .unwrap();
+    let c = HttpClient::new(ClientConfig { max_body_bytes: 1000, ..config(format!("http://{}", srv.addr)) }).unwrap();
     block_on(async {
         assert_eq!(c.get("/big?n=1000", &[]).await.unwrap().body.len(), 1000);
         match c.get("/big?n=1001", &[]).await {
@@ -126,31 +107,20 @@ fn body_over_limit_is_an_error() {
 #[test]
 fn whole_request_timeout() {
     let srv = TestServer::start(1, test_limits());
-    let c = HttpClient::new(ClientConfig {
-        timeout: Duration::from_millis(200),
-        ..config(format!("http://{}", srv.addr))
-    })
-    .unwrap();
+    let c = HttpClient::new(ClientConfig { timeout: Duration::from_millis(200), ..config(format!("http://{}", srv.addr)) }).unwrap();
     block_on(async {
         match c.get("/slow?ms=2000", &[]).await {
             Err(ClientError::Timeout(_)) => {}
             other => panic!("expected Timeout, got {other:?}"),
         }
-        assert_eq!(
-            c.idle_connections(),
-            0,
-            "a timed-out connection is never reused"
-        );
+        assert_eq!(c.idle_connections(), 0, "a timed-out connection is never reused");
     });
 }
 
 #[test]
 fn chunked_response_and_gzip_passthrough() {
     let addr = raw_server(false, |head| {
-        assert!(
-            head.starts_with("GET /prefix/chunked HTTP/1.1\r\n"),
-            "{head}"
-        );
+        assert!(head.starts_with("GET /prefix/chunked HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("x-nxopen-api-key: test-key\r\n"));
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n\
           4\r\n\x1f\x8b\x08\x00\r\n3;x=y\r\nabc\r\n0\r\nTrailer: 1\r\n\r\n"
@@ -161,11 +131,7 @@ fn chunked_response_and_gzip_passthrough() {
         for _ in 0..2 {
             let r = c.get("/chunked", &[]).await.unwrap();
             assert_eq!(r.status, 200);
-            assert_eq!(
-                r.body.as_ref(),
-                b"\x1f\x8b\x08\x00abc",
-                "body kept as received (still gzip)"
-            );
+            assert_eq!(r.body.as_ref(), b"\x1f\x8b\x08\x00abc", "body kept as received (still gzip)");
             assert_eq!(r.header("content-encoding"), Some(&b"gzip"[..]));
         }
         assert_eq!(c.idle_connections(), 1);
@@ -186,10 +152,7 @@ fn chunked_response_over_limit_is_an_error() {
     });
     let c = client(format!("http://{addr}"));
     block_on(async {
-        assert!(matches!(
-            c.get("/", &[]).await,
-            Err(ClientError::BodyTooLarge(_))
-        ));
+        assert!(matches!(c.get("/", &[]).await, Err(ClientError::BodyTooLarge(_))));
     });
 }
 
@@ -197,9 +160,7 @@ fn chunked_response_over_limit_is_an_error() {
 fn body_until_close_and_stale_pooled_connection_retry() {
     // Server answers one request per connection, with Content-Length but
     // without `Connection: close`: the pooled connection is dead on reuse.
-    let addr = raw_server(true, |_| {
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
-    });
+    let addr = raw_server(true, |_| b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec());
     let c = client(format!("http://{addr}"));
     block_on(async {
         for _ in 0..3 {
@@ -219,28 +180,15 @@ fn malformed_response_and_refused_connect_are_errors() {
     let addr = raw_server(true, |_| b"HTTP/1.1 abc\r\n\r\n".to_vec());
     let c = client(format!("http://{addr}"));
     block_on(async {
-        assert!(matches!(
-            c.get("/", &[]).await,
-            Err(ClientError::Malformed(_))
-        ));
+        assert!(matches!(c.get("/", &[]).await, Err(ClientError::Malformed(_))));
     });
     // A port nobody listens on.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let c = client(format!("http://127.0.0.1:{port}"));
     block_on(async {
-        assert!(matches!(
-            c.get("/", &[]).await,
-            Err(ClientError::Connect(_))
-        ));
+        assert!(matches!(c.get("/", &[]).await, Err(ClientError::Connect(_))));
     });
-    assert!(matches!(
-        HttpClient::new(config("ftp://x".into())),
-        Err(ClientError::InvalidUrl(_))
-    ));
+    assert!(matches!(HttpClient::new(config("ftp://x".into())), Err(ClientError::InvalidUrl(_))));
 }
 
 #[test]
@@ -280,10 +228,7 @@ fn https_against_local_rustls_server() {
                     buf.drain(..end);
                     let path = head.split(' ').nth(1).unwrap_or("").to_string();
                     let body = format!("secure {path}");
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
                     if tls.write_all(resp.as_bytes()).is_err() {
                         return;
                     }
@@ -299,10 +244,7 @@ fn https_against_local_rustls_server() {
     block_on(async {
         for i in 0..2 {
             let r = c.get(&format!("/tls/{i}"), &[]).await.unwrap();
-            assert_eq!(
-                (r.status, r.body.as_ref()),
-                (200, format!("secure /tls/{i}").as_bytes())
-            );
+            assert_eq!((r.status, r.body.as_ref()), (200, format!("secure /tls/{i}").as_bytes()));
         }
         assert_eq!(c.idle_connections(), 1, "TLS connection kept alive");
     });
@@ -323,8 +265,5 @@ fn fusion_driver_starts_with_timers() {
         monoio::time::sleep(Duration::from_millis(1)).await;
         monoio::utils::is_legacy()
     });
-    eprintln!(
-        "monoio driver: {}",
-        if legacy { "legacy (epoll)" } else { "io_uring" }
-    );
+    eprintln!("monoio driver: {}", if legacy { "legacy (epoll)" } else { "io_uring" });
 }

@@ -13,16 +13,11 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     let srv = TestServer::start(2, test_limits());
     let mut s = srv.connect();
     for i in 0..20 {
-        let r = request(
-            &mut s,
-            format!("GET /echo?i={i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
-        );
+        let r = request(&mut s, format!("GET /echo?i={i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-query"), Some(format!("i={i}").as_str()));
         assert_eq!(r.header("connection"), Some("keep-alive"));
-        assert!(r
-            .header("date")
-            .is_some_and(|d| d.ends_with(" GMT") && d.len() == 29));
+        assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT") && d.len() == 29));
     }
     let stats = srv.stop();
     assert_eq!(stats.total().requests, 20);
@@ -33,10 +28,7 @@ fn keep_alive_serves_many_requests_on_one_connection() {
 fn post_body_is_delivered_and_echoed() {
     let srv = TestServer::start(1, test_limits());
     let mut s = srv.connect();
-    let r = request(
-        &mut s,
-        b"POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world",
-    );
+    let r = request(&mut s, b"POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
     assert_eq!(r.header("x-method"), Some("POST"));
 }
@@ -45,10 +37,7 @@ fn post_body_is_delivered_and_echoed() {
 fn chunked_request_body_is_decoded() {
     let srv = TestServer::start(1, test_limits());
     let mut s = srv.connect();
-    let r = request(
-        &mut s,
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
-    );
+    let r = request(&mut s, b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
     // The connection stays usable after a chunked body.
     let r = request(&mut s, b"GET /hello HTTP/1.1\r\n\r\n");
@@ -65,9 +54,7 @@ fn pipelined_requests_are_answered_in_order() {
         if i == 5 {
             batch.extend_from_slice(b"GET /slow?ms=50 HTTP/1.1\r\n\r\n");
         } else {
-            batch.extend_from_slice(
-                format!("POST /echo?i={i} HTTP/1.1\r\nContent-Length: 3\r\n\r\nb{i:02}").as_bytes(),
-            );
+            batch.extend_from_slice(format!("POST /echo?i={i} HTTP/1.1\r\nContent-Length: 3\r\n\r\nb{i:02}").as_bytes());
         }
     }
     s.write_all(&batch).unwrap();
@@ -100,10 +87,7 @@ fn too_many_headers_is_431() {
     let srv = TestServer::start(1, test_limits());
     let mut s = srv.connect();
     let headers: String = (0..20).map(|i| format!("X-H{i}: v\r\n")).collect();
-    let r = request(
-        &mut s,
-        format!("GET /hello HTTP/1.1\r\n{headers}\r\n").as_bytes(),
-    );
+    let r = request(&mut s, format!("GET /hello HTTP/1.1\r\n{headers}\r\n").as_bytes());
     assert_eq!(r.status, 431);
     assert!(is_closed(&mut s));
     assert_eq!(srv.stop().total().err_header_too_large, 1);
@@ -113,10 +97,7 @@ fn too_many_headers_is_431() {
 fn body_over_limit_is_413_and_closed() {
     let srv = TestServer::start(1, test_limits());
     let mut s = srv.connect();
-    let r = request(
-        &mut s,
-        b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n",
-    );
+    let r = request(&mut s, b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n");
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"], "request body too large");
     assert!(is_closed(&mut s));
@@ -144,10 +125,7 @@ fn malformed_request_is_400_and_closed() {
     assert!(is_closed(&mut s));
 
     let mut s = srv.connect();
-    let r = request(
-        &mut s,
-        b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-    );
+    let r = request(&mut s, b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab");
     assert_eq!(r.status, 400);
     assert!(is_closed(&mut s));
     assert_eq!(srv.stop().total().err_malformed, 2);
@@ -155,14 +133,10 @@ fn malformed_request_is_400_and_closed() {
 
 #[test]
 fn in_flight_over_limit_is_503_with_retry_after() {
-    let limits = Limits {
-        max_in_flight_per_core: 1,
-        ..test_limits()
-    };
+    let limits = Limits { max_in_flight_per_core: 1, ..test_limits() };
     let srv = TestServer::start(1, limits);
     let mut slow = srv.connect();
-    slow.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\n\r\n")
-        .unwrap();
+    slow.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\n\r\n").unwrap();
     // Wait until the slow request is inside the service.
     let deadline = Instant::now() + Duration::from_secs(5);
     while srv.stats.total().in_flight == 0 {
@@ -183,10 +157,7 @@ fn in_flight_over_limit_is_503_with_retry_after() {
 
 #[test]
 fn connections_over_limit_get_503_and_close() {
-    let limits = Limits {
-        max_connections_per_core: 2,
-        ..test_limits()
-    };
+    let limits = Limits { max_connections_per_core: 2, ..test_limits() };
     let srv = TestServer::start(1, limits);
     let mut a = srv.connect();
     let mut b = srv.connect();
@@ -225,8 +196,7 @@ fn slowloris_is_closed_after_header_timeout() {
             closed = true;
             break;
         }
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         if is_closed(&mut s) {
             closed = true;
             break;
@@ -240,18 +210,12 @@ fn slowloris_is_closed_after_header_timeout() {
 fn silent_connection_is_closed_after_header_timeout() {
     let srv = TestServer::start(1, test_limits());
     let mut s = srv.connect();
-    assert!(
-        is_closed(&mut s),
-        "a connection that never sends must be closed"
-    );
+    assert!(is_closed(&mut s), "a connection that never sends must be closed");
 }
 
 #[test]
 fn idle_keep_alive_is_closed_after_idle_timeout() {
-    let limits = Limits {
-        idle_timeout: Duration::from_millis(300),
-        ..test_limits()
-    };
+    let limits = Limits { idle_timeout: Duration::from_millis(300), ..test_limits() };
     let srv = TestServer::start(1, limits);
     let mut s = srv.connect();
     assert_eq!(request(&mut s, b"GET /hello HTTP/1.1\r\n\r\n").status, 200);
@@ -276,16 +240,12 @@ fn http10_and_connection_close_are_honoured() {
 fn head_request_has_length_but_no_body() {
     let srv = TestServer::start(1, test_limits());
     let mut s = srv.connect();
-    s.write_all(b"HEAD /big?n=100 HTTP/1.1\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    s.write_all(b"HEAD /big?n=100 HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
     let mut all = Vec::new();
     std::io::Read::read_to_end(&mut s, &mut all).unwrap();
     let text = String::from_utf8(all).unwrap();
     assert!(text.contains("content-length: 100\r\n"));
-    assert!(
-        text.ends_with("\r\n\r\n"),
-        "no body after a HEAD answer: {text:?}"
-    );
+    assert!(text.ends_with("\r\n\r\n"), "no body after a HEAD answer: {text:?}");
 }
 
 #[test]
@@ -304,8 +264,7 @@ fn service_panic_becomes_500() {
 fn expect_continue_gets_100_then_the_answer() {
     let srv = TestServer::start(1, test_limits());
     let mut s = srv.connect();
-    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n").unwrap();
     let mut pending = Vec::new();
     let r = read_response(&mut s, &mut pending).unwrap();
     assert_eq!(r.status, 100);
@@ -319,13 +278,9 @@ fn drain_finishes_in_flight_and_refuses_new_connections() {
     let srv = TestServer::start_with_drain(2, test_limits(), Duration::from_secs(5));
     let addr = srv.addr;
     let mut idle = srv.connect();
-    assert_eq!(
-        request(&mut idle, b"GET /hello HTTP/1.1\r\n\r\n").status,
-        200
-    );
+    assert_eq!(request(&mut idle, b"GET /hello HTTP/1.1\r\n\r\n").status, 200);
     let mut slow = srv.connect();
-    slow.write_all(b"GET /slow?ms=800 HTTP/1.1\r\n\r\n")
-        .unwrap();
+    slow.write_all(b"GET /slow?ms=800 HTTP/1.1\r\n\r\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while srv.stats.total().in_flight == 0 {
         assert!(Instant::now() < deadline, "slow request never started");
@@ -359,8 +314,7 @@ fn drain_finishes_in_flight_and_refuses_new_connections() {
 fn drain_budget_bounds_shutdown_time() {
     let srv = TestServer::start_with_drain(1, test_limits(), Duration::from_millis(200));
     let mut slow = srv.connect();
-    slow.write_all(b"GET /slow?ms=60000 HTTP/1.1\r\n\r\n")
-        .unwrap();
+    slow.write_all(b"GET /slow?ms=60000 HTTP/1.1\r\n\r\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while srv.stats.total().in_flight == 0 {
         assert!(Instant::now() < deadline, "slow request never started");
@@ -383,23 +337,19 @@ fn requests_spread_over_cores_with_reuseport() {
             break;
         }
     }
-    assert_eq!(
-        cores_seen.len(),
-        2,
-        "SO_REUSEPORT should spread connections over both cores"
-    );
+    assert_eq!(cores_seen.len(), 2, "SO_REUSEPORT should spread connections over both cores");
 }
 
 #[test]
 fn large_bodies_keep_pipelined_order() {
     let srv = TestServer::start(1, test_limits());
     let mut s = srv.connect();
-    s.write_all(b"GET /hello HTTP/1.1\r\n\r\nGET /big?n=200000 HTTP/1.1\r\n\r\nGET /big?n=70000 HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n")
-        .unwrap();
+    s.write_all(
+        b"GET /hello HTTP/1.1\r\n\r\nGET /big?n=200000 HTTP/1.1\r\n\r\nGET /big?n=70000 HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n",
+    )
+    .unwrap();
     let mut pending = Vec::new();
-    let sizes: Vec<usize> = (0..4)
-        .map(|_| read_response(&mut s, &mut pending).unwrap().body.len())
-        .collect();
+    let sizes: Vec<usize> = (0..4).map(|_| read_response(&mut s, &mut pending).unwrap().body.len()).collect();
     assert_eq!(sizes, vec![5, 200_000, 70_000, 5]);
     assert!(pending.is_empty(), "no stray bytes after the last answer");
 }
@@ -418,9 +368,7 @@ fn many_concurrent_pipelining_clients_get_their_own_answers() {
                     let mut batch = Vec::new();
                     for k in 0..5 {
                         let body = format!("c{c}r{round}k{k}");
-                        batch.extend_from_slice(
-                            format!("POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes(),
-                        );
+                        batch.extend_from_slice(format!("POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
                     }
                     s.write_all(&batch).unwrap();
                     for k in 0..5 {

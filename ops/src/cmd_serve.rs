@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use engine::likes::LikeBook;
 
+use crate::cmd_token::DEV_JWT_SECRET;
 use crate::config::{Config, ServeFlags, UpstreamTarget};
 use crate::metrics::NodeMetrics;
-use crate::cmd_token::DEV_JWT_SECRET;
 use crate::node::durable::{self, CoreStorage, DurableOptions};
 use crate::node::{CoreService, NodeShared};
 use crate::sim::Simulator;
@@ -59,11 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let recovered = recover_cores(&cfg.data_dir, cfg.cores, &durable_options(&cfg), data_dir_lock_wait(&cfg))?;
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
-    eprintln!(
-        "maple serve: listening on {} ({} cores), upstream {upstream}",
-        server.local_addr(),
-        cfg.cores
-    );
+    eprintln!("maple serve: listening on {} ({} cores), upstream {upstream}", server.local_addr(), cfg.cores);
     let jwt_secret = match &cfg.jwt_secret {
         Some(secret) => secret.clone(),
         None => {
@@ -108,7 +104,12 @@ fn durable_options(cfg: &Config) -> DurableOptions {
 }
 
 /// Recover each core's storage on its own thread (they are independent).
-fn recover_cores(data_dir: &Path, cores: usize, opts: &DurableOptions, lock_wait: Duration) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
+fn recover_cores(
+    data_dir: &Path,
+    cores: usize,
+    opts: &DurableOptions,
+    lock_wait: Duration,
+) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
     let handles: Vec<_> = (0..cores)
         .map(|core| {
             let dir = data_dir.to_path_buf();

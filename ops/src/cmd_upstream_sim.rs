@@ -35,8 +35,7 @@ struct SimService(Arc<Simulator>);
 impl net::Service for SimService {
     async fn call(&self, req: net::Request) -> net::Response {
         if req.method != "GET" {
-            return net::Response::json(405, r#"{"error":{"name":"OPENAPI00002","message":"Method not allowed"}}"#)
-                .header("allow", "GET");
+            return net::Response::json(405, r#"{"error":{"name":"OPENAPI00002","message":"Method not allowed"}}"#).header("allow", "GET");
         }
         let reply = self.0.call(&req.path, &req.query).await;
         net::Response::json(reply.status, reply.body)

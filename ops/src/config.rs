@@ -236,19 +236,13 @@ impl Config {
             store_expectations_max: pick!(store_expectations_max, 50_000),
             idempotency_ttl: Duration::from_secs(pick!(idempotency_ttl_secs, 86_400)),
         };
-        anyhow::ensure!(
-            (4 * MIB as u64..4096 * MIB as u64).contains(&cfg.wal_segment_bytes),
-            "wal_segment_mb must be in 4..=4095"
-        );
+        anyhow::ensure!((4 * MIB as u64..4096 * MIB as u64).contains(&cfg.wal_segment_bytes), "wal_segment_mb must be in 4..=4095");
         anyhow::ensure!(cfg.store_expectations_max >= 1, "store_expectations_max must be >= 1");
         anyhow::ensure!(!cfg.idempotency_ttl.is_zero(), "idempotency_ttl_secs must be > 0");
         anyhow::ensure!(cfg.cache_stale >= cfg.cache_ttl, "cache_stale_secs must be >= cache_ttl_secs");
         anyhow::ensure!(!cfg.upstream_timeout.is_zero(), "upstream_timeout_ms must be > 0");
         anyhow::ensure!(cfg.max_in_flight > 0 && cfg.max_connections > 0, "limits must be > 0");
-        anyhow::ensure!(
-            (1..=60_000).contains(&cfg.max_queue.as_millis()),
-            "max_queue_ms must be in 1..=60000"
-        );
+        anyhow::ensure!((1..=60_000).contains(&cfg.max_queue.as_millis()), "max_queue_ms must be in 1..=60000");
         Ok(cfg)
     }
 }
@@ -260,10 +254,7 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 
 fn trim_url(url: &str) -> anyhow::Result<String> {
     let u = url.trim().trim_end_matches('/');
-    anyhow::ensure!(
-        u.starts_with("http://") || u.starts_with("https://"),
-        "upstream_url must start with http:// or https://, got {u:?}"
-    );
+    anyhow::ensure!(u.starts_with("http://") || u.starts_with("https://"), "upstream_url must start with http:// or https://, got {u:?}");
     Ok(u.to_owned())
 }
 
@@ -273,10 +264,9 @@ mod tests {
 
     #[test]
     fn flags_override_file_and_defaults_fill_the_rest() {
-        let file: FileConfig = toml::from_str(
-            "listen = \"127.0.0.1:9000\"\ncores = 3\ncache_ttl_secs = 60\nupstream_url = \"http://127.0.0.1:7000/\"",
-        )
-        .unwrap();
+        let file: FileConfig =
+            toml::from_str("listen = \"127.0.0.1:9000\"\ncores = 3\ncache_ttl_secs = 60\nupstream_url = \"http://127.0.0.1:7000/\"")
+                .unwrap();
         let flags = ServeFlags { cores: Some(2), ..Default::default() };
         let cfg = Config::merge(&flags, file).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:9000".parse::<SocketAddr>().unwrap());

@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a node (HTTP API, embedded upstream simulator unless a Nexon key is set).
-    Serve(cmd_serve::Args),
+    Serve(Box<cmd_serve::Args>),
     /// Serve the Nexon Open API paths from the fixtures (offline upstream).
     UpstreamSim(cmd_upstream_sim::Args),
     /// Compute the V4 expectation response for an equipment JSON file and print it.
@@ -45,7 +45,7 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Serve(a) => cmd_serve::run(a),
+        Cmd::Serve(a) => cmd_serve::run(*a),
         Cmd::UpstreamSim(a) => cmd_upstream_sim::run(a),
         Cmd::Calc(a) => cmd_calc::run(a),
         Cmd::Bench(a) => cmd_bench::run(a),

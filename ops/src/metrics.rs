@@ -61,7 +61,11 @@ impl NodeMetrics {
         let flight_joins = Family::<Labels, Counter>::default();
         registry.register("singleflight_joins", "Requests that joined an upstream fetch already in flight", flight_joins.clone());
         let upstream_calls = Family::<Labels, Counter>::default();
-        registry.register("upstream_calls", "Upstream calls by endpoint and outcome (ok, not_found, error, timeout, rejected)", upstream_calls.clone());
+        registry.register(
+            "upstream_calls",
+            "Upstream calls by endpoint and outcome (ok, not_found, error, timeout, rejected)",
+            upstream_calls.clone(),
+        );
         let breaker_state = Family::<Labels, Gauge>::default();
         registry.register("upstream_breaker_state", "Circuit breaker per core: 0 closed, 1 open, 2 half-open", breaker_state.clone());
         let in_flight = Family::<Labels, Gauge>::default();
@@ -73,7 +77,11 @@ impl NodeMetrics {
         let like_toggles = Family::<Labels, Counter>::default();
         registry.register("likes_toggles", "Like toggles by owner core and result (ok, invalid, busy, unavailable)", like_toggles.clone());
         let write_behind = Family::<Labels, Counter>::default();
-        registry.register("expectation_write_behind", "Fresh expectations written behind to the log, by result (appended, durable, refused, too_large)", write_behind.clone());
+        registry.register(
+            "expectation_write_behind",
+            "Fresh expectations written behind to the log, by result (appended, durable, refused, too_large)",
+            write_behind.clone(),
+        );
         let admission = crate::node::admission::AdmissionMetrics::register(&mut registry);
         NodeMetrics {
             registry,
@@ -188,13 +196,25 @@ fn render_storage(out: &mut String, cores: &[StorageSnapshot]) {
     family("wal_entries_per_fsync", "gauge", "Mean entries made durable by one fdatasync (group commit)", &|s| {
         Some(s.wal.mean_entries_per_fsync())
     });
-    family("wal_sync_enabled", "gauge", "1 if the log fdatasyncs before acknowledging (--wal-sync fsync), 0 if off (benchmark mode)", &|s| Some((s.wal.sync == storage::WalSync::Fsync) as u8 as f64));
+    family(
+        "wal_sync_enabled",
+        "gauge",
+        "1 if the log fdatasyncs before acknowledging (--wal-sync fsync), 0 if off (benchmark mode)",
+        &|s| Some((s.wal.sync == storage::WalSync::Fsync) as u8 as f64),
+    );
     family("wal_log_bytes", "gauge", "Bytes of records in the retained log segments", &|s| Some(s.wal.log_bytes as f64));
     family("wal_backpressure", "counter", "Appends refused because the log queue was full (503)", &|s| {
         Some(s.wal.backpressure_rejections as f64)
     });
-    family("state_tombstones_compacted", "counter", "Delete markers dropped from the state store once a durable checkpoint covered them", &|s| Some(s.state.tombstones_compacted as f64));
-    family("state_rows_expired", "counter", "Idempotency answers forgotten by the store sweep (expired, or beyond the bound)", &|s| Some(s.state.forgotten as f64));
+    family(
+        "state_tombstones_compacted",
+        "counter",
+        "Delete markers dropped from the state store once a durable checkpoint covered them",
+        &|s| Some(s.state.tombstones_compacted as f64),
+    );
+    family("state_rows_expired", "counter", "Idempotency answers forgotten by the store sweep (expired, or beyond the bound)", &|s| {
+        Some(s.state.forgotten as f64)
+    });
     family("state_apply_lag", "gauge", "Durable log entries not yet applied to the state store", &|s| Some(s.state.apply_lag as f64));
     family("state_checkpoint_age_seconds", "gauge", "Time since the last durable state checkpoint", &|s| {
         s.state.checkpoint_age.map(|a| a.as_secs_f64())

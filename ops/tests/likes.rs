@@ -35,7 +35,6 @@ fn token(user: &str) -> String {
     net::jwt::sign(SECRET.as_bytes(), user, now() + 3600)
 }
 
-
 impl Resp {
     /// `(liked, likeCount)` of a 200 like answer.
     fn like(&self) -> (bool, u64) {
@@ -72,9 +71,13 @@ fn auth_toggle_status_idempotency_and_korean_names() {
     // 401 without a token, with a bad one, a wrong secret and an expired one.
     let wrong_secret = format!("Bearer {}", net::jwt::sign(b"other-secret", "alice", now() + 3600));
     let expired = format!("Bearer {}", net::jwt::sign(SECRET.as_bytes(), "alice", now() - 10));
-    for headers in [vec![], vec![("Authorization", "Bearer not.a.jwt")], vec![("Authorization", "Basic abc")],
-        vec![("Authorization", wrong_secret.as_str())], vec![("Authorization", expired.as_str())]]
-    {
+    for headers in [
+        vec![],
+        vec![("Authorization", "Bearer not.a.jwt")],
+        vec![("Authorization", "Basic abc")],
+        vec![("Authorization", wrong_secret.as_str())],
+        vec![("Authorization", expired.as_str())],
+    ] {
         let r = c.send("POST", &like_path("Hero"), &headers).unwrap();
         assert_eq!(r.status, 401, "{headers:?}");
         assert_eq!(r.json()["code"], "UNAUTHORIZED");
@@ -120,11 +123,7 @@ fn auth_toggle_status_idempotency_and_korean_names() {
     assert_eq!(r.status, 405);
 
     // The token minted by `maple token` is accepted.
-    let out = Command::new(env!("CARGO_BIN_EXE_maple"))
-        .args(["token", "--user", "erin"])
-        .env("MAPLE_JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maple")).args(["token", "--user", "erin"]).env("MAPLE_JWT_SECRET", SECRET).output().unwrap();
     assert!(out.status.success());
     let minted = format!("Bearer {}", String::from_utf8(out.stdout).unwrap().trim());
     let r = c.send("POST", &like_path("Hero"), &[("Authorization", minted.as_str())]).unwrap();
@@ -132,10 +131,19 @@ fn auth_toggle_status_idempotency_and_korean_names() {
 
     // Metrics: toggles counted, the log synced.
     let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
-    for name in ["maple_likes_toggles_total{", "maple_wal_fsyncs_total{", "maple_wal_fsync_seconds_count{", "maple_state_apply_lag{",
-        "maple_recovery_seconds{", "maple_wal_backpressure_total{", "maple_wal_entries_per_fsync{", "maple_wal_log_bytes{",
-        "maple_wal_sync_enabled{", "maple_state_tombstones_compacted_total{", "maple_state_rows_expired_total{"]
-    {
+    for name in [
+        "maple_likes_toggles_total{",
+        "maple_wal_fsyncs_total{",
+        "maple_wal_fsync_seconds_count{",
+        "maple_state_apply_lag{",
+        "maple_recovery_seconds{",
+        "maple_wal_backpressure_total{",
+        "maple_wal_entries_per_fsync{",
+        "maple_wal_log_bytes{",
+        "maple_wal_sync_enabled{",
+        "maple_state_tombstones_compacted_total{",
+        "maple_state_rows_expired_total{",
+    ] {
         assert!(m.contains(name), "{name} missing in\n{m}");
     }
     assert!(metric_sum(&m, "maple_wal_fsyncs_total") > 0.0);
@@ -149,7 +157,11 @@ const CHARS: usize = 10;
 const CLIENTS: usize = 4;
 
 fn character(c: usize) -> String {
-    if c.is_multiple_of(2) { format!("캐릭터{c}") } else { format!("Char{c}") }
+    if c.is_multiple_of(2) {
+        format!("캐릭터{c}")
+    } else {
+        format!("Char{c}")
+    }
 }
 
 /// What one client thread saw: the last acknowledged `liked` per (user,

@@ -249,9 +249,24 @@ fn serve_help_documents_every_setting() {
     let out = Command::new(env!("CARGO_BIN_EXE_maple")).args(["serve", "--help"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     for flag in [
-        "--config", "--listen", "--cores", "--data-dir", "--nexon-api-key", "--upstream-url", "--upstream-timeout-ms",
-        "--sim-latency-ms", "--sim-failure-rate", "--cache-equipment-mb", "--cache-expectation-mb", "--cache-ttl-secs",
-        "--cache-stale-secs", "--max-header-bytes", "--max-body-bytes", "--drain-secs", "--jwt-secret", "MAPLE_NEXON_API_KEY",
+        "--config",
+        "--listen",
+        "--cores",
+        "--data-dir",
+        "--nexon-api-key",
+        "--upstream-url",
+        "--upstream-timeout-ms",
+        "--sim-latency-ms",
+        "--sim-failure-rate",
+        "--cache-equipment-mb",
+        "--cache-expectation-mb",
+        "--cache-ttl-secs",
+        "--cache-stale-secs",
+        "--max-header-bytes",
+        "--max-body-bytes",
+        "--drain-secs",
+        "--jwt-secret",
+        "MAPLE_NEXON_API_KEY",
     ] {
         assert!(text.contains(flag), "`maple serve --help` lacks {flag}");
     }
@@ -264,9 +279,17 @@ fn toml_config_file_is_read_and_bad_files_fail_fast() {
     let good = dir.join("good.toml");
     std::fs::write(&good, "listen = \"127.0.0.1:0\"\ncores = 1\ncache_ttl_secs = 5\n").unwrap();
     // Not Launch::serve: the listen address comes from the file.
-    let node = Launch::command(&["serve", "--config", good.to_str().unwrap(), "--wal-segment-mb", "4", "--data-dir", dir.join("data").to_str().unwrap()])
-        .until_ready()
-        .start();
+    let node = Launch::command(&[
+        "serve",
+        "--config",
+        good.to_str().unwrap(),
+        "--wal-segment-mb",
+        "4",
+        "--data-dir",
+        dir.join("data").to_str().unwrap(),
+    ])
+    .until_ready()
+    .start();
     assert_eq!(node.addr.ip().to_string(), "127.0.0.1");
     assert_eq!(node.log_lines("(1 cores)").len(), 1, "cores from the file: {}", node.log());
     assert_eq!(get(node.addr, "/health/ready").status, 200);

@@ -163,7 +163,11 @@ impl Client {
                             continue; // the connection closes with the drain
                         }
                         let window = if self.life.in_window(p) { "inside" } else { "outside" };
-                        self.fail(format!("{method} {path}: {} {window} the drain window of process {p}: {:?}", r.status, String::from_utf8_lossy(&r.body)));
+                        self.fail(format!(
+                            "{method} {path}: {} {window} the drain window of process {p}: {:?}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        ));
                         return None;
                     }
                     if keep {
@@ -212,7 +216,11 @@ fn like_client(t: usize, addr: SocketAddr, life: Arc<Lifecycle>, seed: u64) -> L
             let headers = [("Authorization", tokens[&u].as_str()), ("Idempotency-Key", key.as_str())];
             let Some(r) = client.call("POST", &path, &headers) else { break };
             if like_answer(&r).map(|a| a.0) != Some(liked) {
-                client.fail(format!("retry of {key} after a restart: {:?} (status {}), first answer liked={liked}", like_answer(&r), r.status));
+                client.fail(format!(
+                    "retry of {key} after a restart: {:?} (status {}), first answer liked={liked}",
+                    like_answer(&r),
+                    r.status
+                ));
             }
             life.retried_after_restart.fetch_add(1, Ordering::SeqCst);
             continue;
@@ -223,10 +231,17 @@ fn like_client(t: usize, addr: SocketAddr, life: Arc<Lifecycle>, seed: u64) -> L
         seq += 1;
         if seq.is_multiple_of(7) {
             // Read-your-writes: the status of a pair only this thread toggles.
-            let Some(r) = client.call("GET", &format!("/api/v2/characters/{}/like/status", enc(&names[c])), &[("Authorization", &tokens[&u])]) else { break };
+            let Some(r) =
+                client.call("GET", &format!("/api/v2/characters/{}/like/status", enc(&names[c])), &[("Authorization", &tokens[&u])])
+            else {
+                break;
+            };
             match like_answer(&r) {
                 Some((liked, _)) if liked == known => {}
-                other => client.fail(format!("status of roller{u} on {}: {other:?} (status {}), acknowledged state liked={known}", names[c], r.status)),
+                other => client.fail(format!(
+                    "status of roller{u} on {}: {other:?} (status {}), acknowledged state liked={known}",
+                    names[c], r.status
+                )),
             }
             continue;
         }
@@ -246,7 +261,10 @@ fn like_client(t: usize, addr: SocketAddr, life: Arc<Lifecycle>, seed: u64) -> L
                 life.acks.fetch_add(1, Ordering::SeqCst);
             }
             other => {
-                client.fail(format!("toggle {key} of roller{u} on {}: {other:?} (status {}), acknowledged state before liked={known}", names[c], r.status));
+                client.fail(format!(
+                    "toggle {key} of roller{u} on {}: {other:?} (status {}), acknowledged state before liked={known}",
+                    names[c], r.status
+                ));
                 break;
             }
         }
@@ -348,7 +366,11 @@ struct Outcome {
     answers: usize,
 }
 
-fn join_clients(life: &Lifecycle, likers: Vec<std::thread::JoinHandle<LikeReport>>, reader: std::thread::JoinHandle<ReadReport>) -> Outcome {
+fn join_clients(
+    life: &Lifecycle,
+    likers: Vec<std::thread::JoinHandle<LikeReport>>,
+    reader: std::thread::JoinHandle<ReadReport>,
+) -> Outcome {
     life.stop.store(true, Ordering::SeqCst);
     let mut out = Outcome::default();
     for h in likers {
@@ -485,4 +507,3 @@ fn a_restart_before_the_old_process_exits_waits_for_the_data_dir() {
     drop(conn);
     new.stop_gracefully();
 }
-

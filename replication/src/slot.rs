@@ -10,7 +10,9 @@ pub const MAX_NAME_CHARS: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameError {
     Empty,
-    TooLong { chars: usize },
+    TooLong {
+        chars: usize,
+    },
     /// Control characters, '/', or other bytes no character name contains.
     InvalidChar(char),
 }

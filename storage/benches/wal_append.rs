@@ -51,7 +51,11 @@ struct Run {
 /// serving that many concurrent like toggles).
 fn wal_run(dir: &std::path::Path, inflight: usize, fsync: bool, secs: f64) -> Run {
     let d = dir.join(format!("wal-{inflight}-{fsync}"));
-    let (wal, _) = Wal::open(&d, WalOptions { sync: if fsync { WalSync::Fsync } else { WalSync::Off }, max_pending: inflight.max(16) * 2, ..WalOptions::default() }).unwrap();
+    let (wal, _) = Wal::open(
+        &d,
+        WalOptions { sync: if fsync { WalSync::Fsync } else { WalSync::Off }, max_pending: inflight.max(16) * 2, ..WalOptions::default() },
+    )
+    .unwrap();
     // Let the background pre-allocation of the next 64 MiB segment finish,
     // so it does not compete with the measured syncs.
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -85,10 +89,7 @@ fn wal_run(dir: &std::path::Path, inflight: usize, fsync: bool, secs: f64) -> Ru
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(3.0);
+    let secs: f64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(3.0);
     let dir = std::env::var_os("WAL_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let dir = dir.join(format!("wal-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -115,12 +116,26 @@ fn main() {
         durable_best = durable_best.max(r.appends_per_s);
         println!(
             "{:>9} {:>6} {:>13.0} {:>10.1} {:>9.0} {:>9} {:>9} {:>10.2}",
-            inflight, "on", r.appends_per_s, r.entries_per_fsync, r.fsyncs_per_s, r.p50_us, r.p99_us, r.appends_per_s / raw
+            inflight,
+            "on",
+            r.appends_per_s,
+            r.entries_per_fsync,
+            r.fsyncs_per_s,
+            r.p50_us,
+            r.p99_us,
+            r.appends_per_s / raw
         );
     }
     println!(
         "{:>9} {:>6} {:>13.0} {:>10} {:>9} {:>9} {:>9} {:>10.2}",
-        1024, "off", off.appends_per_s, "-", "-", "-", "-", off.appends_per_s / raw
+        1024,
+        "off",
+        off.appends_per_s,
+        "-",
+        "-",
+        "-",
+        "-",
+        off.appends_per_s / raw
     );
     println!("durable (best) / fsync-off: {:.2}", durable_best / off.appends_per_s);
     let _ = std::fs::remove_dir_all(&dir);

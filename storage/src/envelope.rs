@@ -42,10 +42,7 @@ pub fn peek(payload: &[u8]) -> Result<RecordType, StorageError> {
     if payload.len() < ENVELOPE_HEADER {
         return Err(StorageError::Decode(format!("payload of {} bytes has no envelope", payload.len())));
     }
-    Ok(RecordType {
-        kind: u16::from_le_bytes([payload[0], payload[1]]),
-        version: u16::from_le_bytes([payload[2], payload[3]]),
-    })
+    Ok(RecordType { kind: u16::from_le_bytes([payload[0], payload[1]]), version: u16::from_le_bytes([payload[2], payload[3]]) })
 }
 
 /// Decode a payload that must be of record type `ty`.

@@ -55,10 +55,7 @@ pub enum StorageError {
 
 impl StorageError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        StorageError::Io {
-            context: context.into(),
-            source,
-        }
+        StorageError::Io { context: context.into(), source }
     }
 
     /// True when the caller should retry the same request later (503 + Retry-After).

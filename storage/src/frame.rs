@@ -61,11 +61,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// the length field so a corrupt length cannot make us allocate gigabytes.
 pub fn decode_frame(buf: &[u8], expected_index: u64, max_payload: usize) -> Decoded {
     if buf.len() < FRAME_HEADER {
-        return if buf.iter().all(|&b| b == 0) {
-            Decoded::End
-        } else {
-            Decoded::Invalid("truncated header")
-        };
+        return if buf.iter().all(|&b| b == 0) { Decoded::End } else { Decoded::Invalid("truncated header") };
     }
     let header = &buf[..FRAME_HEADER];
     if header.iter().all(|&b| b == 0) {
@@ -86,14 +82,7 @@ pub fn decode_frame(buf: &[u8], expected_index: u64, max_payload: usize) -> Deco
     if index != expected_index {
         return Decoded::Invalid("index out of sequence");
     }
-    Decoded::Record {
-        entry: Entry {
-            term,
-            index,
-            payload: payload.to_vec(),
-        },
-        frame_len: FRAME_HEADER + len_usize,
-    }
+    Decoded::Record { entry: Entry { term, index, payload: payload.to_vec() }, frame_len: FRAME_HEADER + len_usize }
 }
 
 /// Header written at offset 0 of every segment.
@@ -138,17 +127,11 @@ mod tests {
         let mut buf = Vec::new();
         encode_frame(&entry, &mut buf);
         assert_eq!(buf.len(), frame_len(11));
-        assert_eq!(
-            decode_frame(&buf, 7, 1 << 20),
-            Decoded::Record { entry: entry.clone(), frame_len: buf.len() }
-        );
+        assert_eq!(decode_frame(&buf, 7, 1 << 20), Decoded::Record { entry: entry.clone(), frame_len: buf.len() });
         for bit in 0..buf.len() * 8 {
             let mut b = buf.clone();
             b[bit / 8] ^= 1 << (bit % 8);
-            assert!(
-                !matches!(decode_frame(&b, 7, 1 << 20), Decoded::Record { .. }),
-                "bit {bit} flip accepted"
-            );
+            assert!(!matches!(decode_frame(&b, 7, 1 << 20), Decoded::Record { .. }), "bit {bit} flip accepted");
         }
     }
 

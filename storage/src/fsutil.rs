@@ -24,12 +24,7 @@ pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result
 /// between the halves): write `dir/name.tmp`, fsync it when asked.
 pub fn write_temp(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&tmp)
-        .ctx(|| format!("create {}", tmp.display()))?;
+    let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp).ctx(|| format!("create {}", tmp.display()))?;
     f.write_all(bytes).ctx(|| format!("write {}", tmp.display()))?;
     if fsync {
         f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
@@ -54,12 +49,7 @@ pub fn publish_temp(dir: &Path, name: &str, fsync: bool) -> Result<(), StorageEr
 pub fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     use std::os::unix::io::AsRawFd;
     let path = dir.join("LOCK");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .ctx(|| format!("open {}", path.display()))?;
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).ctx(|| format!("open {}", path.display()))?;
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {

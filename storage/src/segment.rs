@@ -72,9 +72,7 @@ impl Segment {
         debug_assert!(self.contains(index));
         let off = self.offsets[(index - self.base) as usize] as u64;
         let mut header = [0u8; FRAME_HEADER];
-        self.file
-            .read_exact_at(&mut header, off)
-            .ctx(|| format!("read {} at {off}", self.path.display()))?;
+        self.file.read_exact_at(&mut header, off).ctx(|| format!("read {} at {off}", self.path.display()))?;
         let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
         if len > max_payload {
             return Err(corrupt(&self.path, off, "length out of bounds"));
@@ -118,9 +116,7 @@ impl Segment {
                 return Err(corrupt(&self.path, start, "frame offsets out of order"));
             }
             let mut buf = vec![0u8; (end - start) as usize];
-            self.file
-                .read_exact_at(&mut buf, start)
-                .ctx(|| format!("read {} at {start}", self.path.display()))?;
+            self.file.read_exact_at(&mut buf, start).ctx(|| format!("read {} at {start}", self.path.display()))?;
             let mut pos = 0usize;
             for k in i..=j {
                 let off = self.offsets[(k - self.base) as usize] as u64;
@@ -141,10 +137,7 @@ impl Segment {
 }
 
 fn corrupt(path: &Path, off: u64, why: &str) -> StorageError {
-    StorageError::Corrupt {
-        what: format!("{} at offset {off}", path.display()),
-        detail: why.to_string(),
-    }
+    StorageError::Corrupt { what: format!("{} at offset {off}", path.display()), detail: why.to_string() }
 }
 
 /// A pre-allocated file not yet named as a segment (its header is unwritten).
@@ -163,13 +156,8 @@ static SPARE_SEQ: AtomicU64 = AtomicU64::new(0);
 pub fn prepare_spare(dir: &Path, capacity: u64, zero_fill: bool, fsync: bool) -> Result<Spare, StorageError> {
     let seq = SPARE_SEQ.fetch_add(1, Ordering::Relaxed);
     let path = dir.join(format!("spare-{}-{seq}.tmp", std::process::id()));
-    let file = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .ctx(|| format!("create {}", path.display()))?;
+    let file =
+        OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path).ctx(|| format!("create {}", path.display()))?;
     if zero_fill {
         zero_range(&file, &path, 0, capacity)?;
     } else {
@@ -185,9 +173,7 @@ impl Spare {
     /// Write the header, make it durable, rename into place, fsync the dir.
     pub fn install(self, dir: &Path, base: u64, fsync: bool) -> Result<Segment, StorageError> {
         let header = frame::encode_segment_header(base);
-        self.file
-            .write_all_at(&header, 0)
-            .ctx(|| format!("write header {}", self.path.display()))?;
+        self.file.write_all_at(&header, 0).ctx(|| format!("write header {}", self.path.display()))?;
         if fsync {
             self.file.sync_data().ctx(|| format!("fdatasync {}", self.path.display()))?;
         }
@@ -217,8 +203,7 @@ pub fn zero_range(file: &File, path: &Path, from: u64, to: u64) -> Result<(), St
     let mut at = from;
     while at < to {
         let n = ((to - at) as usize).min(ZERO_CHUNK);
-        file.write_all_at(&zeros[..n], at)
-            .ctx(|| format!("zero {} at {at}", path.display()))?;
+        file.write_all_at(&zeros[..n], at).ctx(|| format!("zero {} at {at}", path.display()))?;
         at += n as u64;
     }
     Ok(())
@@ -245,11 +230,7 @@ pub struct Torn {
 /// `expected_first` is the index the first record must have (`None`: the
 /// base from the header). Returns `Ok(None)` if the header itself is bad.
 pub fn scan(path: &Path, name_base: u64, max_payload: usize) -> Result<Result<Scan, &'static str>, StorageError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .ctx(|| format!("open {}", path.display()))?;
+    let file = OpenOptions::new().read(true).write(true).open(path).ctx(|| format!("open {}", path.display()))?;
     let bytes = fs::read(path).ctx(|| format!("read {}", path.display()))?;
     let base = match frame::decode_segment_header(&bytes) {
         Ok(b) if b == name_base => b,
@@ -276,14 +257,7 @@ pub fn scan(path: &Path, name_base: u64, max_payload: usize) -> Result<Result<Sc
     let dropped_bytes = nonzero_extent(&bytes[at..]) as u64;
     let capacity = (bytes.len() as u64).max(at as u64);
     Ok(Ok(Scan {
-        segment: Segment {
-            base,
-            path: path.to_path_buf(),
-            file: Arc::new(file),
-            offsets,
-            write_offset: at as u64,
-            capacity,
-        },
+        segment: Segment { base, path: path.to_path_buf(), file: Arc::new(file), offsets, write_offset: at as u64, capacity },
         torn,
         dropped_bytes,
     }))

@@ -46,13 +46,21 @@ pub type KvPair = (Vec<u8>, Vec<u8>);
 /// One key write produced by a committed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvWrite {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
     /// Delete `key` only if it holds a live value written by entry
     /// `written_by` or earlier: an eviction decided from a read of the state
     /// must not remove a newer value written after that read. A key that is
     /// already absent is left alone (no tombstone is written).
-    Evict { key: Vec<u8>, written_by: u64 },
+    Evict {
+        key: Vec<u8>,
+        written_by: u64,
+    },
 }
 
 /// Turns a committed entry into key writes. Replay calls it again for the
@@ -160,11 +168,7 @@ impl StateStore {
         if from < wal.first_index() && from <= upto {
             return Err(StorageError::Corrupt {
                 what: "log versus checkpoint".into(),
-                detail: format!(
-                    "checkpoint covers up to {}, but the log starts at {}",
-                    from - 1,
-                    wal.first_index()
-                ),
+                detail: format!("checkpoint covers up to {}, but the log starts at {}", from - 1, wal.first_index()),
             });
         }
         let n = self.apply_from_log(wal, upto, apply)?;
@@ -200,9 +204,7 @@ impl StateStore {
     pub fn apply(&self, index: u64, writes: &[KvWrite]) -> Result<Applied, StorageError> {
         let applied = self.applied_index();
         if index <= applied {
-            return Err(StorageError::InvalidArgument(format!(
-                "entry {index} applied out of order (applied up to {applied})"
-            )));
+            return Err(StorageError::InvalidArgument(format!("entry {index} applied out of order (applied up to {applied})")));
         }
         let mut out = Applied::default();
         let fresh = index > self.fresh_after.load(Ordering::Acquire);
@@ -253,12 +255,7 @@ impl StateStore {
 
     /// Call `f` for every live value whose key starts with `prefix`, in key
     /// order (or reverse order), until it returns `false`.
-    pub fn visit_prefix(
-        &self,
-        prefix: &[u8],
-        reverse: bool,
-        mut f: impl FnMut(Visit<'_>) -> bool,
-    ) -> Result<(), StorageError> {
+    pub fn visit_prefix(&self, prefix: &[u8], reverse: bool, mut f: impl FnMut(Visit<'_>) -> bool) -> Result<(), StorageError> {
         let mut iter = self.kv.scan_prefix(prefix);
         loop {
             let item = if reverse { iter.next_back() } else { iter.next() };
@@ -389,8 +386,7 @@ impl StateStore {
             applied_index: applied,
             apply_lag: committed.saturating_sub(applied),
             checkpoint_index: self.checkpoint_index(),
-            checkpoint_age: (at != u64::MAX)
-                .then(|| self.opened.elapsed().saturating_sub(Duration::from_micros(at))),
+            checkpoint_age: (at != u64::MAX).then(|| self.opened.elapsed().saturating_sub(Duration::from_micros(at))),
             checkpoints: self.checkpoints.load(Ordering::Relaxed),
             entries_applied: self.entries_applied.load(Ordering::Relaxed),
             writes_skipped: self.writes_skipped.load(Ordering::Relaxed),
@@ -537,9 +533,7 @@ impl Applier {
     /// checkpoint index.
     pub fn checkpoint(&self) -> Result<Completion<u64>, StorageError> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .try_send(ApplierMsg::Checkpoint(done))
-            .map_err(|_| StorageError::Backpressure { pending: self.tx.len() })?;
+        self.tx.try_send(ApplierMsg::Checkpoint(done)).map_err(|_| StorageError::Backpressure { pending: self.tx.len() })?;
         Ok(Completion::from_receiver(rx))
     }
 

@@ -170,9 +170,7 @@ impl<T> Completion<T> {
 impl<T> Future for Completion<T> {
     type Output = Result<T, StorageError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.rx
-            .poll_unpin(cx)
-            .map(|r| r.unwrap_or(Err(StorageError::Closed)))
+        self.rx.poll_unpin(cx).map(|r| r.unwrap_or(Err(StorageError::Closed)))
     }
 }
 
@@ -284,11 +282,7 @@ impl Wal {
                 segment::zero_range(&seg.file, &seg.path, seg.write_offset, end)?;
                 seg.file.sync_data().ctx(|| format!("fdatasync {}", seg.path.display()))?;
                 rec.dropped_tail_bytes += scan.dropped_bytes;
-                rec.torn = scan.torn.or(Some(Torn {
-                    segment_base: base,
-                    offset: seg.write_offset,
-                    reason: "data after the end marker",
-                }));
+                rec.torn = scan.torn.or(Some(Torn { segment_base: base, offset: seg.write_offset, reason: "data after the end marker" }));
                 stop = true;
             }
             list.push(seg);
@@ -399,10 +393,9 @@ impl Wal {
         let mut out = Vec::with_capacity((end - start + 1).min(1 << 16) as usize);
         let mut index = start;
         while index <= end {
-            let seg = segs.find(index).ok_or_else(|| StorageError::Corrupt {
-                what: "segment index".into(),
-                detail: format!("no segment holds index {index}"),
-            })?;
+            let seg = segs
+                .find(index)
+                .ok_or_else(|| StorageError::Corrupt { what: "segment index".into(), detail: format!("no segment holds index {index}") })?;
             let upto = end.min(seg.last_index());
             seg.read_entries(index, upto, self.shared.opts.max_entry_bytes, &mut out)?;
             index = upto + 1;
@@ -589,10 +582,7 @@ impl Syncer {
                 return Err(StorageError::TermRegression { index: e.index, previous: term, got: e.term });
             }
             if e.payload.len() > self.shared.opts.max_entry_bytes {
-                return Err(StorageError::EntryTooLarge {
-                    bytes: e.payload.len(),
-                    limit: self.shared.opts.max_entry_bytes,
-                });
+                return Err(StorageError::EntryTooLarge { bytes: e.payload.len(), limit: self.shared.opts.max_entry_bytes });
             }
             term = e.term;
         }
@@ -637,9 +627,7 @@ impl Syncer {
         assert!(cur.write_offset + self.buf.len() as u64 <= cur.capacity, "write past segment end");
         assert_eq!(self.buf_offsets.first().copied(), Some(cur.write_offset as u32));
         use std::os::unix::fs::FileExt;
-        cur.file
-            .write_all_at(&self.buf, cur.write_offset)
-            .ctx(|| format!("write {}", cur.path.display()))?;
+        cur.file.write_all_at(&self.buf, cur.write_offset).ctx(|| format!("write {}", cur.path.display()))?;
         cur.write_offset += self.buf.len() as u64;
         cur.offsets.extend_from_slice(&self.buf_offsets);
         let last = cur.last_index();

@@ -76,7 +76,7 @@ fn sigkill_never_loses_an_acknowledged_append() {
             }
         }
         child.kill().unwrap(); // SIGKILL
-        // Acks already in the pipe were acknowledged before the kill.
+                               // Acks already in the pipe were acknowledged before the kill.
         for line in lines.map_while(Result::ok) {
             if let Some(n) = line.strip_prefix("ack ") {
                 max_acked = max_acked.max(n.parse().unwrap());

@@ -8,7 +8,10 @@ use storage::{Entry, Wal, WalOptions};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { count: u64, size: usize },
+    Append {
+        count: u64,
+        size: usize,
+    },
     /// Fraction (0..=100 %) of the way from first - 1 to last.
     Truncate(u8),
     /// Fraction of the way from first - 1 to last + 3 (may pass the end).

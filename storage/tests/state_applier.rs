@@ -22,7 +22,12 @@ fn applier_applies_checkpoints_and_purges() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = open(&dir.path().join("wal"));
     let store = Arc::new(StateStore::open(&dir.path().join("state")).unwrap());
-    let opts = ApplierOptions { checkpoint_every_entries: 1_000_000, checkpoint_every: Duration::from_secs(3600), purge_log: true, ..ApplierOptions::default() };
+    let opts = ApplierOptions {
+        checkpoint_every_entries: 1_000_000,
+        checkpoint_every: Duration::from_secs(3600),
+        purge_log: true,
+        ..ApplierOptions::default()
+    };
     let applier = Applier::spawn(store.clone(), wal.clone(), writes_of, opts.clone(), 0).unwrap();
     let last = append_n(&wal, 1, 300);
     applier.notify_committed(last);
@@ -113,16 +118,20 @@ fn visit_and_forget() {
     store.apply(1, &[put("t/1"), put("t/2"), put("t/3"), put("u/1")]).unwrap();
     store.apply(2, &[KvWrite::Delete { key: b"t/2".to_vec() }]).unwrap();
     let mut seen = Vec::new();
-    store.visit_prefix(b"t/", true, |v| {
-        seen.push((v.key.to_vec(), v.index, v.value.to_vec()));
-        true
-    }).unwrap();
+    store
+        .visit_prefix(b"t/", true, |v| {
+            seen.push((v.key.to_vec(), v.index, v.value.to_vec()));
+            true
+        })
+        .unwrap();
     assert_eq!(seen, vec![(b"t/3".to_vec(), 1, b"t/3".to_vec()), (b"t/1".to_vec(), 1, b"t/1".to_vec())], "live only, reversed");
     let mut first = None;
-    store.visit_prefix(b"t/", false, |v| {
-        first = Some(v.key.to_vec());
-        false
-    }).unwrap();
+    store
+        .visit_prefix(b"t/", false, |v| {
+            first = Some(v.key.to_vec());
+            false
+        })
+        .unwrap();
     assert_eq!(first.as_deref(), Some(&b"t/1"[..]));
     assert_eq!(store.forget(&[b"t/1".to_vec(), b"nope".to_vec()]).unwrap(), 1);
     assert_eq!(store.get(b"t/1").unwrap(), None);

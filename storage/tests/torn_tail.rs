@@ -14,11 +14,7 @@ const TAIL_RECORDS: u64 = 3;
 /// byte offset of each record start + end).
 fn build() -> (tempfile::TempDir, PathBuf, Vec<u64>) {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = storage::Wal::open(
-        dir.path(),
-        storage::WalOptions { segment_bytes: 64 * 1024, ..small_opts() },
-    )
-    .unwrap();
+    let (wal, _) = storage::Wal::open(dir.path(), storage::WalOptions { segment_bytes: 64 * 1024, ..small_opts() }).unwrap();
     append_n(&wal, 1, N);
     drop(wal);
     let seg = segment_files(dir.path()).pop().unwrap();
@@ -30,11 +26,8 @@ fn build() -> (tempfile::TempDir, PathBuf, Vec<u64>) {
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
+    let mut v: Vec<PathBuf> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "wal")).collect();
     v.sort();
     v
 }

@@ -82,12 +82,7 @@ impl Calculator {
     }
 
     /// Computes the whole response. `equipment_json` may be plain or gzip.
-    pub fn compute(
-        &self,
-        user_ign: &str,
-        equipment_json: &[u8],
-        calculated_at: String,
-    ) -> Result<ExpectationResponse, CalcError> {
+    pub fn compute(&self, user_ign: &str, equipment_json: &[u8], calculated_at: String) -> Result<ExpectationResponse, CalcError> {
         let json = equipment::plain_json(equipment_json)?;
         let doc = equipment::parse(&json)?;
         let class = doc.character_class.as_deref().unwrap_or("");
@@ -95,10 +90,8 @@ impl Calculator {
         // The same item is usually worn in several presets: compute it once.
         // Bounded by the number of items in the document (≤ 3 × MAX_ITEMS_PER_LIST).
         let mut memo = ItemMemo::new();
-        let presets: Vec<PresetExpectation> = (1..=3u8)
-            .map(|n| self.preset(n, doc.preset(n), class, &mut memo))
-            .filter(|p| !p.items.is_empty())
-            .collect();
+        let presets: Vec<PresetExpectation> =
+            (1..=3u8).map(|n| self.preset(n, doc.preset(n), class, &mut memo)).filter(|p| !p.items.is_empty()).collect();
 
         // First preset with the highest total (ties keep the lower number).
         let max = presets.iter().fold(None::<&PresetExpectation>, |best, p| match best {
@@ -122,13 +115,7 @@ impl Calculator {
         })
     }
 
-    fn preset<'d>(
-        &self,
-        preset_no: u8,
-        raw_items: &'d [RawItem<'_>],
-        class: &str,
-        memo: &mut ItemMemo<'d>,
-    ) -> PresetExpectation {
+    fn preset<'d>(&self, preset_no: u8, raw_items: &'d [RawItem<'_>], class: &str, memo: &mut ItemMemo<'d>) -> PresetExpectation {
         let items: Vec<ItemExpectation> = raw_items
             .iter()
             .map(|item| {
@@ -147,13 +134,7 @@ impl Calculator {
             total += item.expected_cost;
             add_breakdown(&mut breakdown, &item.cost_breakdown);
         }
-        PresetExpectation {
-            preset_no,
-            total_expected_cost: total,
-            total_cost_text: format_cost(total),
-            cost_breakdown: breakdown,
-            items,
-        }
+        PresetExpectation { preset_no, total_expected_cost: total, total_cost_text: format_cost(total), cost_breakdown: breakdown, items }
     }
 
     fn item(&self, raw: &RawItem, class: &str) -> ItemExpectation {
@@ -406,8 +387,7 @@ fn memo_key<'d>(raw: &'d RawItem<'_>) -> ItemKey<'d> {
         raw.additional_potential_option_3.as_deref(),
         raw.starforce_scroll_flag.as_deref(),
     ];
-    let numbers =
-        [raw.level(), raw.starforce(), raw.special_ring_level(), raw.base_attack_power(), raw.base_magic_power()];
+    let numbers = [raw.level(), raw.starforce(), raw.special_ring_level(), raw.base_attack_power(), raw.base_magic_power()];
     (text, numbers, raw.item_add_option)
 }
 

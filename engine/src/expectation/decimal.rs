@@ -75,7 +75,7 @@ impl Dec {
         };
         const LOW: i128 = 1_000_000_000; // 10^9: smallest 10-digit quotient
         const HIGH: i128 = 10_000_000_000; // 10^10
-        // Scale so that floor(num / den) has exactly 10 digits; result = q × 10^-k.
+                                           // Scale so that floor(num / den) has exactly 10 digits; result = q × 10^-k.
         let mut k: i32 = 0;
         while num / den >= HIGH {
             den = den.checked_mul(10)?;

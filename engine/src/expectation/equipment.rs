@@ -81,9 +81,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ItemList<'a> {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(32).min(MAX_ITEMS_PER_LIST));
                 while let Some(item) = seq.next_element::<RawItem<'a>>()? {
                     if items.len() == MAX_ITEMS_PER_LIST {
-                        return Err(de::Error::custom(format_args!(
-                            "more than {MAX_ITEMS_PER_LIST} items in one equipment list"
-                        )));
+                        return Err(de::Error::custom(format_args!("more than {MAX_ITEMS_PER_LIST} items in one equipment list")));
                     }
                     items.push(item);
                 }
@@ -219,11 +217,7 @@ impl<'a> RawItem<'a> {
 
     /// Additional potential lines that are present (non-blank), in order.
     pub fn additional_lines(&self) -> Vec<&str> {
-        lines([
-            &self.additional_potential_option_1,
-            &self.additional_potential_option_2,
-            &self.additional_potential_option_3,
-        ])
+        lines([&self.additional_potential_option_1, &self.additional_potential_option_2, &self.additional_potential_option_3])
     }
 }
 
@@ -294,10 +288,7 @@ pub fn plain_json(input: &[u8]) -> Result<Cow<'_, [u8]>, CalcError> {
     }
     let mut out = Vec::with_capacity(input.len() * 8);
     let decoder = flate2::read::GzDecoder::new(input);
-    decoder
-        .take(MAX_INPUT_BYTES as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| CalcError::Gzip(e.to_string()))?;
+    decoder.take(MAX_INPUT_BYTES as u64 + 1).read_to_end(&mut out).map_err(|e| CalcError::Gzip(e.to_string()))?;
     if out.len() > MAX_INPUT_BYTES {
         return Err(CalcError::TooLarge { max: MAX_INPUT_BYTES });
     }

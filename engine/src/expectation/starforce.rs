@@ -41,8 +41,7 @@ impl StarforceOptions {
     pub const DEFAULT: StarforceOptions =
         StarforceOptions { star_catch: true, sunday_maple: true, discount_30: true, destroy_prevention: false };
     /// The default plus 15–17★ destroy prevention.
-    pub const WITH_DESTROY_PREVENTION: StarforceOptions =
-        StarforceOptions { destroy_prevention: true, ..StarforceOptions::DEFAULT };
+    pub const WITH_DESTROY_PREVENTION: StarforceOptions = StarforceOptions { destroy_prevention: true, ..StarforceOptions::DEFAULT };
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,11 +324,8 @@ impl NoljangTable {
         for star in from..to {
             let p = (self.success[star] * 1.05).min(1.0);
             let factor = star as f64 + 1.0;
-            let component = if star < 10 {
-                level.powi(3) * factor / 36.0
-            } else {
-                level.powi(3) * factor.powf(2.7) / f64::from(self.divisors[star])
-            };
+            let component =
+                if star < 10 { level.powi(3) * factor / 36.0 } else { level.powi(3) * factor.powf(2.7) / f64::from(self.divisors[star]) };
             let price = java_round((1000.0 + component) / 100.0) * 100.0 * 0.7;
             total += price / p + self.fail_cost_meso as f64 * (1.0 - p) / p;
         }

@@ -103,10 +103,7 @@ impl LikeBook {
         check_user(user)?;
         let character = normalize_character(character)?;
         let set = self.likers.get(&character);
-        Ok(LikeResult {
-            liked: set.is_some_and(|s| s.contains(user)),
-            like_count: set.map_or(0, |s| s.len() as u64),
-        })
+        Ok(LikeResult { liked: set.is_some_and(|s| s.contains(user)), like_count: set.map_or(0, |s| s.len() as u64) })
     }
 
     /// Apply a record from the log (replay, followers). Idempotent: it sets

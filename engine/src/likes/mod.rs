@@ -16,7 +16,7 @@ mod record;
 
 pub use book::{LikeBook, LikeLimits, LikeResult, Toggled};
 pub use name::normalize_character;
-pub use record::{LikeRecord, KvChange, LIKE_RECORD_KIND, LIKE_RECORD_VERSION, RELATION_PREFIX};
+pub use record::{KvChange, LikeRecord, LIKE_RECORD_KIND, LIKE_RECORD_VERSION, RELATION_PREFIX};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LikeError {

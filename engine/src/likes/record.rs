@@ -110,13 +110,7 @@ mod tests {
     use super::*;
 
     fn rec() -> LikeRecord {
-        LikeRecord {
-            user: "user-1".into(),
-            character: "아델".into(),
-            liked: true,
-            count_after: 3,
-            idempotency_key: Some("k1".into()),
-        }
+        LikeRecord { user: "user-1".into(), character: "아델".into(), liked: true, count_after: 3, idempotency_key: Some("k1".into()) }
     }
 
     #[test]

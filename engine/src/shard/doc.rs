@@ -58,9 +58,7 @@ impl Doc {
     /// True when an `If-None-Match` header value names this document
     /// (a list of tags, or `*`).
     pub fn matches_if_none_match(&self, header: &str) -> bool {
-        header.split(',').map(str::trim).any(|t| {
-            t == "*" || t == &*self.etag || t.strip_prefix("W/") == Some(&*self.etag)
-        })
+        header.split(',').map(str::trim).any(|t| t == "*" || t == &*self.etag || t.strip_prefix("W/") == Some(&*self.etag))
     }
 }
 

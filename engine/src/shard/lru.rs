@@ -39,15 +39,7 @@ pub struct ByteLru<V> {
 
 impl<V: Weigh> ByteLru<V> {
     pub fn new(max_bytes: usize, max_age: Duration) -> ByteLru<V> {
-        ByteLru {
-            map: HashMap::new(),
-            order: BTreeMap::new(),
-            next_tick: 0,
-            bytes: 0,
-            max_bytes,
-            max_age,
-            evictions: 0,
-        }
+        ByteLru { map: HashMap::new(), order: BTreeMap::new(), next_tick: 0, bytes: 0, max_bytes, max_age, evictions: 0 }
     }
 
     fn tick(&mut self) -> u64 {

@@ -19,7 +19,7 @@ pub mod lru;
 pub mod single_flight;
 pub mod versions;
 
-pub use doc::{gzip, gunzip, Doc};
+pub use doc::{gunzip, gzip, Doc};
 pub use lru::{ByteLru, Weigh};
 pub use single_flight::{FlightGuard, FlightWait, Join, SingleFlight, SingleFlightFull};
 pub use versions::SlotVersions;

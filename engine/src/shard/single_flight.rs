@@ -56,9 +56,7 @@ pub enum Join<V> {
 impl<V: Clone> SingleFlight<V> {
     pub fn new(max_flights: usize, max_waiters: usize) -> SingleFlight<V> {
         assert!(max_flights > 0 && max_waiters > 0);
-        SingleFlight {
-            inner: Rc::new(RefCell::new(Inner { flights: HashMap::new(), max_flights, max_waiters })),
-        }
+        SingleFlight { inner: Rc::new(RefCell::new(Inner { flights: HashMap::new(), max_flights, max_waiters })) }
     }
 
     pub fn join(&self, key: &str) -> Result<Join<V>, SingleFlightFull> {

@@ -48,10 +48,7 @@ pub struct ClientResponse {
 impl ClientResponse {
     /// First header with this lower-case name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_ref())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
     }
 }
 
@@ -100,10 +97,7 @@ impl HttpClient {
     }
 
     /// TLS trusts exactly `roots` (tests, private CAs).
-    pub fn with_roots(
-        cfg: ClientConfig,
-        roots: rustls::RootCertStore,
-    ) -> Result<Self, ClientError> {
+    pub fn with_roots(cfg: ClientConfig, roots: rustls::RootCertStore) -> Result<Self, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -113,10 +107,7 @@ impl HttpClient {
         Self::with_tls_config(cfg, Arc::new(tls))
     }
 
-    pub fn with_tls_config(
-        cfg: ClientConfig,
-        tls: Arc<rustls::ClientConfig>,
-    ) -> Result<Self, ClientError> {
+    pub fn with_tls_config(cfg: ClientConfig, tls: Arc<rustls::ClientConfig>) -> Result<Self, ClientError> {
         let base = BaseUrl::parse(&cfg.base_url)?;
         let mut fixed_headers = Vec::new();
         fixed_headers.extend_from_slice(b"host: ");
@@ -126,14 +117,7 @@ impl HttpClient {
             push_header(&mut fixed_headers, n, v)?;
         }
         let tls = base.https.then(|| monoio_rustls::TlsConnector::from(tls));
-        Ok(HttpClient {
-            cfg,
-            base,
-            fixed_headers,
-            tls,
-            addrs: RefCell::new(Vec::new()),
-            idle: RefCell::new(Vec::new()),
-        })
+        Ok(HttpClient { cfg, base, fixed_headers, tls, addrs: RefCell::new(Vec::new()), idle: RefCell::new(Vec::new()) })
     }
 
     pub fn base_url(&self) -> &BaseUrl {
@@ -148,11 +132,7 @@ impl HttpClient {
     /// `GET {base}{path_and_query}`. A pooled connection that turns out
     /// closed by the server is retried once on a fresh connection (GET is
     /// idempotent). The whole call is bounded by `timeout`.
-    pub async fn get(
-        &self,
-        path_and_query: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<ClientResponse, ClientError> {
+    pub async fn get(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Result<ClientResponse, ClientError> {
         let request = self.build_request(path_and_query, headers)?;
         let work = async {
             let pooled = self.idle.borrow_mut().pop();
@@ -176,14 +156,8 @@ impl HttpClient {
         }
     }
 
-    fn build_request(
-        &self,
-        path_and_query: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Vec<u8>, ClientError> {
-        if !path_and_query.starts_with('/')
-            || path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f)
-        {
+    fn build_request(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Result<Vec<u8>, ClientError> {
+        if !path_and_query.starts_with('/') || path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(ClientError::InvalidRequest);
         }
         let mut req = Vec::with_capacity(64 + path_and_query.len() + self.fixed_headers.len());
@@ -201,12 +175,9 @@ impl HttpClient {
 
     async fn connect(&self) -> Result<Conn, ClientError> {
         if self.addrs.borrow().is_empty() {
-            let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(
-                self.base.host.as_str(),
-                self.base.port,
-            ))
-            .map_err(ClientError::Connect)?
-            .collect();
+            let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(self.base.host.as_str(), self.base.port))
+                .map_err(ClientError::Connect)?
+                .collect();
             *self.addrs.borrow_mut() = resolved;
         }
         let addrs = self.addrs.borrow().clone();
@@ -218,13 +189,9 @@ impl HttpClient {
                     return match &self.tls {
                         None => Ok(Conn::Plain(tcp)),
                         Some(tls) => {
-                            let name =
-                                rustls::pki_types::ServerName::try_from(self.base.host.clone())
-                                    .map_err(|_| ClientError::InvalidUrl(self.base.host.clone()))?;
-                            let s = tls
-                                .connect(name, tcp)
-                                .await
-                                .map_err(|e| ClientError::Tls(e.into()))?;
+                            let name = rustls::pki_types::ServerName::try_from(self.base.host.clone())
+                                .map_err(|_| ClientError::InvalidUrl(self.base.host.clone()))?;
+                            let s = tls.connect(name, tcp).await.map_err(|e| ClientError::Tls(e.into()))?;
                             Ok(Conn::Tls(Box::new(s)))
                         }
                     };
@@ -241,11 +208,7 @@ impl HttpClient {
     /// goes back to the pool if the response allows reuse.
     async fn exchange(&self, mut conn: Conn, request: &[u8]) -> Result<ClientResponse, Attempt> {
         if let Err(e) = conn.write_all(request.to_vec()).await {
-            return Err(if conn.is_reused() {
-                Attempt::Stale
-            } else {
-                Attempt::Failed(ClientError::Io(e))
-            });
+            return Err(if conn.is_reused() { Attempt::Stale } else { Attempt::Failed(ClientError::Io(e)) });
         }
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         // Head.
@@ -297,12 +260,8 @@ impl HttpClient {
                     match dec.decode(&mut buf) {
                         Ok(true) => break,
                         Ok(false) => {}
-                        Err(ChunkedError::TooLarge) => {
-                            return Err(Attempt::Failed(ClientError::BodyTooLarge(max)))
-                        }
-                        Err(ChunkedError::Malformed) => {
-                            return Err(Attempt::Failed(ClientError::Malformed("bad chunked body")))
-                        }
+                        Err(ChunkedError::TooLarge) => return Err(Attempt::Failed(ClientError::BodyTooLarge(max))),
+                        Err(ChunkedError::Malformed) => return Err(Attempt::Failed(ClientError::Malformed("bad chunked body"))),
                     }
                     match conn.read_into(&mut buf, READ_CHUNK).await {
                         Ok(0) => return Err(Attempt::Failed(ClientError::Closed)),
@@ -334,16 +293,8 @@ impl HttpClient {
                 idle.push(conn);
             }
         }
-        let headers = head
-            .headers
-            .into_iter()
-            .map(|(n, r)| (n, head_bytes.slice(r)))
-            .collect();
-        Ok(ClientResponse {
-            status: head.status,
-            headers,
-            body,
-        })
+        let headers = head.headers.into_iter().map(|(n, r)| (n, head_bytes.slice(r))).collect();
+        Ok(ClientResponse { status: head.status, headers, body })
     }
 }
 
@@ -362,9 +313,7 @@ impl From<ClientError> for Attempt {
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &str) -> Result<(), ClientError> {
     let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-    let value_ok = value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
+    let value_ok = value.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
     if !name_ok || !value_ok {
         return Err(ClientError::InvalidRequest);
     }
@@ -397,11 +346,7 @@ fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, ClientError> 
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
-            return if buf.len() > MAX_RESPONSE_HEAD {
-                Err(ClientError::HeadTooLarge)
-            } else {
-                Ok(None)
-            };
+            return if buf.len() > MAX_RESPONSE_HEAD { Err(ClientError::HeadTooLarge) } else { Ok(None) };
         }
         Err(httparse::Error::TooManyHeaders) => return Err(ClientError::HeadTooLarge),
         Err(_) => return Err(ClientError::Malformed("bad response head")),
@@ -433,10 +378,7 @@ fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, ClientError> 
             }
             "transfer-encoding" => {
                 let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
-                if String::from_utf8_lossy(last)
-                    .trim()
-                    .eq_ignore_ascii_case("chunked")
-                {
+                if String::from_utf8_lossy(last).trim().eq_ignore_ascii_case("chunked") {
                     chunked = true;
                 }
             }
@@ -468,13 +410,7 @@ fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, ClientError> 
         Framing::UntilClose
     };
     let keep_alive = !close && (version == 1 || keep_alive_token);
-    Ok(Some(ResponseHead {
-        status,
-        len,
-        headers: out,
-        framing,
-        keep_alive,
-    }))
+    Ok(Some(ResponseHead { status, len, headers: out, framing, keep_alive }))
 }
 
 #[cfg(test)]
@@ -483,34 +419,16 @@ mod tests {
 
     #[test]
     fn response_head_framing() {
-        let h = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (h.status, h.framing, h.keep_alive),
-            (200, Framing::Length(3), true)
-        );
-        let h = parse_response_head(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
-        )
-        .unwrap()
-        .unwrap();
+        let h = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc").unwrap().unwrap();
+        assert_eq!((h.status, h.framing, h.keep_alive), (200, Framing::Length(3), true));
+        let h = parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n").unwrap().unwrap();
         assert_eq!(h.framing, Framing::Chunked);
-        let h = parse_response_head(b"HTTP/1.0 200 OK\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let h = parse_response_head(b"HTTP/1.0 200 OK\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::UntilClose, false));
-        let h = parse_response_head(b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let h = parse_response_head(b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.framing, h.keep_alive), (Framing::Empty, false));
-        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-")
-            .unwrap()
-            .is_none());
-        assert!(matches!(
-            parse_response_head(b"HTTP/1.1 2x0 OK\r\n\r\n"),
-            Err(ClientError::Malformed(_))
-        ));
+        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nContent-").unwrap().is_none());
+        assert!(matches!(parse_response_head(b"HTTP/1.1 2x0 OK\r\n\r\n"), Err(ClientError::Malformed(_))));
     }
 
     #[test]
@@ -523,16 +441,9 @@ mod tests {
             default_headers: vec![("x-nxopen-api-key".into(), "k".into())],
         })
         .unwrap();
-        assert!(matches!(
-            c.build_request("/a b", &[]),
-            Err(ClientError::InvalidRequest)
-        ));
-        assert!(matches!(
-            c.build_request("/a", &[("x", "1\r\nEvil: 1")]),
-            Err(ClientError::InvalidRequest)
-        ));
-        let req =
-            String::from_utf8(c.build_request("/x?q=1", &[("accept", "*/*")]).unwrap()).unwrap();
+        assert!(matches!(c.build_request("/a b", &[]), Err(ClientError::InvalidRequest)));
+        assert!(matches!(c.build_request("/a", &[("x", "1\r\nEvil: 1")]), Err(ClientError::InvalidRequest)));
+        let req = String::from_utf8(c.build_request("/x?q=1", &[("accept", "*/*")]).unwrap()).unwrap();
         assert_eq!(req, "GET /api/x?q=1 HTTP/1.1\r\nhost: 127.0.0.1:1\r\nx-nxopen-api-key: k\r\naccept: */*\r\n\r\n");
     }
 }

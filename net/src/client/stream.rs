@@ -23,18 +23,12 @@ enum Io {
 impl Conn {
     #[allow(non_snake_case)]
     pub(crate) fn Plain(s: TcpStream) -> Conn {
-        Conn {
-            io: Io::Plain(s),
-            reused: false,
-        }
+        Conn { io: Io::Plain(s), reused: false }
     }
 
     #[allow(non_snake_case)]
     pub(crate) fn Tls(s: Box<ClientTlsStream<TcpStream>>) -> Conn {
-        Conn {
-            io: Io::Tls(s),
-            reused: false,
-        }
+        Conn { io: Io::Tls(s), reused: false }
     }
 
     pub(crate) fn is_reused(&self) -> bool {

@@ -48,27 +48,15 @@ impl BaseUrl {
             None if https => 443,
             None => 80,
         };
-        if host.is_empty()
-            || host.bytes().any(|b| b <= b' ' || b == 0x7f)
-            || path.bytes().any(|b| b <= b' ' || b == 0x7f)
-        {
+        if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f) || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(bad());
         }
-        Ok(BaseUrl {
-            https,
-            host: host.to_string(),
-            port,
-            path_prefix: path.trim_end_matches('/').to_string(),
-        })
+        Ok(BaseUrl { https, host: host.to_string(), port, path_prefix: path.trim_end_matches('/').to_string() })
     }
 
     /// Value of the `Host` header (port only when not the scheme's default).
     pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         let default = if self.https { 443 } else { 80 };
         if self.port == default {
             host
@@ -85,29 +73,13 @@ mod tests {
     #[test]
     fn parses_urls() {
         let u = BaseUrl::parse("https://open.api.nexon.com").unwrap();
-        assert_eq!(
-            (u.https, u.host.as_str(), u.port, u.path_prefix.as_str()),
-            (true, "open.api.nexon.com", 443, "")
-        );
+        assert_eq!((u.https, u.host.as_str(), u.port, u.path_prefix.as_str()), (true, "open.api.nexon.com", 443, ""));
         assert_eq!(u.host_header(), "open.api.nexon.com");
         let u = BaseUrl::parse("http://127.0.0.1:8081/sim/").unwrap();
-        assert_eq!(
-            (u.port, u.path_prefix.as_str(), u.host_header().as_str()),
-            (8081, "/sim", "127.0.0.1:8081")
-        );
+        assert_eq!((u.port, u.path_prefix.as_str(), u.host_header().as_str()), (8081, "/sim", "127.0.0.1:8081"));
         let u = BaseUrl::parse("http://[::1]:9000").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.host_header().as_str()),
-            ("::1", 9000, "[::1]:9000")
-        );
-        for bad in [
-            "ftp://x",
-            "http://",
-            "http://a:99999",
-            "http://u@h",
-            "http://h/p?q",
-            "h:80",
-        ] {
+        assert_eq!((u.host.as_str(), u.port, u.host_header().as_str()), ("::1", 9000, "[::1]:9000"));
+        for bad in ["ftp://x", "http://", "http://a:99999", "http://u@h", "http://h/p?q", "h:80"] {
             assert!(BaseUrl::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

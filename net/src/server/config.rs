@@ -51,12 +51,7 @@ impl Default for Limits {
 impl Limits {
     /// Reject configurations that would make the server misbehave.
     pub(crate) fn validate(&self) -> std::io::Result<()> {
-        let bad = |what: &str| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                what.to_string(),
-            ))
-        };
+        let bad = |what: &str| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string()));
         if self.max_header_bytes < 64 {
             return bad("limits.max_header_bytes must be >= 64");
         }

@@ -74,14 +74,7 @@ struct Conn<'a, S> {
 }
 
 pub(crate) async fn serve<S: Service>(core: Rc<Core<S>>, stream: TcpStream) {
-    let mut conn = Conn {
-        core: &core,
-        stream,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        out: Vec::new(),
-        pending: 0,
-        served: 0,
-    };
+    let mut conn = Conn { core: &core, stream, buf: BytesMut::with_capacity(READ_CHUNK), out: Vec::new(), pending: 0, served: 0 };
     let end = monoio::select! {
         end = conn.run() => end,
         _ = core.abort.wait() => End::Abort,
@@ -105,12 +98,7 @@ impl<S: Service> Conn<'_, S> {
         // first request it runs from accept; later, from its first byte.
         let mut head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
         loop {
-            let parsed = parse_head(
-                &self.buf,
-                self.limits().max_headers,
-                self.limits().max_header_bytes,
-                self.limits().max_body_bytes,
-            );
+            let parsed = parse_head(&self.buf, self.limits().max_headers, self.limits().max_header_bytes, self.limits().max_body_bytes);
             let head = match parsed {
                 Ok(Some(head)) => head,
                 Ok(None) => {
@@ -157,8 +145,7 @@ impl<S: Service> Conn<'_, S> {
                         Ok(0) => return End::Done,
                         Ok(_) => {
                             if head_deadline.is_none() {
-                                head_deadline =
-                                    Some(Instant::now() + self.limits().header_read_timeout);
+                                head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
                             }
                             continue;
                         }
@@ -171,16 +158,8 @@ impl<S: Service> Conn<'_, S> {
                 Err(e) => {
                     let (status, msg, counter) = match e {
                         HeadError::Malformed(m) => (400, m, &self.core.counters.err_malformed),
-                        HeadError::TooLarge => (
-                            431,
-                            "request header fields too large",
-                            &self.core.counters.err_header_too_large,
-                        ),
-                        HeadError::BodyTooLarge => (
-                            413,
-                            "request body too large",
-                            &self.core.counters.err_body_too_large,
-                        ),
+                        HeadError::TooLarge => (431, "request header fields too large", &self.core.counters.err_header_too_large),
+                        HeadError::BodyTooLarge => (413, "request body too large", &self.core.counters.err_body_too_large),
                         HeadError::Unsupported(m) => (501, m, &self.core.counters.err_unsupported),
                     };
                     CoreCounters::inc(counter);
@@ -221,19 +200,13 @@ impl<S: Service> Conn<'_, S> {
                 method: head.method,
                 path: head.path,
                 query: head.query,
-                headers: head
-                    .headers
-                    .into_iter()
-                    .map(|(n, r)| (n, head_bytes.slice(r)))
-                    .collect(),
+                headers: head.headers.into_iter().map(|(n, r)| (n, head_bytes.slice(r))).collect(),
                 body,
             };
             let resp = self.call(req).await;
             self.served += 1;
-            let keep_alive =
-                head.keep_alive && !wants_close(&resp) && !self.core.shutdown.is_triggered();
-            let large_body =
-                encode_response(&mut self.out, &resp, keep_alive, head_only, &self.core.date);
+            let keep_alive = head.keep_alive && !wants_close(&resp) && !self.core.shutdown.is_triggered();
+            let large_body = encode_response(&mut self.out, &resp, keep_alive, head_only, &self.core.date);
             self.pending += 1;
             if let Some(body) = large_body {
                 // Head (and earlier pipelined answers) first, then the body from its own buffer.
@@ -242,14 +215,9 @@ impl<S: Service> Conn<'_, S> {
                 }
             }
             if !keep_alive {
-                return if self.flush().await {
-                    End::Done
-                } else {
-                    End::Abort
-                };
+                return if self.flush().await { End::Done } else { End::Abort };
             }
-            let batch_full =
-                self.pending >= self.limits().pipeline_depth || self.out.len() >= OUT_FLUSH_BYTES;
+            let batch_full = self.pending >= self.limits().pipeline_depth || self.out.len() >= OUT_FLUSH_BYTES;
             if batch_full && !self.flush().await {
                 return End::Abort;
             }
@@ -270,14 +238,10 @@ impl<S: Service> Conn<'_, S> {
         CoreCounters::inc(&core.counters.requests);
         if core.in_flight.get() >= core.limits.max_in_flight_per_core {
             CoreCounters::inc(&core.counters.err_overloaded);
-            return error_response(503, "server overloaded, retry later")
-                .header("retry-after", "1");
+            return error_response(503, "server overloaded, retry later").header("retry-after", "1");
         }
         let _guard = InFlight::enter(core);
-        match AssertUnwindSafe(core.service.call(req))
-            .catch_unwind()
-            .await
-        {
+        match AssertUnwindSafe(core.service.call(req)).catch_unwind().await {
             Ok(resp) => resp,
             Err(_) => {
                 CoreCounters::inc(&core.counters.service_panics);
@@ -329,10 +293,7 @@ impl<S: Service> Conn<'_, S> {
     }
 
     async fn read_body_exact(&mut self, n: usize) -> Result<Bytes, End> {
-        debug_assert!(
-            n <= self.limits().max_body_bytes,
-            "checked when parsing the head"
-        );
+        debug_assert!(n <= self.limits().max_body_bytes, "checked when parsing the head");
         // Grow with the bytes that actually arrive: reserving the announced
         // length up front would let idle peers pin max_body_bytes each.
         while self.buf.len() < n {
@@ -344,10 +305,7 @@ impl<S: Service> Conn<'_, S> {
     async fn read_body_chunked(&mut self) -> Result<Bytes, ChunkedBodyError> {
         let mut decoder = ChunkedDecoder::new(self.limits().max_body_bytes);
         loop {
-            if decoder
-                .decode(&mut self.buf)
-                .map_err(ChunkedBodyError::Chunked)?
-            {
+            if decoder.decode(&mut self.buf).map_err(ChunkedBodyError::Chunked)? {
                 return Ok(decoder.into_body());
             }
             self.read_progress().await.map_err(ChunkedBodyError::End)?;

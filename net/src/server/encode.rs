@@ -79,10 +79,7 @@ pub(crate) struct DateCache {
 
 impl DateCache {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         if now != self.second.get() || self.text.borrow()[0] == 0 {
             *self.text.borrow_mut() = http_date(now);
             self.second.set(now);
@@ -143,11 +140,7 @@ pub(crate) fn encode_response(
     if !no_body {
         let _ = write!(out, "\r\ncontent-length: {}", resp.body.len());
     }
-    out.extend_from_slice(if keep_alive {
-        b"\r\nconnection: keep-alive\r\n\r\n"
-    } else {
-        b"\r\nconnection: close\r\n\r\n"
-    });
+    out.extend_from_slice(if keep_alive { b"\r\nconnection: keep-alive\r\n\r\n" } else { b"\r\nconnection: close\r\n\r\n" });
     if head_only || no_body {
         None
     } else if copy_body {
@@ -160,9 +153,7 @@ pub(crate) fn encode_response(
 
 /// True when the service asked for the connection to be closed.
 pub(crate) fn wants_close(resp: &Response) -> bool {
-    resp.headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"))
+    resp.headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"))
 }
 
 #[cfg(test)]
@@ -189,10 +180,7 @@ mod tests {
     fn encode_adds_framing_and_drops_service_framing() {
         let d = DateCache::default();
         let mut out = Vec::new();
-        let r = Response::new(200)
-            .header("content-length", "999")
-            .header("x-a", "1")
-            .body("hi");
+        let r = Response::new(200).header("content-length", "999").header("x-a", "1").body("hi");
         assert!(encode_response(&mut out, &r, true, false, &d).is_none());
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: "));
@@ -202,11 +190,8 @@ mod tests {
         let mut out = Vec::new();
         let big = bytes::Bytes::from(vec![7u8; LARGE_BODY]);
         let r = Response::new(200).body(big.clone());
-        let rest = encode_response(&mut out, &r, true, false, &d)
-            .expect("large body returned, not copied");
+        let rest = encode_response(&mut out, &r, true, false, &d).expect("large body returned, not copied");
         assert_eq!(rest, big);
-        assert!(out.ends_with(
-            format!("content-length: {LARGE_BODY}\r\nconnection: keep-alive\r\n\r\n").as_bytes()
-        ));
+        assert!(out.ends_with(format!("content-length: {LARGE_BODY}\r\nconnection: keep-alive\r\n\r\n").as_bytes()));
     }
 }

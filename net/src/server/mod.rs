@@ -32,12 +32,7 @@ const SERVICE_DRAIN_BUDGET: Duration = Duration::from_secs(5);
 ///
 /// `factory(core_index)` runs on that core's thread inside its runtime, so
 /// the service may `monoio::spawn` background tasks.
-pub fn run_server<S, F>(
-    cfg: ServerConfig,
-    factory: F,
-    shutdown: Shutdown,
-    drain: Duration,
-) -> io::Result<ServerStats>
+pub fn run_server<S, F>(cfg: ServerConfig, factory: F, shutdown: Shutdown, drain: Duration) -> io::Result<ServerStats>
 where
     S: Service,
     F: Fn(usize) -> S + Send + Sync + 'static,
@@ -62,10 +57,7 @@ impl BoundServer {
     pub fn bind(cfg: ServerConfig) -> io::Result<Self> {
         cfg.limits.validate()?;
         if cfg.cores == 0 || cfg.cores > 1024 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cores must be in 1..=1024",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cores must be in 1..=1024"));
         }
         let mut addr = cfg.addr;
         let mut listeners = Vec::with_capacity(cfg.cores);
@@ -107,12 +99,7 @@ impl BoundServer {
     }
 
     /// Serve until `shutdown` is triggered; see [`run_server`].
-    pub fn run<S, F>(
-        self,
-        factory: F,
-        shutdown: Shutdown,
-        drain: Duration,
-    ) -> io::Result<ServerStats>
+    pub fn run<S, F>(self, factory: F, shutdown: Shutdown, drain: Duration) -> io::Result<ServerStats>
     where
         S: Service,
         F: Fn(usize) -> S + Send + Sync + 'static,
@@ -123,9 +110,7 @@ impl BoundServer {
         // runtime alive until every core has, so cross-core requests from a
         // slower core still get answered.
         let cores_busy = Arc::new(AtomicUsize::new(cores));
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let mut threads = Vec::with_capacity(cores);
         for (i, listener) in self.listeners.into_iter().enumerate() {
             let factory = factory.clone();
@@ -135,32 +120,20 @@ impl BoundServer {
             let cores_busy = cores_busy.clone();
             let pin = self.pin_cores;
             let epoll = self.epoll;
-            let spawned = std::thread::Builder::new()
-                .name(format!("maple-core-{i}"))
-                .spawn(move || {
-                    if pin {
-                        if let Err(e) = monoio::utils::bind_to_cpu_set([i % cpus]) {
-                            tracing::warn!(core = i, error = ?e, "could not pin core thread");
-                        }
+            let spawned = std::thread::Builder::new().name(format!("maple-core-{i}")).spawn(move || {
+                if pin {
+                    if let Err(e) = monoio::utils::bind_to_cpu_set([i % cpus]) {
+                        tracing::warn!(core = i, error = ?e, "could not pin core thread");
                     }
-                    let result = run_core(
-                        i,
-                        listener,
-                        &*factory,
-                        limits,
-                        counters,
-                        &core_shutdown,
-                        drain,
-                        &cores_busy,
-                        epoll,
-                    );
-                    if result.is_err() {
-                        // One core failed: stop the others instead of serving half.
-                        core_shutdown.trigger();
-                        cores_busy.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    result
-                });
+                }
+                let result = run_core(i, listener, &*factory, limits, counters, &core_shutdown, drain, &cores_busy, epoll);
+                if result.is_err() {
+                    // One core failed: stop the others instead of serving half.
+                    core_shutdown.trigger();
+                    cores_busy.fetch_sub(1, Ordering::SeqCst);
+                }
+                result
+            });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -228,10 +201,7 @@ where
 {
     let core_main = async move {
         if index == 0 {
-            tracing::info!(
-                legacy_epoll = monoio::utils::is_legacy(),
-                "monoio driver (legacy = epoll fallback, io_uring blocked)"
-            );
+            tracing::info!(legacy_epoll = monoio::utils::is_legacy(), "monoio driver (legacy = epoll fallback, io_uring blocked)");
         }
         let listener = monoio::net::TcpListener::from_std(listener)?;
         let core = Rc::new(Core {
@@ -266,11 +236,7 @@ where
             monoio::time::sleep(TICK).await;
         }
         if core.connections.get() > 0 {
-            tracing::warn!(
-                core = index,
-                open = core.connections.get(),
-                "drain budget exhausted, dropping connections"
-            );
+            tracing::warn!(core = index, open = core.connections.get(), "drain budget exhausted, dropping connections");
             core.abort.fire();
             // Let the woken connection tasks run and drop their sockets.
             let give_up = monoio::time::Instant::now() + Duration::from_millis(200);
@@ -280,24 +246,15 @@ where
         }
         // Last: no request of any core can start new work here any more.
         // Its own bound, so an exhausted drain budget still lets it flush.
-        if monoio::time::timeout(SERVICE_DRAIN_BUDGET, core.service.drain())
-            .await
-            .is_err()
-        {
+        if monoio::time::timeout(SERVICE_DRAIN_BUDGET, core.service.drain()).await.is_err() {
             tracing::warn!(core = index, "service drain did not finish in {SERVICE_DRAIN_BUDGET:?}");
         }
         Ok(())
     };
     if epoll {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()?
-            .block_on(core_main)
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build()?.block_on(core_main)
     } else {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()?
-            .block_on(core_main)
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?.block_on(core_main)
     }
 }
 

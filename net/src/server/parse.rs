@@ -77,12 +77,7 @@ pub(crate) fn parse_head(
     }
 }
 
-fn build_head(
-    req: &httparse::Request<'_, '_>,
-    buf: &[u8],
-    len: usize,
-    max_body: usize,
-) -> Result<Head, HeadError> {
+fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize, max_body: usize) -> Result<Head, HeadError> {
     let method = req.method.ok_or(HeadError::Malformed("missing method"))?;
     let target = req.path.ok_or(HeadError::Malformed("missing path"))?;
     let version = req.version.ok_or(HeadError::Malformed("missing version"))?;
@@ -121,16 +116,13 @@ fn build_head(
                 content_length = Some(v as usize);
             }
             "transfer-encoding" => {
-                let v = std::str::from_utf8(h.value)
-                    .map_err(|_| HeadError::Malformed("invalid transfer-encoding"))?;
+                let v = std::str::from_utf8(h.value).map_err(|_| HeadError::Malformed("invalid transfer-encoding"))?;
                 let last = v.rsplit(',').next().unwrap_or("").trim();
                 if !last.eq_ignore_ascii_case("chunked") {
                     return Err(HeadError::Unsupported("unsupported transfer-encoding"));
                 }
                 if v.split(',').count() > 1 {
-                    return Err(HeadError::Unsupported(
-                        "only plain chunked transfer-encoding is supported",
-                    ));
+                    return Err(HeadError::Unsupported("only plain chunked transfer-encoding is supported"));
                 }
                 chunked = true;
             }
@@ -144,17 +136,13 @@ fn build_head(
                     }
                 }
             }
-            "expect" if trim_ascii(h.value).eq_ignore_ascii_case(b"100-continue") => {
-                expect_continue = true
-            }
+            "expect" if trim_ascii(h.value).eq_ignore_ascii_case(b"100-continue") => expect_continue = true,
             _ => {}
         }
         headers.push((name, start..start + h.value.len()));
     }
     if chunked && content_length.is_some() {
-        return Err(HeadError::Malformed(
-            "both content-length and transfer-encoding",
-        ));
+        return Err(HeadError::Malformed("both content-length and transfer-encoding"));
     }
     let body = if chunked {
         BodyFraming::Chunked
@@ -164,11 +152,7 @@ fn build_head(
             Some(n) => BodyFraming::Length(n),
         }
     };
-    let keep_alive = if version == 1 {
-        !conn_close
-    } else {
-        conn_keep_alive && !conn_close
-    };
+    let keep_alive = if version == 1 { !conn_close } else { conn_keep_alive && !conn_close };
     Ok(Head {
         method: method.to_string(),
         path: path.to_string(),
@@ -211,10 +195,7 @@ mod tests {
     fn complete_head_with_query_and_body_length() {
         let raw = b"POST /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
         let h = parse(raw).unwrap().unwrap();
-        assert_eq!(
-            (h.method.as_str(), h.path.as_str(), h.query.as_str()),
-            ("POST", "/a/b", "x=1&y=2")
-        );
+        assert_eq!((h.method.as_str(), h.path.as_str(), h.query.as_str()), ("POST", "/a/b", "x=1&y=2"));
         assert_eq!(h.body, BodyFraming::Length(5));
         assert_eq!(h.len, raw.len() - 5);
         assert!(h.keep_alive);
@@ -230,56 +211,26 @@ mod tests {
         let many: String = (0..9).map(|i| format!("H{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(parse(raw.as_bytes()).unwrap_err(), HeadError::TooLarge);
-        assert_eq!(
-            parse(b"GET / HTTP/1.1\r\nContent-Length: 101\r\n\r\n").unwrap_err(),
-            HeadError::BodyTooLarge
-        );
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nContent-Length: 101\r\n\r\n").unwrap_err(), HeadError::BodyTooLarge);
     }
 
     #[test]
     fn malformed_and_smuggling() {
-        assert!(matches!(
-            parse(b"GET\x01 / HTTP/1.1\r\n\r\n"),
-            Err(HeadError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse(b"GET http://x/ HTTP/1.1\r\n\r\n"),
-            Err(HeadError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
-            Err(HeadError::Malformed(_))
-        ));
+        assert!(matches!(parse(b"GET\x01 / HTTP/1.1\r\n\r\n"), Err(HeadError::Malformed(_))));
+        assert!(matches!(parse(b"GET http://x/ HTTP/1.1\r\n\r\n"), Err(HeadError::Malformed(_))));
+        assert!(matches!(parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"), Err(HeadError::Malformed(_))));
         assert!(matches!(
             parse(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(HeadError::Malformed(_))
         ));
-        assert!(matches!(
-            parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
-            Err(HeadError::Unsupported(_))
-        ));
+        assert!(matches!(parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), Err(HeadError::Unsupported(_))));
     }
 
     #[test]
     fn http10_and_connection_close() {
-        assert!(
-            !parse(b"GET / HTTP/1.0\r\n\r\n")
-                .unwrap()
-                .unwrap()
-                .keep_alive
-        );
-        assert!(
-            parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-                .unwrap()
-                .unwrap()
-                .keep_alive
-        );
-        assert!(
-            !parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
-                .unwrap()
-                .unwrap()
-                .keep_alive
-        );
+        assert!(!parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
+        assert!(parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap().keep_alive);
+        assert!(!parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap().keep_alive);
     }
 
     proptest::proptest! {

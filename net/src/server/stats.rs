@@ -124,11 +124,7 @@ pub struct ServerStats {
 
 impl ServerStats {
     pub(crate) fn new(cores: usize) -> Self {
-        ServerStats {
-            cores: (0..cores)
-                .map(|_| Arc::new(CoreCounters::default()))
-                .collect(),
-        }
+        ServerStats { cores: (0..cores).map(|_| Arc::new(CoreCounters::default())).collect() }
     }
 
     pub(crate) fn core(&self, i: usize) -> Arc<CoreCounters> {
@@ -146,8 +142,6 @@ impl ServerStats {
 
     /// Sum over all cores.
     pub fn total(&self) -> CoreSnapshot {
-        self.per_core()
-            .iter()
-            .fold(CoreSnapshot::default(), |acc, s| acc.merge(s))
+        self.per_core().iter().fold(CoreSnapshot::default(), |acc, s| acc.merge(s))
     }
 }

@@ -16,29 +16,19 @@ pub struct TestService {
 impl Service for TestService {
     async fn call(&self, req: Request) -> Response {
         match req.path.as_str() {
-            "/hello" => Response::new(200)
-                .header("content-type", "text/plain")
-                .body("hello"),
+            "/hello" => Response::new(200).header("content-type", "text/plain").body("hello"),
             "/echo" => Response::new(200)
                 .header("x-method", req.method.clone())
                 .header("x-query", req.query.clone())
                 .header("x-core", self.core.to_string())
                 .body(req.body.clone()),
             "/slow" => {
-                let ms: u64 = req
-                    .query
-                    .strip_prefix("ms=")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(300);
+                let ms: u64 = req.query.strip_prefix("ms=").and_then(|v| v.parse().ok()).unwrap_or(300);
                 monoio::time::sleep(Duration::from_millis(ms)).await;
                 Response::new(200).body("slow done")
             }
             "/big" => {
-                let n: usize = req
-                    .query
-                    .strip_prefix("n=")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1000);
+                let n: usize = req.query.strip_prefix("n=").and_then(|v| v.parse().ok()).unwrap_or(1000);
                 Response::new(200).body(vec![b'x'; n])
             }
             "/panic" => panic!("test service panic"),
@@ -60,23 +50,14 @@ impl TestServer {
     }
 
     pub fn start_with_drain(cores: usize, limits: Limits, drain: Duration) -> TestServer {
-        let cfg = ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            cores,
-            limits,
-        };
+        let cfg = ServerConfig { addr: "127.0.0.1:0".parse().unwrap(), cores, limits };
         let bound = BoundServer::bind(cfg).expect("bind");
         let addr = bound.local_addr();
         let stats = bound.stats();
         let shutdown = Shutdown::new();
         let sd = shutdown.clone();
         let thread = std::thread::spawn(move || bound.run(|core| TestService { core }, sd, drain));
-        TestServer {
-            addr,
-            shutdown,
-            stats,
-            thread: Some(thread),
-        }
+        TestServer { addr, shutdown, stats, thread: Some(thread) }
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -88,12 +69,7 @@ impl TestServer {
     /// Trigger shutdown and wait for `run` to return.
     pub fn stop(mut self) -> ServerStats {
         self.shutdown.trigger();
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .expect("server thread")
-            .expect("server result")
+        self.thread.take().unwrap().join().expect("server thread").expect("server result")
     }
 }
 
@@ -128,10 +104,7 @@ pub struct RawResponse {
 
 impl RawResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("json body")
@@ -147,21 +120,9 @@ pub fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> std::io::Resul
         let mut resp = httparse::Response::new(&mut headers);
         if let httparse::Status::Complete(len) = resp.parse(pending).expect("valid response head") {
             let status = resp.code.unwrap();
-            let headers: Vec<(String, String)> = resp
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            let cl: usize = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap_or(0);
+            let headers: Vec<(String, String)> =
+                resp.headers.iter().map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned())).collect();
+            let cl: usize = headers.iter().find(|(n, _)| n == "content-length").map(|(_, v)| v.parse().unwrap()).unwrap_or(0);
             while pending.len() < len + cl {
                 let n = s.read(&mut chunk)?;
                 if n == 0 {
@@ -171,11 +132,7 @@ pub fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> std::io::Resul
             }
             let body = pending[len..len + cl].to_vec();
             pending.drain(..len + cl);
-            return Ok(RawResponse {
-                status,
-                headers,
-                body,
-            });
+            return Ok(RawResponse { status, headers, body });
         }
         let n = s.read(&mut chunk)?;
         if n == 0 {
@@ -197,12 +154,7 @@ pub fn is_closed(s: &mut TcpStream) -> bool {
         match s.read(&mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return false
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
             Err(_) => return true,
         }
     }

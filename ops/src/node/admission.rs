@@ -152,7 +152,11 @@ impl AdmissionMetrics {
             m.shed.clone(),
         );
         registry.register("admission_admitted", "Cold computations admitted on their owner core", m.admitted.clone());
-        registry.register("admission_cold_in_progress", "Cold computations in progress on the core (the queue depth)", m.in_progress.clone());
+        registry.register(
+            "admission_cold_in_progress",
+            "Cold computations in progress on the core (the queue depth)",
+            m.in_progress.clone(),
+        );
         registry.register("admission_cold_cost_seconds", "Smoothed core time of one cold computation", m.cost.clone());
         registry.register(
             "admission_estimated_wait_seconds",

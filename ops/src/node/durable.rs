@@ -31,11 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use engine::likes::{LikeBook, LikeLimits, LikeRecord, LikeResult, RELATION_PREFIX};
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use storage::{
-    Applier, ApplierOptions, ApplyEntry, Entry, KvWrite, StateStore, StateStats, StorageError, Wal, WalOptions, WalStats,
-    WalSync,
+    Applier, ApplierOptions, ApplyEntry, Entry, KvWrite, StateStats, StateStore, StorageError, Wal, WalOptions, WalStats, WalSync,
 };
 
 pub const KIND_LIKE: u8 = 1;
@@ -269,8 +268,7 @@ pub fn recover(data_dir: &Path, core: usize, opts: &DurableOptions) -> Result<(C
             detail: format!("more than the limit of {}", limits.max_relations),
         });
     }
-    book.load_kv(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
-        .map_err(|e| StorageError::Decode(e.to_string()))?;
+    book.load_kv(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).map_err(|e| StorageError::Decode(e.to_string()))?;
     let answers = load_idempotency(&store, now_ms(), opts.idempotency_ttl, limits.max_idempotency_keys)?;
     let applier_opts = ApplierOptions { maintain_every: opts.maintain_every, ..ApplierOptions::default() };
     let next_index = AtomicU64::new(wal.last_index() + 1);
@@ -357,13 +355,7 @@ fn sweep_idempotency(store: &StateStore, now_ms: u64, ttl: Duration, max: usize)
 
 /// The stored expectations to evict: those calculated longer than `stale`
 /// ago, then the oldest beyond `max`; at most `limit`.
-fn eviction_candidates(
-    store: &StateStore,
-    now_ms: u64,
-    stale: Duration,
-    max: usize,
-    limit: usize,
-) -> Result<Vec<Eviction>, StorageError> {
+fn eviction_candidates(store: &StateStore, now_ms: u64, stale: Duration, max: usize, limit: usize) -> Result<Vec<Eviction>, StorageError> {
     let stale_ms = stale.as_millis() as u64;
     let mut all: Vec<(u64, Vec<u8>, u64)> = Vec::new();
     let mut bad = None;
@@ -813,7 +805,8 @@ mod tests {
             count_after: count,
             idempotency_key: Some(key.into()),
         };
-        let toggles = [("u1", "k-old", 1, now - 2 * day), ("u2", "k1", 2, now - 3000), ("u3", "k2", 3, now - 2000), ("u4", "k3", 4, now - 1000)];
+        let toggles =
+            [("u1", "k-old", 1, now - 2 * day), ("u2", "k1", 2, now - 3000), ("u3", "k2", 3, now - 2000), ("u4", "k3", 4, now - 1000)];
         for (i, (user, key, count, at)) in toggles.iter().enumerate() {
             let e = Entry::new(TERM, i as u64 + 1, like_payload(&record(user, key, *count), *at));
             store.apply(e.index, &entry_writes(&e).unwrap()).unwrap();
@@ -829,11 +822,12 @@ mod tests {
         // The same rows later, once expired, are all forgotten.
         assert_eq!(sweep_idempotency(&store, now + 2 * day, Duration::from_millis(day), 2).unwrap(), 2);
         let mut n = 0;
-        store.visit_prefix(IDEMPOTENCY_PREFIX, false, |_| {
-            n += 1;
-            true
-        })
-        .unwrap();
+        store
+            .visit_prefix(IDEMPOTENCY_PREFIX, false, |_| {
+                n += 1;
+                true
+            })
+            .unwrap();
         assert_eq!(n, 0);
     }
 

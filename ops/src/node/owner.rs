@@ -423,8 +423,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let sim = crate::sim::Simulator::new(&crate::sim::default_data_dir(), Duration::ZERO, 0.0).unwrap();
         let node_metrics = NodeMetrics::new();
-        let (storage, _book) =
-            recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
+        let (storage, _book) = recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
         rt.block_on(async {
             let metrics = Rc::new(node_metrics.core(0));

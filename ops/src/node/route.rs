@@ -6,7 +6,9 @@ use percent_encoding::percent_decode_str;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// `GET /api/v4/characters/{ign}/expectation[?force=true]`
-    Expectation { force: bool },
+    Expectation {
+        force: bool,
+    },
     /// `GET /api/v4/characters/{ign}/expectation/preset/{n}`
     Preset(u8),
     /// `POST /api/v4/characters/{ign}/expectation/recalculate`
@@ -73,13 +75,13 @@ pub fn route(method: &str, path: &str, query: &str) -> Result<(Route, Option<Nam
         ["metrics"] => (Route::Metrics, None, "GET"),
         ["health", "live"] => (Route::Live, None, "GET"),
         ["health", "ready"] => (Route::Ready, None, "GET"),
-        ["api", "v4", "characters", ign, "expectation"] => {
-            (Route::Expectation { force: query_flag(query, "force") }, Some(*ign), "GET")
-        }
+        ["api", "v4", "characters", ign, "expectation"] => (Route::Expectation { force: query_flag(query, "force") }, Some(*ign), "GET"),
         ["api", "v4", "characters", ign, "expectation", "preset", n] => {
-            let n = n.parse::<u8>().ok().filter(|n| (1..=3).contains(n)).ok_or_else(|| {
-                RouteError::BadRequest(format!("preset must be 1, 2 or 3, got {n:?}"))
-            });
+            let n = n
+                .parse::<u8>()
+                .ok()
+                .filter(|n| (1..=3).contains(n))
+                .ok_or_else(|| RouteError::BadRequest(format!("preset must be 1, 2 or 3, got {n:?}")));
             // Method is checked before the preset number is.
             if method != "GET" {
                 return Err(RouteError::MethodNotAllowed { allow: "GET" });
@@ -104,9 +106,8 @@ pub fn route(method: &str, path: &str, query: &str) -> Result<(Route, Option<Nam
 }
 
 pub fn parse_name(segment: &str) -> Result<Name, RouteError> {
-    let decoded = percent_decode_str(segment)
-        .decode_utf8()
-        .map_err(|_| RouteError::BadRequest("character name is not valid UTF-8".into()))?;
+    let decoded =
+        percent_decode_str(segment).decode_utf8().map_err(|_| RouteError::BadRequest("character name is not valid UTF-8".into()))?;
     let key = replication::normalize_name(&decoded).map_err(|e| RouteError::BadRequest(e.to_string()))?;
     let slot = replication::slot_of(&key);
     Ok(Name { display: decoded.trim().to_owned(), key, slot })
@@ -143,14 +144,8 @@ mod tests {
 
     #[test]
     fn wrong_method_unknown_path_and_bad_input() {
-        assert_eq!(
-            route("POST", "/api/v4/characters/a/expectation", ""),
-            Err(RouteError::MethodNotAllowed { allow: "GET" })
-        );
-        assert_eq!(
-            route("GET", "/api/v4/characters/a/expectation/recalculate", ""),
-            Err(RouteError::MethodNotAllowed { allow: "POST" })
-        );
+        assert_eq!(route("POST", "/api/v4/characters/a/expectation", ""), Err(RouteError::MethodNotAllowed { allow: "GET" }));
+        assert_eq!(route("GET", "/api/v4/characters/a/expectation/recalculate", ""), Err(RouteError::MethodNotAllowed { allow: "POST" }));
         assert_eq!(route("GET", "/nope", ""), Err(RouteError::NotFound));
         assert_eq!(route("GET", "/api/v4/characters//expectation/x", ""), Err(RouteError::NotFound));
         assert!(matches!(route("GET", "/api/v4/characters/a/expectation/preset/4", ""), Err(RouteError::BadRequest(_))));

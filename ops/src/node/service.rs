@@ -83,11 +83,8 @@ impl CoreService {
                 });
             }
         });
-        let book = shared.books[core]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .expect("each core takes its recovered like book once");
+        let book =
+            shared.books[core].lock().unwrap_or_else(|p| p.into_inner()).take().expect("each core takes its recovered like book once");
         let likes = Rc::new(LikeShard::new(book, log.clone(), metrics.clone()));
         let like_inbox = shared.like_inbox[core].clone();
         let serving = likes.clone();
@@ -293,9 +290,7 @@ impl net::Service for CoreService {
 fn route_error(e: &RouteError) -> Response {
     match e {
         RouteError::NotFound => error_json(404, "NOT_FOUND", "no such route"),
-        RouteError::MethodNotAllowed { allow } => {
-            error_json(405, "METHOD_NOT_ALLOWED", &format!("use {allow}")).header("allow", *allow)
-        }
+        RouteError::MethodNotAllowed { allow } => error_json(405, "METHOD_NOT_ALLOWED", &format!("use {allow}")).header("allow", *allow),
         RouteError::BadRequest(msg) => error_json(400, "BAD_REQUEST", msg),
     }
 }
@@ -306,18 +301,16 @@ pub fn doc_response(req: &Request, served: &Served) -> Response {
     let doc = &served.doc;
     let mut resp = match req.header("if-none-match").and_then(|v| std::str::from_utf8(v).ok()) {
         Some(inm) if doc.matches_if_none_match(inm) => Response::new(304),
-        _ if accepts_gzip(req.header("accept-encoding")) => Response::json(200, Bytes::from_owner(doc.gzip.clone()))
-            .header("content-encoding", "gzip"),
+        _ if accepts_gzip(req.header("accept-encoding")) => {
+            Response::json(200, Bytes::from_owner(doc.gzip.clone())).header("content-encoding", "gzip")
+        }
         _ if doc.is_gzip_only() => match doc.plain(crate::upstream::nexon::MAX_UPSTREAM_BODY) {
             Some(json) => Response::json(200, json.into_owned()),
             None => return error_json(500, "INTERNAL", "stored document does not decompress"),
         },
         _ => Response::json(200, Bytes::from_owner(doc.json.clone())),
     };
-    resp = resp
-        .header("etag", doc.etag.to_string())
-        .header("vary", "Accept-Encoding")
-        .header("x-cache", served.cache.header());
+    resp = resp.header("etag", doc.etag.to_string()).header("vary", "Accept-Encoding").header("x-cache", served.cache.header());
     if served.cache == CacheStatus::Stale {
         resp = resp.header("warning", "110 - \"Response is Stale\"");
     }

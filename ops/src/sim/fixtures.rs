@@ -24,8 +24,7 @@ pub const BASIC_FILE: &str = "basic_character_info.json";
 
 /// Names (normalised) that get a real fixture unchanged: `(name, equipment file index)`.
 /// "아델" is the character of `basic_character_info.json`.
-pub const EXACT_NAMES: [(&str, usize); 5] =
-    [("evan", 0), ("에반", 0), ("mechanic", 1), ("메카닉", 1), ("아델", 0)];
+pub const EXACT_NAMES: [(&str, usize); 5] = [("evan", 0), ("에반", 0), ("mechanic", 1), ("메카닉", 1), ("아델", 0)];
 
 const PRESET_KEYS: [&str; 3] = ["item_equipment_preset_1", "item_equipment_preset_2", "item_equipment_preset_3"];
 const STAR_CHOICES: [u32; 9] = [12, 15, 17, 18, 19, 20, 21, 22, 22];
@@ -92,10 +91,7 @@ pub fn default_data_dir() -> PathBuf {
             candidates.push(anc.join(rel));
         }
     }
-    candidates
-        .into_iter()
-        .find(|p| p.join(BASIC_FILE).is_file())
-        .unwrap_or_else(|| rel.to_path_buf())
+    candidates.into_iter().find(|p| p.join(BASIC_FILE).is_file()).unwrap_or_else(|| rel.to_path_buf())
 }
 
 impl Fixtures {
@@ -108,17 +104,16 @@ impl Fixtures {
         let equipment: Vec<Value> = EQUIP_FILES.iter().map(|f| read(f)).collect::<anyhow::Result<_>>()?;
         let basic = read(BASIC_FILE)?;
         // (part, level) → pool index, in first-seen order.
-        let mut pool_of: HashMap<(String, u64), (Option<usize>, Option<usize>)> = HashMap::new();
+        let mut pool_of: PoolsByItem = HashMap::new();
         let mut potentials: Vec<Vec<LineSet>> = Vec::new();
         let mut additionals: Vec<Vec<LineSet>> = Vec::new();
         for doc in &equipment {
             for item in all_items(doc) {
                 let Some(key) = item_key(item) else { continue };
                 let entry = pool_of.entry(key).or_default();
-                for (prefix, slot, pools) in [
-                    ("potential_option", &mut entry.0, &mut potentials),
-                    ("additional_potential_option", &mut entry.1, &mut additionals),
-                ] {
+                for (prefix, slot, pools) in
+                    [("potential_option", &mut entry.0, &mut potentials), ("additional_potential_option", &mut entry.1, &mut additionals)]
+                {
                     if let Some(l) = lines(item, prefix) {
                         let index = *slot.get_or_insert_with(|| {
                             pools.push(Vec::new());
@@ -219,10 +214,9 @@ impl Fixtures {
         if !info.keyed {
             return ov;
         }
-        for (pool, pools, slot) in [
-            (info.potential_pool, &self.potentials, &mut ov.potential),
-            (info.additional_pool, &self.additionals, &mut ov.additional),
-        ] {
+        for (pool, pools, slot) in
+            [(info.potential_pool, &self.potentials, &mut ov.potential), (info.additional_pool, &self.additionals, &mut ov.additional)]
+        {
             if let Some(choices) = pool.map(|p| &pools[p]) {
                 *slot = Some(&choices[(rng.next() % choices.len() as u64) as usize]);
             }
@@ -252,10 +246,13 @@ impl Fixtures {
     }
 }
 
+/// (part, level) → the indices of its potential and additional line pools.
+type PoolsByItem = HashMap<(String, u64), (Option<usize>, Option<usize>)>;
+
 /// What the plan draws for an item: pools only when the item has such lines
 /// (`has_lines`), stars only when it is starforced, nothing without a
 /// (part, level).
-fn item_info(item: &Value, pool_of: &HashMap<(String, u64), (Option<usize>, Option<usize>)>) -> ItemInfo {
+fn item_info(item: &Value, pool_of: &PoolsByItem) -> ItemInfo {
     let Some(key) = item_key(item) else { return ItemInfo::default() };
     let pools = pool_of.get(&key).copied().unwrap_or_default();
     let star: u32 = item["starforce"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -525,8 +522,7 @@ pub fn name_for_ocid(ocid: &str) -> Option<String> {
     if hex.len() % 2 != 0 || hex.len() > 256 {
         return None;
     }
-    let bytes: Option<Vec<u8>> =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
     String::from_utf8(bytes?).ok()
 }
 

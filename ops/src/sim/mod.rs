@@ -116,11 +116,8 @@ impl Simulator {
                         _ => return Some(SimReply::nexon_error(400, "OPENAPI00004", "latency_ms must be in 0..=60000")),
                     }
                 }
-                let body = format!(
-                    "{{\"failure_rate\":{},\"latency_ms\":{}}}",
-                    self.failure_rate(),
-                    self.latency_ms.load(Ordering::Relaxed)
-                );
+                let body =
+                    format!("{{\"failure_rate\":{},\"latency_ms\":{}}}", self.failure_rate(), self.latency_ms.load(Ordering::Relaxed));
                 Some(SimReply::json(200, body))
             }
             _ => None,

@@ -138,10 +138,7 @@ mod tests {
     fn statuses_map_to_typed_errors() {
         assert!(classify(200, Bytes::from_static(b"{}")).is_ok());
         assert_eq!(classify(404, Bytes::new()), Err(UpstreamError::NotFound));
-        assert_eq!(
-            classify(400, Bytes::from_static(br#"{"error":{"name":"OPENAPI00004"}}"#)),
-            Err(UpstreamError::NotFound)
-        );
+        assert_eq!(classify(400, Bytes::from_static(br#"{"error":{"name":"OPENAPI00004"}}"#)), Err(UpstreamError::NotFound));
         assert_eq!(classify(400, Bytes::from_static(b"{}")), Err(UpstreamError::Status(400)));
         assert_eq!(classify(503, Bytes::new()), Err(UpstreamError::Status(503)));
         assert!(!UpstreamError::NotFound.is_failure());

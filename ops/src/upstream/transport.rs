@@ -22,36 +22,25 @@ impl Transport {
             timeout,
             max_body_bytes: super::nexon::MAX_UPSTREAM_BODY,
             max_idle_per_host: 64,
-            default_headers: api_key
-                .map(|k| vec![("x-nxopen-api-key".to_owned(), k.to_owned())])
-                .unwrap_or_default(),
+            default_headers: api_key.map(|k| vec![("x-nxopen-api-key".to_owned(), k.to_owned())]).unwrap_or_default(),
         };
-        Transport::Http(Box::new(
-            net::HttpClient::new(cfg).map_err(|e| e.to_string()),
-        ))
+        Transport::Http(Box::new(net::HttpClient::new(cfg).map_err(|e| e.to_string())))
     }
 
     /// `GET path_and_query` → (status, body).
     pub async fn get(&self, path_and_query: &str) -> Result<(u16, Bytes), UpstreamError> {
         match self {
             Transport::Sim(sim) => {
-                let (path, query) = path_and_query
-                    .split_once('?')
-                    .unwrap_or((path_and_query, ""));
+                let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
                 let reply = sim.call(path, query).await;
                 Ok((reply.status, reply.body))
             }
             Transport::Http(client) => match client.as_ref() {
                 Err(e) => Err(UpstreamError::Transport(e.clone())),
-                Ok(client) => match client
-                    .get(path_and_query, &[("accept", "application/json")])
-                    .await
-                {
+                Ok(client) => match client.get(path_and_query, &[("accept", "application/json")]).await {
                     Ok(resp) => Ok((resp.status, resp.body)),
                     Err(net::ClientError::Timeout(_)) => Err(UpstreamError::Timeout),
-                    Err(net::ClientError::BodyTooLarge(n)) => {
-                        Err(UpstreamError::BadBody(format!("body over {n} bytes")))
-                    }
+                    Err(net::ClientError::BodyTooLarge(n)) => Err(UpstreamError::BadBody(format!("body over {n} bytes"))),
                     Err(e) => Err(UpstreamError::Transport(e.to_string())),
                 },
             },

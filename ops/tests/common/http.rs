@@ -78,10 +78,8 @@ pub fn parse(buf: &[u8]) -> Option<Resp> {
     let head = std::str::from_utf8(&buf[..end]).ok()?;
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
     let mut body = buf[end + 4..].to_vec();
     if let Some((_, v)) = headers.iter().find(|(k, _)| k == "content-length") {
         let len: usize = v.parse().ok()?;

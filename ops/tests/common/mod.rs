@@ -31,10 +31,7 @@ pub fn enc(name: &str) -> String {
 /// (e.g. `maple_wal_fsyncs_total{` for all its label sets) in Prometheus /
 /// OpenMetrics text.
 pub fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 /// [`metric_sum`] of a node's `/metrics` right now.

@@ -19,27 +19,16 @@ pub struct CubeCostTable {
 impl CubeCostTable {
     /// Reads `cube_cost_per_use_meso` from the lookup-tables document.
     pub fn from_lookup_json(doc: &str) -> Result<CubeCostTable, String> {
-        let root: Value =
-            serde_json::from_str(doc).map_err(|e| format!("lookup_tables.json: {e}"))?;
-        let section = root
-            .get("cube_cost_per_use_meso")
-            .ok_or("lookup_tables.json has no cube_cost_per_use_meso")?;
+        let root: Value = serde_json::from_str(doc).map_err(|e| format!("lookup_tables.json: {e}"))?;
+        let section = root.get("cube_cost_per_use_meso").ok_or("lookup_tables.json has no cube_cost_per_use_meso")?;
         let kind = |name: &str| -> Result<Vec<(u32, [u64; 4])>, String> {
-            let levels = section
-                .get(name)
-                .and_then(Value::as_object)
-                .ok_or_else(|| format!("cube_cost_per_use_meso.{name} missing"))?;
+            let levels = section.get(name).and_then(Value::as_object).ok_or_else(|| format!("cube_cost_per_use_meso.{name} missing"))?;
             let mut out = Vec::with_capacity(levels.len());
             for (key, grades) in levels {
-                let level: u32 = key
-                    .parse()
-                    .map_err(|_| format!("{name}: bad level key {key:?}"))?;
+                let level: u32 = key.parse().map_err(|_| format!("{name}: bad level key {key:?}"))?;
                 let mut prices = [0u64; 4];
                 for (i, g) in GRADES_KOREAN.iter().enumerate() {
-                    prices[i] = grades
-                        .get(*g)
-                        .and_then(Value::as_u64)
-                        .ok_or_else(|| format!("{name}.{key}: no price for {g}"))?;
+                    prices[i] = grades.get(*g).and_then(Value::as_u64).ok_or_else(|| format!("{name}.{key}: no price for {g}"))?;
                 }
                 out.push((level, prices));
             }
@@ -49,11 +38,7 @@ impl CubeCostTable {
             out.sort_by_key(|&(l, _)| l);
             Ok(out)
         };
-        Ok(CubeCostTable {
-            black: kind("BLACK")?,
-            red: kind("RED")?,
-            additional: kind("ADDITIONAL")?,
-        })
+        Ok(CubeCostTable { black: kind("BLACK")?, red: kind("RED")?, additional: kind("ADDITIONAL")? })
     }
 
     /// Price of one use for an item of `level` at current `grade`; `None` for an unknown grade.
@@ -65,11 +50,7 @@ impl CubeCostTable {
             CubeKind::Additional => &self.additional,
         };
         // Largest key ≤ level; below the first key, the first key.
-        let row = rows
-            .iter()
-            .rev()
-            .find(|(key, _)| *key <= level)
-            .unwrap_or(&rows[0]);
+        let row = rows.iter().rev().find(|(key, _)| *key <= level).unwrap_or(&rows[0]);
         Some(row.1[g])
     }
 }

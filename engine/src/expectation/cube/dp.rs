@@ -16,22 +16,13 @@ pub enum DpError {
 }
 
 /// The distribution of one line's value toward `target`.
-pub fn slot_pmf(
-    table: &ProbabilityTable,
-    groups: &LineGroups<'_>,
-    line_slot: u8,
-    target: DpTarget,
-) -> Result<SparsePmf, DpError> {
+pub fn slot_pmf(table: &ProbabilityTable, groups: &LineGroups<'_>, line_slot: u8, target: DpTarget) -> Result<SparsePmf, DpError> {
     let group = groups.slots[line_slot as usize - 1];
     if group.is_empty() || group.raw_mass <= 0.0 {
         return Err(DpError::EmptySlot(line_slot));
     }
     // A mass already 1 (within tolerance) is used as is, like the original.
-    let norm = if (group.raw_mass - 1.0).abs() <= MASS_TOLERANCE {
-        1.0
-    } else {
-        group.raw_mass
-    };
+    let norm = if (group.raw_mass - 1.0).abs() <= MASS_TOLERANCE { 1.0 } else { group.raw_mass };
     let mut points = Vec::with_capacity(group.entries.len());
     for &(id, rate) in &group.entries {
         let info = table.option(id);
@@ -46,21 +37,11 @@ pub fn slot_pmf(
 }
 
 /// P(target reached in one cube use).
-pub fn success_probability(
-    table: &ProbabilityTable,
-    groups: &LineGroups<'_>,
-    target: DpTarget,
-) -> Result<f64, DpError> {
-    let slots = [
-        slot_pmf(table, groups, 1, target)?,
-        slot_pmf(table, groups, 2, target)?,
-        slot_pmf(table, groups, 3, target)?,
-    ];
+pub fn success_probability(table: &ProbabilityTable, groups: &LineGroups<'_>, target: DpTarget) -> Result<f64, DpError> {
+    let slots = [slot_pmf(table, groups, 1, target)?, slot_pmf(table, groups, 2, target)?, slot_pmf(table, groups, 3, target)?];
     // Unreachable target: answer without allocating target-sized arrays.
     let reachable: i64 = slots.iter().map(|s| i64::from(s.max_value().max(0))).sum();
-    if reachable < i64::from(target.min_total)
-        && slots.iter().all(|s| s.value_at(0).is_none_or(|v| v >= 0))
-    {
+    if reachable < i64::from(target.min_total) && slots.iter().all(|s| s.value_at(0).is_none_or(|v| v >= 0)) {
         return Ok(0.0);
     }
     let dense = pmf::convolve_all(&slots, target.min_total, true).map_err(DpError::Pmf)?;

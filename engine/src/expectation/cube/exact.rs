@@ -30,23 +30,12 @@ fn line_key(table: &ProbabilityTable, line: &str) -> LineKey {
     }
 }
 
-const ORDERINGS: [[usize; 3]; 6] = [
-    [0, 1, 2],
-    [0, 2, 1],
-    [1, 0, 2],
-    [1, 2, 0],
-    [2, 0, 1],
-    [2, 1, 0],
-];
+const ORDERINGS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
 
 /// Sum over distinct orderings of the product of per-slot rates. May exceed 1
 /// when most lines are junk (each ordering then counts ~1) — the original's
 /// semantics, kept so results match the reference.
-pub fn success_probability(
-    table: &ProbabilityTable,
-    groups: &LineGroups<'_>,
-    lines: [&str; 3],
-) -> f64 {
+pub fn success_probability(table: &ProbabilityTable, groups: &LineGroups<'_>, lines: [&str; 3]) -> f64 {
     let keys = lines.map(|l| line_key(table, l));
     let rate = |slot: usize, key: LineKey| -> f64 {
         match key {
@@ -65,9 +54,7 @@ pub fn success_probability(
         }
         seen[n_seen] = case;
         n_seen += 1;
-        total += (0..3)
-            .map(|slot| rate(slot, keys[order[slot]]))
-            .product::<f64>();
+        total += (0..3).map(|slot| rate(slot, keys[order[slot]])).product::<f64>();
     }
     total
 }

@@ -89,12 +89,7 @@ pub fn infer(lines: &[&str]) -> Inference {
             sums[t as usize] += value;
             present[t as usize] = true;
             if t == StatType::AllStatPercent {
-                for s in [
-                    StatType::StrPercent,
-                    StatType::DexPercent,
-                    StatType::IntPercent,
-                    StatType::LukPercent,
-                ] {
+                for s in [StatType::StrPercent, StatType::DexPercent, StatType::IntPercent, StatType::LukPercent] {
                     sums[s as usize] += value;
                     present[s as usize] = true;
                 }
@@ -102,11 +97,7 @@ pub fn infer(lines: &[&str]) -> Inference {
         }
     }
     let compound = n_categories >= 2;
-    let none = Inference {
-        target: None,
-        confidence: 0.0,
-        compound,
-    };
+    let none = Inference { target: None, confidence: 0.0, compound };
     // All-stat % is spread over the four stats above, never a target itself.
     present[StatType::AllStatPercent as usize] = false;
 
@@ -122,22 +113,14 @@ pub fn infer(lines: &[&str]) -> Inference {
     if value <= 0 {
         return none;
     }
-    let total: i64 = StatType::ALL
-        .iter()
-        .filter(|t| present[**t as usize])
-        .map(|t| sums[*t as usize])
-        .sum();
+    let total: i64 = StatType::ALL.iter().filter(|t| present[**t as usize]).map(|t| sums[*t as usize]).sum();
     if total <= 0 {
         return none;
     }
     let Ok(min_total) = u32::try_from(value) else {
         return none;
     };
-    Inference {
-        target: Some(DpTarget { stat, min_total }),
-        confidence: value as f64 / total as f64,
-        compound,
-    }
+    Inference { target: Some(DpTarget { stat, min_total }), confidence: value as f64 / total as f64, compound }
 }
 
 /// The engine for a line set. `has_context` is false when the item slot, grade
@@ -165,13 +148,7 @@ mod tests {
     fn original_inferrer_cases() {
         // DpModeInferrerTest: all-stat spreads over the four stats.
         let i = infer(&["STR +12%", "올스탯 +9%"]);
-        assert_eq!(
-            i.target,
-            Some(DpTarget {
-                stat: StatType::StrPercent,
-                min_total: 21
-            })
-        );
+        assert_eq!(i.target, Some(DpTarget { stat: StatType::StrPercent, min_total: 21 }));
         assert!((i.confidence - 21.0 / 48.0).abs() < 1e-12);
         // Ties keep declaration order.
         let i = infer(&["STR +12%", "DEX +12%"]);
@@ -180,10 +157,7 @@ mod tests {
         // Mixed families.
         assert!(infer(&["STR +12%", "보스 몬스터 공격 시 데미지 +40%"]).compound);
         // Nothing readable.
-        assert_eq!(
-            infer(&["", "피격 시 10% 확률로 데미지 무시", "오토스틸 +5%"]).target,
-            None
-        );
+        assert_eq!(infer(&["", "피격 시 10% 확률로 데미지 무시", "오토스틸 +5%"]).target, None);
     }
 
     #[test]
@@ -200,50 +174,15 @@ mod tests {
 
     #[test]
     fn reference_engine_strings() {
-        assert_eq!(
-            engine(&["STR +12%", "STR +9%", "STR +9%"]),
-            "DP(STR_PERCENT>=30)"
-        );
-        assert_eq!(
-            engine(&["STR +12%", "STR +9%", "올스탯 +6%"]),
-            "DP(STR_PERCENT>=27)"
-        );
+        assert_eq!(engine(&["STR +12%", "STR +9%", "STR +9%"]), "DP(STR_PERCENT>=30)");
+        assert_eq!(engine(&["STR +12%", "STR +9%", "올스탯 +6%"]), "DP(STR_PERCENT>=27)");
         assert_eq!(engine(&["올스탯 +9%", "올스탯 +9%", "INT +9%"]), "V1");
-        assert_eq!(
-            engine(&[
-                "보스 몬스터 데미지 +35%",
-                "보스 몬스터 데미지 +30%",
-                "보스 몬스터 데미지 +30%"
-            ]),
-            "DP(DAMAGE>=95)"
-        );
-        assert_eq!(
-            engine(&[
-                "스킬 재사용 대기시간 -2초",
-                "스킬 재사용 대기시간 -2초",
-                "피격 시 5% 확률로 데미지의 40% 무시"
-            ]),
-            "V1"
-        );
-        assert_eq!(
-            engine(&["크리티컬 데미지 +8%", "크리티컬 데미지 +8%", "STR +9%"]),
-            "V1"
-        );
-        assert_eq!(
-            engine(&["크리티컬 데미지 +8%", "최대 HP +9%", "크리티컬 데미지 +8%"]),
-            "DP(CRITICAL_DAMAGE>=16)"
-        );
-        assert_eq!(
-            engine(&["메소 획득량 +20%", "아이템 드롭률 +20%", "INT +9%"]),
-            "V1"
-        );
-        assert_eq!(
-            engine(&["아이템 드롭률 +20%", "INT +9%", "INT +9%"]),
-            "DP(ITEM_DROP>=20)"
-        );
-        assert_eq!(
-            choose_engine(&["STR +12%", "STR +9%", "STR +9%"], false).to_string(),
-            "V1"
-        );
+        assert_eq!(engine(&["보스 몬스터 데미지 +35%", "보스 몬스터 데미지 +30%", "보스 몬스터 데미지 +30%"]), "DP(DAMAGE>=95)");
+        assert_eq!(engine(&["스킬 재사용 대기시간 -2초", "스킬 재사용 대기시간 -2초", "피격 시 5% 확률로 데미지의 40% 무시"]), "V1");
+        assert_eq!(engine(&["크리티컬 데미지 +8%", "크리티컬 데미지 +8%", "STR +9%"]), "V1");
+        assert_eq!(engine(&["크리티컬 데미지 +8%", "최대 HP +9%", "크리티컬 데미지 +8%"]), "DP(CRITICAL_DAMAGE>=16)");
+        assert_eq!(engine(&["메소 획득량 +20%", "아이템 드롭률 +20%", "INT +9%"]), "V1");
+        assert_eq!(engine(&["아이템 드롭률 +20%", "INT +9%", "INT +9%"]), "DP(ITEM_DROP>=20)");
+        assert_eq!(choose_engine(&["STR +12%", "STR +9%", "STR +9%"], false).to_string(), "V1");
     }
 }

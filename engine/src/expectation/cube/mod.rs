@@ -62,13 +62,7 @@ pub struct CubeQuery<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CubeOutcome {
     /// `trials` = round(`trials_raw`) (half up); `cost` = `trials` × `cost_per_trial`.
-    Priced {
-        trials_raw: f64,
-        trials: u64,
-        cost_per_trial: u64,
-        cost: u64,
-        engine: String,
-    },
+    Priced { trials_raw: f64, trials: u64, cost_per_trial: u64, cost: u64, engine: String },
     /// The table cannot price this; `reason` says why. `engine` is the engine the
     /// line set would use (`DP(…)`, `V1`, or `-` for malformed input).
     Unavailable { reason: String, engine: String },
@@ -97,10 +91,7 @@ impl CubeOutcome {
 /// English grade name for the Korean one ("레전드리" → "LEGENDARY").
 pub fn grade_english(korean: &str) -> Option<&'static str> {
     let k = korean.trim();
-    table::GRADES_KOREAN
-        .iter()
-        .position(|g| *g == k)
-        .map(|i| table::GRADES_ENGLISH[i])
+    table::GRADES_KOREAN.iter().position(|g| *g == k).map(|i| table::GRADES_ENGLISH[i])
 }
 
 /// Probability table + cube prices, immutable after construction.
@@ -124,8 +115,7 @@ impl CubeTables {
         TABLES.get_or_init(|| {
             // The inputs are compile-time constants; the unit tests parse them,
             // so this cannot fail in a binary whose tests pass.
-            CubeTables::parse(EMBEDDED_CSV, EMBEDDED_LOOKUP_JSON)
-                .expect("embedded cube tables parse")
+            CubeTables::parse(EMBEDDED_CSV, EMBEDDED_LOOKUP_JSON).expect("embedded cube tables parse")
         })
     }
 
@@ -139,15 +129,9 @@ impl CubeTables {
 
     /// Expected trials and cost for one item's potential.
     pub fn expectation(&self, q: &CubeQuery) -> CubeOutcome {
-        let unavailable = |reason: String, engine: &str| CubeOutcome::Unavailable {
-            reason,
-            engine: engine.to_owned(),
-        };
+        let unavailable = |reason: String, engine: &str| CubeOutcome::Unavailable { reason, engine: engine.to_owned() };
         if q.lines.len() > 3 {
-            return unavailable(
-                format!("a potential has at most 3 lines, got {}", q.lines.len()),
-                "-",
-            );
+            return unavailable(format!("a potential has at most 3 lines, got {}", q.lines.len()), "-");
         }
         let mut lines = [""; 3];
         for (dst, src) in lines.iter_mut().zip(q.lines) {
@@ -165,42 +149,25 @@ impl CubeTables {
             Err(miss) => return unavailable(self.miss_reason(miss, q), &engine),
         };
         let p = match choice {
-            EngineChoice::Dp(target) => match dp::success_probability(&self.table, &groups, target)
-            {
+            EngineChoice::Dp(target) => match dp::success_probability(&self.table, &groups, target) {
                 Ok(p) => p,
                 Err(dp::DpError::EmptySlot(s)) => {
                     return unavailable(
-                        format!(
-                            "the table has no rows for line {s} of {} level {} {}",
-                            q.slot.trim(),
-                            q.level,
-                            q.grade.trim()
-                        ),
+                        format!("the table has no rows for line {s} of {} level {} {}", q.slot.trim(), q.level, q.grade.trim()),
                         &engine,
                     )
                 }
-                Err(dp::DpError::Drift(text)) => {
-                    return unavailable(
-                        format!("table option {text:?} matches no stat keyword"),
-                        &engine,
-                    )
-                }
+                Err(dp::DpError::Drift(text)) => return unavailable(format!("table option {text:?} matches no stat keyword"), &engine),
                 Err(dp::DpError::Pmf(e)) => return unavailable(e.to_string(), &engine),
             },
             EngineChoice::ExactLines => exact::success_probability(&self.table, &groups, lines),
         };
         if p.is_nan() || p <= 0.0 {
-            return unavailable(
-                "impossible: the table gives these lines probability 0".into(),
-                &engine,
-            );
+            return unavailable("impossible: the table gives these lines probability 0".into(), &engine);
         }
         let trials_raw = pmf::expected_trials(p);
         if trials_raw.is_nan() || trials_raw > MAX_TRIALS {
-            return unavailable(
-                format!("expected trials {trials_raw:e} beyond {MAX_TRIALS:e}"),
-                &engine,
-            );
+            return unavailable(format!("expected trials {trials_raw:e} beyond {MAX_TRIALS:e}"), &engine);
         }
         let Some(cost_per_trial) = self.costs.cost_per_use(q.kind, q.level, q.grade) else {
             return unavailable(format!("no cube price for grade {:?}", q.grade), &engine);
@@ -210,13 +177,7 @@ impl CubeTables {
         let Some(cost) = trials.checked_mul(cost_per_trial) else {
             return unavailable("cost overflows u64".into(), &engine);
         };
-        CubeOutcome::Priced {
-            trials_raw,
-            trials,
-            cost_per_trial,
-            cost,
-            engine,
-        }
+        CubeOutcome::Priced { trials_raw, trials, cost_per_trial, cost, engine }
     }
 
     fn miss_reason(&self, miss: LookupMiss, q: &CubeQuery) -> String {
@@ -228,20 +189,10 @@ impl CubeTables {
             LookupMiss::UnknownLevel => format!(
                 "the table has no rows for level {} (its levels: {})",
                 q.level,
-                self.table
-                    .levels()
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.table.levels().iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
             ),
             LookupMiss::NoRows => {
-                format!(
-                    "the table has no rows for {} level {} {}",
-                    q.slot.trim(),
-                    q.level,
-                    q.grade.trim()
-                )
+                format!("the table has no rows for {} level {} {}", q.slot.trim(), q.level, q.grade.trim())
             }
         }
     }
@@ -251,38 +202,19 @@ impl CubeTables {
 mod tests {
     use super::*;
 
-    fn q<'a>(
-        kind: CubeKind,
-        slot: &'a str,
-        level: u32,
-        grade: &'a str,
-        lines: &'a [&'a str],
-    ) -> CubeQuery<'a> {
-        CubeQuery {
-            kind,
-            slot,
-            level,
-            grade,
-            lines,
-        }
+    fn q<'a>(kind: CubeKind, slot: &'a str, level: u32, grade: &'a str, lines: &'a [&'a str]) -> CubeQuery<'a> {
+        CubeQuery { kind, slot, level, grade, lines }
     }
 
     #[test]
     fn embedded_tables_parse() {
         let t = CubeTables::embedded();
-        assert_eq!(
-            t.probability_table().levels(),
-            &[100, 110, 120, 130, 135, 140, 150, 160, 200, 250]
-        );
+        assert_eq!(t.probability_table().levels(), &[100, 110, 120, 130, 135, 140, 150, 160, 200, 250]);
         assert!(t.probability_table().option_count() > 200);
         // No option of the shipped table trips drift detection.
         let table = t.probability_table();
         for id in 0..table.option_count() {
-            assert!(
-                !table.option(id as u16).drift,
-                "{}",
-                table.option(id as u16).text
-            );
+            assert!(!table.option(id as u16).drift, "{}", table.option(id as u16).text);
         }
     }
 
@@ -290,16 +222,10 @@ mod tests {
     fn raw_mass_is_visible() {
         let table = CubeTables::embedded().probability_table();
         let off = table.mass_report(1e-6);
-        assert!(
-            !off.is_empty(),
-            "the shipped table has groups whose mass is not 1"
-        );
+        assert!(!off.is_empty(), "the shipped table has groups whose mass is not 1");
         let lo = off.iter().map(|g| g.raw_mass).fold(f64::INFINITY, f64::min);
         let hi = off.iter().map(|g| g.raw_mass).fold(0.0, f64::max);
-        assert!(
-            (0.06..0.07).contains(&lo) && (1.14..1.15).contains(&hi),
-            "{lo} {hi}"
-        );
+        assert!((0.06..0.07).contains(&lo) && (1.14..1.15).contains(&hi), "{lo} {hi}");
         let m = table.raw_mass("모자", 250, "레전드리", 1).unwrap();
         assert!((m - 1.000001).abs() < 1e-9, "{m}");
         assert_eq!(table.raw_mass("모자", 145, "레전드리", 1), None);
@@ -322,10 +248,7 @@ mod tests {
         let add = t.expectation(&q(CubeKind::Additional, "모자", 200, "레전드리", &lines));
         assert_eq!(
             add,
-            CubeOutcome::Unavailable {
-                reason: "no additional-potential odds in the table".into(),
-                engine: "DP(STR_PERCENT>=30)".into()
-            }
+            CubeOutcome::Unavailable { reason: "no additional-potential odds in the table".into(), engine: "DP(STR_PERCENT>=30)".into() }
         );
         let lvl = t.expectation(&q(CubeKind::Black, "모자", 145, "레전드리", &lines));
         match lvl {
@@ -334,20 +257,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let too_many = t.expectation(&q(
-            CubeKind::Black,
-            "모자",
-            200,
-            "레전드리",
-            &["a", "b", "c", "d"],
-        ));
+        let too_many = t.expectation(&q(CubeKind::Black, "모자", 200, "레전드리", &["a", "b", "c", "d"]));
         assert!(!too_many.is_priced());
-        assert!(!t
-            .expectation(&q(CubeKind::Black, "없는부위", 200, "레전드리", &lines))
-            .is_priced());
-        assert!(!t
-            .expectation(&q(CubeKind::Black, "모자", 200, "미스틱", &lines))
-            .is_priced());
+        assert!(!t.expectation(&q(CubeKind::Black, "없는부위", 200, "레전드리", &lines)).is_priced());
+        assert!(!t.expectation(&q(CubeKind::Black, "모자", 200, "미스틱", &lines)).is_priced());
     }
 
     #[test]
@@ -355,12 +268,7 @@ mod tests {
         let t = CubeTables::embedded();
         let lines = ["STR +12%", "STR +9%", "STR +9%"];
         match t.expectation(&q(CubeKind::Red, "모자", 200, "레전드리", &lines)) {
-            CubeOutcome::Priced {
-                trials,
-                cost_per_trial,
-                cost,
-                ..
-            } => {
+            CubeOutcome::Priced { trials, cost_per_trial, cost, .. } => {
                 assert_eq!(cost_per_trial, 1);
                 assert_eq!(cost, trials);
                 assert_eq!(trials, 557);

@@ -126,11 +126,7 @@ impl DensePmf {
 
     /// Probability of `total`; 0 outside the array.
     pub fn mass_at(&self, total: i64) -> f64 {
-        usize::try_from(total)
-            .ok()
-            .and_then(|i| self.mass.get(i))
-            .copied()
-            .unwrap_or(0.0)
+        usize::try_from(total).ok().and_then(|i| self.mass.get(i)).copied().unwrap_or(0.0)
     }
 
     pub fn mass(&self) -> &[f64] {
@@ -186,21 +182,13 @@ fn check_probabilities(probs: &[f64]) -> Result<(), PmfError> {
 /// ≥ `target` lands in the last one, so `mass[target]` is P(sum ≥ target) and
 /// the work is O(slots × target × points). Without it the array covers every
 /// reachable total.
-pub fn convolve_all(
-    slots: &[SparsePmf],
-    target: u32,
-    clamp_at_target: bool,
-) -> Result<DensePmf, PmfError> {
+pub fn convolve_all(slots: &[SparsePmf], target: u32, clamp_at_target: bool) -> Result<DensePmf, PmfError> {
     for slot in slots {
         if let Some(v) = slot.values.iter().copied().find(|&v| v < 0) {
             return Err(PmfError::NegativeValue(v));
         }
     }
-    let max_index: u64 = if clamp_at_target {
-        u64::from(target)
-    } else {
-        slots.iter().map(|s| s.max_value() as u64).sum()
-    };
+    let max_index: u64 = if clamp_at_target { u64::from(target) } else { slots.iter().map(|s| s.max_value() as u64).sum() };
     let len = max_index + 1;
     if len > MAX_DENSE_LEN as u64 {
         return Err(PmfError::TooLarge(len));

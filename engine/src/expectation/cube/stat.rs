@@ -185,10 +185,7 @@ impl StatType {
 
     #[cfg(test)]
     fn is_level_based(self) -> bool {
-        matches!(
-            self,
-            StatType::LevelStr | StatType::LevelDex | StatType::LevelInt | StatType::LevelLuk
-        )
+        matches!(self, StatType::LevelStr | StatType::LevelDex | StatType::LevelInt | StatType::LevelLuk)
     }
 
     pub fn category(self) -> Category {
@@ -208,17 +205,10 @@ impl StatType {
             | StatType::LevelInt
             | StatType::LevelLuk => Category::Stat,
             StatType::BossDamage | StatType::IgnoreDefense => Category::BossIed,
-            StatType::AttackPower
-            | StatType::MagicPower
-            | StatType::AttackPowerPercent
-            | StatType::MagicPowerPercent => Category::AtkMag,
+            StatType::AttackPower | StatType::MagicPower | StatType::AttackPowerPercent | StatType::MagicPowerPercent => Category::AtkMag,
             StatType::CriticalDamage => Category::CritDmg,
             StatType::CooldownReduction => Category::Cooldown,
-            StatType::Damage
-            | StatType::ItemDrop
-            | StatType::MesoDrop
-            | StatType::Hp
-            | StatType::HpPercent => Category::Other,
+            StatType::Damage | StatType::ItemDrop | StatType::MesoDrop | StatType::Hp | StatType::HpPercent => Category::Other,
         }
     }
 
@@ -278,15 +268,10 @@ fn detect_level_based(line: &str) -> Option<StatType> {
     if !line.contains("캐릭터 기준") || !line.contains("레벨 당") {
         return None;
     }
-    [
-        ("STR", StatType::LevelStr),
-        ("DEX", StatType::LevelDex),
-        ("INT", StatType::LevelInt),
-        ("LUK", StatType::LevelLuk),
-    ]
-    .into_iter()
-    .find(|(k, _)| line.contains(k))
-    .map(|(_, t)| t)
+    [("STR", StatType::LevelStr), ("DEX", StatType::LevelDex), ("INT", StatType::LevelInt), ("LUK", StatType::LevelLuk)]
+        .into_iter()
+        .find(|(k, _)| line.contains(k))
+        .map(|(_, t)| t)
 }
 
 /// Every stat type a line carries (the original's `findAllTypesOrEmpty`):
@@ -321,20 +306,14 @@ pub fn is_priced_line(line: &str) -> bool {
         return false;
     }
     let percent = line.contains('%');
-    StatType::ALL
-        .into_iter()
-        .any(|t| t.is_percent() == percent && line.contains(t.keyword()))
+    StatType::ALL.into_iter().any(|t| t.is_percent() == percent && line.contains(t.keyword()))
 }
 
 /// Whether the text looks like a main-stat line (drift detection: such a line
 /// that matches no type means the keywords are out of date).
 pub fn looks_like_primary_stat(line: &str) -> bool {
     let upper = line.to_uppercase();
-    ["STR", "DEX", "INT", "LUK"]
-        .iter()
-        .any(|k| upper.contains(k))
-        || line.contains("올스탯")
-        || line.contains("올 스탯")
+    ["STR", "DEX", "INT", "LUK"].iter().any(|k| upper.contains(k)) || line.contains("올스탯") || line.contains("올 스탯")
 }
 
 /// The line's number (the original's `StatParser.parseNum`): keep ASCII digits
@@ -352,10 +331,7 @@ pub fn parse_num(line: &str) -> i32 {
         }
     }
     // Only ASCII bytes were copied, so this is valid UTF-8.
-    std::str::from_utf8(&buf[..n])
-        .ok()
-        .and_then(|s| s.parse::<i32>().ok())
-        .unwrap_or(0)
+    std::str::from_utf8(&buf[..n]).ok().and_then(|s| s.parse::<i32>().ok()).unwrap_or(0)
 }
 
 /// A stat a line carries, with the line's number.
@@ -377,17 +353,12 @@ pub fn contributions(line: &str) -> Result<Vec<Contribution>, DriftError> {
     let types = find_all_types(line);
     if types.is_empty() {
         if looks_like_primary_stat(line) {
-            return Err(DriftError {
-                line: line.to_owned(),
-            });
+            return Err(DriftError { line: line.to_owned() });
         }
         return Ok(Vec::new());
     }
     let value = parse_num(line);
-    Ok(types
-        .into_iter()
-        .map(|stat| Contribution { stat, value })
-        .collect())
+    Ok(types.into_iter().map(|stat| Contribution { stat, value }).collect())
 }
 
 /// How much a line adds toward `target` (the original's `extractContributionFor`):
@@ -418,45 +389,24 @@ mod tests {
     #[test]
     fn candidate_order_is_longest_first_then_declaration() {
         for percent in [true, false] {
-            let mut expected: Vec<StatType> = StatType::ALL
-                .into_iter()
-                .filter(|t| !t.is_level_based() && t.is_percent() == percent)
-                .collect();
+            let mut expected: Vec<StatType> =
+                StatType::ALL.into_iter().filter(|t| !t.is_level_based() && t.is_percent() == percent).collect();
             expected.sort_by_key(|t| std::cmp::Reverse(t.keyword().chars().count())); // stable
-            assert_eq!(
-                multi_match_candidates(percent),
-                expected.as_slice(),
-                "percent={percent}"
-            );
+            assert_eq!(multi_match_candidates(percent), expected.as_slice(), "percent={percent}");
         }
     }
 
     #[test]
     fn longest_keyword_wins_and_is_consumed() {
-        assert_eq!(
-            find_all_types("보스 몬스터 공격 시 데미지 +40%"),
-            vec![StatType::BossDamage]
-        );
-        assert_eq!(
-            find_all_types("보스 몬스터 데미지 +35%"),
-            vec![StatType::Damage]
-        );
-        assert_eq!(
-            find_all_types("크리티컬 데미지 +8%"),
-            vec![StatType::CriticalDamage]
-        );
+        assert_eq!(find_all_types("보스 몬스터 공격 시 데미지 +40%"), vec![StatType::BossDamage]);
+        assert_eq!(find_all_types("보스 몬스터 데미지 +35%"), vec![StatType::Damage]);
+        assert_eq!(find_all_types("크리티컬 데미지 +8%"), vec![StatType::CriticalDamage]);
         assert_eq!(find_all_types("STR +12%"), vec![StatType::StrPercent]);
         assert_eq!(find_all_types("STR +30"), vec![StatType::Str]);
         assert_eq!(find_all_types("올스탯 +9%"), vec![StatType::AllStatPercent]);
         assert_eq!(find_all_types("최대 HP +12%"), vec![StatType::HpPercent]);
-        assert_eq!(
-            find_all_types("스킬 재사용 대기시간 -2초"),
-            vec![StatType::CooldownReduction]
-        );
-        assert_eq!(
-            find_all_types("캐릭터 기준 9레벨 당 INT +2"),
-            vec![StatType::LevelInt]
-        );
+        assert_eq!(find_all_types("스킬 재사용 대기시간 -2초"), vec![StatType::CooldownReduction]);
+        assert_eq!(find_all_types("캐릭터 기준 9레벨 당 INT +2"), vec![StatType::LevelInt]);
         assert!(find_all_types("피격 시 5% 확률로 데미지의 40% 무시").is_empty());
         assert!(find_all_types("공격 시 7% 확률로 오토스틸").is_empty());
         assert!(find_all_types("최대 MP +9%").is_empty());

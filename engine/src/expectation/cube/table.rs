@@ -23,11 +23,7 @@ pub const GRADES_ENGLISH: [&str; 4] = ["RARE", "EPIC", "UNIQUE", "LEGENDARY"];
 /// Grade index 0..4 from the Korean (table / Nexon JSON) or English name.
 pub fn grade_index(grade: &str) -> Option<usize> {
     let g = grade.trim();
-    GRADES_KOREAN.iter().position(|k| *k == g).or_else(|| {
-        GRADES_ENGLISH
-            .iter()
-            .position(|e| e.eq_ignore_ascii_case(g))
-    })
+    GRADES_KOREAN.iter().position(|k| *k == g).or_else(|| GRADES_ENGLISH.iter().position(|e| e.eq_ignore_ascii_case(g)))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,12 +62,7 @@ impl OptionInfo {
         for t in StatType::ALL {
             value_toward[t as usize] = stat::contribution_for(&contribs, t);
         }
-        OptionInfo {
-            text: text.into(),
-            priced: stat::is_priced_line(text),
-            drift,
-            value_toward,
-        }
+        OptionInfo { text: text.into(), priced: stat::is_priced_line(text), drift, value_toward }
     }
 }
 
@@ -90,10 +81,7 @@ impl Group {
 
     /// Raw rate of the first row with this option (the original's `findFirst`).
     pub fn raw_rate(&self, option: OptionId) -> Option<f64> {
-        self.entries
-            .iter()
-            .find(|(id, _)| *id == option)
-            .map(|&(_, r)| r)
+        self.entries.iter().find(|(id, _)| *id == option).map(|&(_, r)| r)
     }
 }
 
@@ -143,14 +131,7 @@ pub enum LookupMiss {
     NoRows,
 }
 
-const EXPECTED_HEADER: [&str; 6] = [
-    "option",
-    "rate",
-    "slot",
-    "potential_option_grade",
-    "base_equipment_level",
-    "item_equipment_slot",
-];
+const EXPECTED_HEADER: [&str; 6] = ["option", "rate", "slot", "potential_option_grade", "base_equipment_level", "item_equipment_slot"];
 
 impl ProbabilityTable {
     /// Parses the CSV (header + rows of exactly six comma-separated fields).
@@ -166,11 +147,7 @@ impl ProbabilityTable {
         let err = |line: usize, message: String| TableError { line, message };
         let mut lines = csv.lines().enumerate();
         let (_, header) = lines.next().ok_or_else(|| err(1, "empty file".into()))?;
-        let header: Vec<&str> = header
-            .trim_start_matches('\u{feff}')
-            .trim_end()
-            .split(',')
-            .collect();
+        let header: Vec<&str> = header.trim_start_matches('\u{feff}').trim_end().split(',').collect();
         if header != EXPECTED_HEADER {
             return Err(err(1, format!("unexpected header {header:?}")));
         }
@@ -185,38 +162,21 @@ impl ProbabilityTable {
             if f.len() != 6 {
                 return Err(err(line_no, format!("expected 6 fields, got {}", f.len())));
             }
-            let rate: f64 = f[1]
-                .trim()
-                .parse()
-                .map_err(|_| err(line_no, format!("bad rate {:?}", f[1])))?;
+            let rate: f64 = f[1].trim().parse().map_err(|_| err(line_no, format!("bad rate {:?}", f[1])))?;
             if !rate.is_finite() || !(0.0..=1.0).contains(&rate) {
                 return Err(err(line_no, format!("rate {rate} outside [0, 1]")));
             }
-            let line_slot: u8 = f[2]
-                .trim()
-                .parse()
-                .map_err(|_| err(line_no, format!("bad slot {:?}", f[2])))?;
+            let line_slot: u8 = f[2].trim().parse().map_err(|_| err(line_no, format!("bad slot {:?}", f[2])))?;
             if !(1..=3).contains(&line_slot) {
                 return Err(err(line_no, format!("line slot {line_slot} outside 1..=3")));
             }
-            let grade =
-                grade_index(f[3]).ok_or_else(|| err(line_no, format!("bad grade {:?}", f[3])))?;
-            let level: u32 = f[4]
-                .trim()
-                .parse()
-                .map_err(|_| err(line_no, format!("bad level {:?}", f[4])))?;
+            let grade = grade_index(f[3]).ok_or_else(|| err(line_no, format!("bad grade {:?}", f[3])))?;
+            let level: u32 = f[4].trim().parse().map_err(|_| err(line_no, format!("bad level {:?}", f[4])))?;
             let item_slot = f[5].trim();
             if item_slot.is_empty() || f[0].is_empty() {
                 return Err(err(line_no, "empty option or item slot".into()));
             }
-            rows.push(Row {
-                option: f[0],
-                rate,
-                line_slot,
-                grade,
-                level,
-                item_slot,
-            });
+            rows.push(Row { option: f[0], rate, line_slot, grade, level, item_slot });
         }
         if rows.is_empty() {
             return Err(err(2, "no rows".into()));
@@ -232,14 +192,12 @@ impl ProbabilityTable {
         let mut option_ids: HashMap<Box<str>, OptionId> = HashMap::new();
         for (n, r) in rows.iter().enumerate() {
             if !item_slot_ids.contains_key(r.item_slot) {
-                let id = u8::try_from(item_slots.len())
-                    .map_err(|_| err(n + 2, "more than 255 item slots".into()))?;
+                let id = u8::try_from(item_slots.len()).map_err(|_| err(n + 2, "more than 255 item slots".into()))?;
                 item_slots.push(r.item_slot.into());
                 item_slot_ids.insert(r.item_slot.into(), id);
             }
             if !option_ids.contains_key(r.option) {
-                let id = OptionId::try_from(options.len())
-                    .map_err(|_| err(n + 2, "more than 65535 distinct options".into()))?;
+                let id = OptionId::try_from(options.len()).map_err(|_| err(n + 2, "more than 65535 distinct options".into()))?;
                 options.push(OptionInfo::new(r.option));
                 option_ids.insert(r.option.into(), id);
             }
@@ -248,32 +206,17 @@ impl ProbabilityTable {
         let mut groups = vec![Group::default(); item_slots.len() * levels.len() * 4 * 3];
         for r in &rows {
             let s = item_slot_ids[r.item_slot] as usize;
-            let l = levels
-                .binary_search(&r.level)
-                .expect("level collected above");
+            let l = levels.binary_search(&r.level).expect("level collected above");
             let idx = Self::group_index(levels.len(), s, l, r.grade, r.line_slot);
             groups[idx].entries.push((option_ids[r.option], r.rate));
         }
         for g in &mut groups {
             g.raw_mass = kahan_sum(g.entries.iter().map(|&(_, r)| r));
         }
-        Ok(ProbabilityTable {
-            options,
-            option_ids,
-            item_slots,
-            item_slot_ids,
-            levels,
-            groups,
-        })
+        Ok(ProbabilityTable { options, option_ids, item_slots, item_slot_ids, levels, groups })
     }
 
-    fn group_index(
-        n_levels: usize,
-        item_slot: usize,
-        level: usize,
-        grade: usize,
-        line_slot: u8,
-    ) -> usize {
+    fn group_index(n_levels: usize, item_slot: usize, level: usize, grade: usize, line_slot: u8) -> usize {
         debug_assert!((1..=3).contains(&line_slot) && grade < 4 && level < n_levels);
         ((item_slot * n_levels + level) * 4 + grade) * 3 + (line_slot as usize - 1)
     }
@@ -301,26 +244,12 @@ impl ProbabilityTable {
 
     /// The three line groups of an item, by the Nexon JSON's `item_equipment_slot`
     /// (the original keys the table by it unchanged: "반지1", "펜던트2", "기계 심장").
-    pub fn line_groups(
-        &self,
-        item_slot: &str,
-        level: u32,
-        grade: &str,
-    ) -> Result<LineGroups<'_>, LookupMiss> {
+    pub fn line_groups(&self, item_slot: &str, level: u32, grade: &str) -> Result<LineGroups<'_>, LookupMiss> {
         let grade = grade_index(grade).ok_or(LookupMiss::UnknownGrade)?;
-        let s = *self
-            .item_slot_ids
-            .get(item_slot.trim())
-            .ok_or(LookupMiss::UnknownItemSlot)? as usize;
-        let l = self
-            .levels
-            .binary_search(&level)
-            .map_err(|_| LookupMiss::UnknownLevel)?;
+        let s = *self.item_slot_ids.get(item_slot.trim()).ok_or(LookupMiss::UnknownItemSlot)? as usize;
+        let l = self.levels.binary_search(&level).map_err(|_| LookupMiss::UnknownLevel)?;
         let n = self.levels.len();
-        let groups = LineGroups {
-            slots: [1u8, 2, 3]
-                .map(|line_slot| &self.groups[Self::group_index(n, s, l, grade, line_slot)]),
-        };
+        let groups = LineGroups { slots: [1u8, 2, 3].map(|line_slot| &self.groups[Self::group_index(n, s, l, grade, line_slot)]) };
         if groups.all_empty() {
             return Err(LookupMiss::NoRows);
         }
@@ -366,8 +295,7 @@ impl ProbabilityTable {
 mod tests {
     use super::*;
 
-    const SMALL: &str =
-        "option,rate,slot,potential_option_grade,base_equipment_level,item_equipment_slot\n\
+    const SMALL: &str = "option,rate,slot,potential_option_grade,base_equipment_level,item_equipment_slot\n\
 STR +12%,0.5,1,레전드리,200,모자\n\
 DEX +12%,0.25,1,레전드리,200,모자\n\
 최대 MP +12%,0.25,1,레전드리,200,모자\n\
@@ -385,10 +313,7 @@ STR +9%,0.3,2,레전드리,200,모자\n";
         assert!(g.slots[2].is_empty());
         let str12 = t.option_id("STR +12%").unwrap();
         assert_eq!(g.slots[0].raw_rate(str12), Some(0.5));
-        assert_eq!(
-            t.option(str12).value_toward[StatType::StrPercent as usize],
-            12
-        );
+        assert_eq!(t.option(str12).value_toward[StatType::StrPercent as usize], 12);
         assert!(!t.option(t.option_id("최대 MP +12%").unwrap()).priced);
         assert_eq!(t.line_groups("모자", 200, "LEGENDARY").map(|_| ()), Ok(()));
     }
@@ -396,28 +321,15 @@ STR +9%,0.3,2,레전드리,200,모자\n";
     #[test]
     fn misses_are_typed() {
         let t = ProbabilityTable::parse(SMALL).unwrap();
-        assert_eq!(
-            t.line_groups("모자", 210, "레전드리").unwrap_err(),
-            LookupMiss::UnknownLevel
-        );
-        assert_eq!(
-            t.line_groups("신발", 200, "레전드리").unwrap_err(),
-            LookupMiss::UnknownItemSlot
-        );
-        assert_eq!(
-            t.line_groups("모자", 200, "미스틱").unwrap_err(),
-            LookupMiss::UnknownGrade
-        );
-        assert_eq!(
-            t.line_groups("모자", 200, "에픽").unwrap_err(),
-            LookupMiss::NoRows
-        );
+        assert_eq!(t.line_groups("모자", 210, "레전드리").unwrap_err(), LookupMiss::UnknownLevel);
+        assert_eq!(t.line_groups("신발", 200, "레전드리").unwrap_err(), LookupMiss::UnknownItemSlot);
+        assert_eq!(t.line_groups("모자", 200, "미스틱").unwrap_err(), LookupMiss::UnknownGrade);
+        assert_eq!(t.line_groups("모자", 200, "에픽").unwrap_err(), LookupMiss::NoRows);
     }
 
     #[test]
     fn bad_rows_are_errors_not_panics() {
-        let header =
-            "option,rate,slot,potential_option_grade,base_equipment_level,item_equipment_slot\n";
+        let header = "option,rate,slot,potential_option_grade,base_equipment_level,item_equipment_slot\n";
         for bad in [
             "STR +12%,x,1,레전드리,200,모자",
             "STR +12%,0.5,4,레전드리,200,모자",

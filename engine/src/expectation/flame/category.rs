@@ -35,11 +35,7 @@ impl FlameCategory {
     /// accessory name.
     pub fn classify(item_name: &str, slot: &str, character_class: &str) -> FlameCategory {
         let weapon = slot == WEAPON_SLOT;
-        let boss = if weapon && character_class == ZERO_CLASS {
-            false
-        } else {
-            is_boss_equipment(item_name, weapon)
-        };
+        let boss = if weapon && character_class == ZERO_CLASS { false } else { is_boss_equipment(item_name, weapon) };
         FlameCategory::of(boss, weapon)
     }
 
@@ -70,15 +66,8 @@ pub fn is_boss_equipment(item_name: &str, weapon: bool) -> bool {
     }
     let lists = &tables().boss;
     if weapon {
-        lists
-            .weapon_prefixes
-            .iter()
-            .any(|p| item_name.starts_with(p.as_str()))
+        lists.weapon_prefixes.iter().any(|p| item_name.starts_with(p.as_str()))
     } else {
-        lists
-            .armor_prefixes
-            .iter()
-            .any(|p| item_name.starts_with(p.as_str()))
-            || lists.accessory_names.iter().any(|n| n == item_name)
+        lists.armor_prefixes.iter().any(|p| item_name.starts_with(p.as_str())) || lists.accessory_names.iter().any(|n| n == item_name)
     }
 }

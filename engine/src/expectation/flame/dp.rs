@@ -46,17 +46,9 @@ pub enum DpError {
 
 /// Probability that one flame reaches `target`. `Ok(0.0)` means the
 /// target is out of reach.
-pub fn success_probability(
-    pmfs: &[OptionPmf],
-    boss_drop: bool,
-    target: u64,
-) -> Result<f64, DpError> {
+pub fn success_probability(pmfs: &[OptionPmf], boss_drop: bool, target: u64) -> Result<f64, DpError> {
     let n = pmfs.len();
-    let max_k = if boss_drop {
-        MAX_LINES
-    } else {
-        MAX_LINES.min(n)
-    };
+    let max_k = if boss_drop { MAX_LINES } else { MAX_LINES.min(n) };
     if n == 0 || max_k > n {
         // The original returns "no trials" (priced 0) here as well; a boss
         // flame needs 4 distinct options.
@@ -66,32 +58,20 @@ pub fn success_probability(
         return Ok(1.0); // every flame scores ≥ 0
     }
 
-    let (zero, scoring): (Vec<&OptionPmf>, Vec<&OptionPmf>) =
-        pmfs.iter().partition(|p| p.is_zero());
+    let (zero, scoring): (Vec<&OptionPmf>, Vec<&OptionPmf>) = pmfs.iter().partition(|p| p.is_zero());
     // Best possible score with k lines: the k largest maxima.
     let mut maxima: Vec<u64> = scoring.iter().map(|p| p.max_score()).collect();
     maxima.sort_unstable_by(|a, b| b.cmp(a));
-    let best: u64 = maxima
-        .iter()
-        .take(max_k)
-        .fold(0u64, |a, &m| a.saturating_add(m));
+    let best: u64 = maxima.iter().take(max_k).fold(0u64, |a, &m| a.saturating_add(m));
     if best < target {
         return Ok(0.0);
     }
 
     // at_target[r] = mass of r-subsets of the scoring options reaching T.
-    let at_target = if target <= DENSE_MAX_TARGET {
-        dense(&scoring, max_k, target)
-    } else {
-        sparse(&scoring, max_k, target)?
-    };
+    let at_target = if target <= DENSE_MAX_TARGET { dense(&scoring, max_k, target) } else { sparse(&scoring, max_k, target)? };
     let zero_sums = elementary_symmetric(zero.iter().map(|p| p.mass()), max_k);
 
-    let reach = |k: usize| -> f64 {
-        (0..=k)
-            .map(|j| at_target[k - j] * zero_sums[j])
-            .sum::<f64>()
-    };
+    let reach = |k: usize| -> f64 { (0..=k).map(|j| at_target[k - j] * zero_sums[j]).sum::<f64>() };
     let p = if boss_drop {
         reach(MAX_LINES) / binomial(n, MAX_LINES)
     } else {
@@ -144,11 +124,7 @@ fn dense(options: &[&OptionPmf], max_k: usize, target: u64) -> Vec<f64> {
     for (i, pmf) in options.iter().enumerate() {
         entries.clear();
         // s ≤ target ⇒ s fits usize (target does).
-        entries.extend(
-            pmf.entries
-                .iter()
-                .map(|&(s, p)| (s.min(target) as usize, p)),
-        );
+        entries.extend(pmf.entries.iter().map(|&(s, p)| (s.min(target) as usize, p)));
         let max_s = entries.iter().map(|e| e.0).max().unwrap_or(0);
         // Descending r: row r−1 still holds the state before option i.
         for r in (1..=max_k.min(i + 1)).rev() {
@@ -198,10 +174,7 @@ fn sparse(options: &[&OptionPmf], max_k: usize, target: u64) -> Result<Vec<f64>,
             }
         }
     }
-    Ok(rows
-        .iter()
-        .map(|row| row.get(&target).copied().unwrap_or(0.0))
-        .collect())
+    Ok(rows.iter().map(|row| row.get(&target).copied().unwrap_or(0.0)).collect())
 }
 
 #[cfg(test)]
@@ -210,10 +183,7 @@ mod tests {
     use super::*;
 
     fn pmf(option: FlameOption, entries: &[(u64, f64)]) -> OptionPmf {
-        OptionPmf {
-            option,
-            entries: entries.to_vec(),
-        }
+        OptionPmf { option, entries: entries.to_vec() }
     }
 
     #[test]
@@ -228,10 +198,7 @@ mod tests {
     #[test]
     fn dense_and_sparse_agree() {
         let opts = [
-            pmf(
-                FlameOption::Str,
-                &[(3, 0.2), (4, 0.3), (5, 0.36), (6, 0.14)],
-            ),
+            pmf(FlameOption::Str, &[(3, 0.2), (4, 0.3), (5, 0.36), (6, 0.14)]),
             pmf(FlameOption::Dex, &[(1, 0.5), (7, 0.5)]),
             pmf(FlameOption::Int, &[(2, 1.0)]),
             pmf(FlameOption::Luk, &[(10, 0.25), (20, 0.75)]),
@@ -269,9 +236,7 @@ mod tests {
     fn sparse_state_bound() {
         let opts: Vec<OptionPmf> = (0..21u64)
             .map(|i| {
-                let entries = (0..4u64)
-                    .map(|j| ((i * 4 + j + 1) << 20 | (i * 131 + j * 7).pow(2), 0.25))
-                    .collect::<Vec<_>>();
+                let entries = (0..4u64).map(|j| ((i * 4 + j + 1) << 20 | (i * 131 + j * 7).pow(2), 0.25)).collect::<Vec<_>>();
                 pmf(FlameOption::Str, &entries)
             })
             .collect();
@@ -281,10 +246,7 @@ mod tests {
             m[..4].iter().sum()
         };
         assert!(best > DENSE_MAX_TARGET);
-        assert_eq!(
-            success_probability(&opts, true, best),
-            Err(DpError::TooLarge)
-        );
+        assert_eq!(success_probability(&opts, true, best), Err(DpError::TooLarge));
     }
 
     #[test]
@@ -294,10 +256,7 @@ mod tests {
         assert!(success_probability(&opts, true, 20).unwrap() > 0.0);
         assert_eq!(success_probability(&[], true, 1), Err(DpError::EmptyPool));
         // Fewer than 4 options: the table cannot describe a boss flame.
-        assert_eq!(
-            success_probability(&opts[..3], true, 1),
-            Err(DpError::EmptyPool)
-        );
+        assert_eq!(success_probability(&opts[..3], true, 1), Err(DpError::EmptyPool));
         assert_eq!(success_probability(&opts, false, 0), Ok(1.0));
     }
 }

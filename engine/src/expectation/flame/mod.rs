@@ -107,11 +107,7 @@ pub struct FlameStatus {
 
 impl FlameStatus {
     fn all(s: TrialsStatus) -> FlameStatus {
-        FlameStatus {
-            powerful: s,
-            eternal: s,
-            abyss: s,
-        }
+        FlameStatus { powerful: s, eternal: s, abyss: s }
     }
 }
 
@@ -138,11 +134,7 @@ impl FlameOutcome {
         abyss: 0.0,
         target: None,
         category: None,
-        status: FlameStatus {
-            powerful: TrialsStatus::NoTarget,
-            eternal: TrialsStatus::NoTarget,
-            abyss: TrialsStatus::NoTarget,
-        },
+        status: FlameStatus { powerful: TrialsStatus::NoTarget, eternal: TrialsStatus::NoTarget, abyss: TrialsStatus::NoTarget },
     };
 }
 
@@ -168,18 +160,8 @@ pub fn flame_expectation_of(input: &FlameInput, stats: &AddOption) -> FlameOutco
             ..FlameOutcome::NONE
         };
     };
-    let base = WeaponBase {
-        attack: input.base_attack_power,
-        magic: input.base_magic_power,
-    };
-    let run = |flame| match expected_trials(
-        category,
-        flame,
-        input.level,
-        &weights,
-        u64::from(target),
-        base,
-    ) {
+    let base = WeaponBase { attack: input.base_attack_power, magic: input.base_magic_power };
+    let run = |flame| match expected_trials(category, flame, input.level, &weights, u64::from(target), base) {
         Ok(trials) => (round_trials(trials), TrialsStatus::Expected),
         Err(status) => (0.0, status),
     };
@@ -192,11 +174,7 @@ pub fn flame_expectation_of(input: &FlameInput, stats: &AddOption) -> FlameOutco
         abyss,
         target: Some(target),
         category: Some(category.name()),
-        status: FlameStatus {
-            powerful: s_p,
-            eternal: s_e,
-            abyss: s_a,
-        },
+        status: FlameStatus { powerful: s_p, eternal: s_e, abyss: s_a },
     }
 }
 
@@ -274,17 +252,8 @@ pub fn round_trials(x: f64) -> f64 {
 /// object (strings or numbers; absent, unparsable or negative → 0), for
 /// callers that hold the raw JSON.
 pub fn weapon_base(base_option: &Value) -> WeaponBase {
-    let read = |k: &str| {
-        base_option
-            .get(k)
-            .map_or(0, weights::nexon_int)
-            .max(0)
-            .unsigned_abs()
-    };
-    WeaponBase {
-        attack: read("attack_power"),
-        magic: read("magic_power"),
-    }
+    let read = |k: &str| base_option.get(k).map_or(0, weights::nexon_int).max(0).unsigned_abs();
+    WeaponBase { attack: read("attack_power"), magic: read("magic_power") }
 }
 
 #[cfg(test)]

@@ -44,13 +44,7 @@ pub struct WeaponBase {
 /// One PMF per option of the category's pool that has a value at every
 /// stage this flame can roll; options missing a stage are dropped, which
 /// shrinks the pool (the original's `buildOptionPmfs`).
-pub fn option_pmfs(
-    category: FlameCategory,
-    flame: FlameType,
-    level: u32,
-    weights: &JobWeights,
-    base: WeaponBase,
-) -> Vec<OptionPmf> {
+pub fn option_pmfs(category: FlameCategory, flame: FlameType, level: u32, weights: &JobWeights, base: WeaponBase) -> Vec<OptionPmf> {
     let t = tables();
     let stage_probs = t.stage_probs(category.boss_drop(), flame);
     let table = t.level_table(level);
@@ -58,15 +52,7 @@ pub fn option_pmfs(
     'options: for &option in t.pool(category.weapon()) {
         let mut entries: Vec<(u64, f64)> = Vec::with_capacity(stage_probs.len());
         for &(stage, p) in stage_probs {
-            let Some(score) = line_score(
-                option,
-                table,
-                level,
-                stage,
-                weights,
-                category.weapon(),
-                base,
-            ) else {
+            let Some(score) = line_score(option, table, level, stage, weights, category.weapon(), base) else {
                 continue 'options;
             };
             match entries.iter_mut().find(|e| e.0 == score) {
@@ -96,12 +82,8 @@ pub fn line_score(
     let mul = |v: u64, w: u32| v.saturating_mul(u64::from(w));
     if weapon && !option.is_composite() {
         match option {
-            FlameOption::Att => {
-                return Some(mul(weapon_att_bonus(level, stage, base.attack), w.w_att))
-            }
-            FlameOption::Mag => {
-                return Some(mul(weapon_att_bonus(level, stage, base.magic), w.w_mag))
-            }
+            FlameOption::Att => return Some(mul(weapon_att_bonus(level, stage, base.attack), w.w_att)),
+            FlameOption::Mag => return Some(mul(weapon_att_bonus(level, stage, base.magic), w.w_mag)),
             FlameOption::BossDmgPct => return Some(mul(u64::from(stage) * 2, w.w_boss_dmg_pct)),
             _ => {}
         }

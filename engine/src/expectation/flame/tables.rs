@@ -273,11 +273,7 @@ impl FlameTables {
     /// the smallest bucket (100) below it — the original's `toBucket`.
     pub fn level_table(&self, level: u32) -> &LevelTable {
         debug_assert!(!self.levels.is_empty());
-        self.levels
-            .iter()
-            .rev()
-            .find(|t| t.bucket <= level)
-            .unwrap_or(&self.levels[0])
+        self.levels.iter().rev().find(|t| t.bucket <= level).unwrap_or(&self.levels[0])
     }
 
     /// Stage odds, ascending stage.
@@ -301,39 +297,24 @@ impl FlameTables {
 }
 
 fn parse_levels(v: &Value) -> Result<Vec<LevelTable>, FlameTableError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| shape("flame_armor_table is not an object"))?;
+    let obj = v.as_object().ok_or_else(|| shape("flame_armor_table is not an object"))?;
     let mut levels = Vec::with_capacity(obj.len());
     for (bucket, options) in obj {
-        let bucket: u32 = bucket
-            .parse()
-            .map_err(|_| shape(format!("bad level bucket {bucket}")))?;
-        let options = options
-            .as_object()
-            .ok_or_else(|| shape(format!("level {bucket} is not an object")))?;
-        let mut values: [Option<StageValues>; FlameOption::ALL.len()] =
-            [None; FlameOption::ALL.len()];
+        let bucket: u32 = bucket.parse().map_err(|_| shape(format!("bad level bucket {bucket}")))?;
+        let options = options.as_object().ok_or_else(|| shape(format!("level {bucket} is not an object")))?;
+        let mut values: [Option<StageValues>; FlameOption::ALL.len()] = [None; FlameOption::ALL.len()];
         for (name, stages) in options {
-            let option = FlameOption::from_name(name)
-                .ok_or_else(|| shape(format!("unknown flame option {name}")))?;
-            let arr = stages
-                .as_array()
-                .ok_or_else(|| shape(format!("{bucket}/{name} is not an array")))?;
+            let option = FlameOption::from_name(name).ok_or_else(|| shape(format!("unknown flame option {name}")))?;
+            let arr = stages.as_array().ok_or_else(|| shape(format!("{bucket}/{name} is not an array")))?;
             if arr.len() != STAGES {
-                return Err(shape(format!(
-                    "{bucket}/{name} has {} stages, want {STAGES}",
-                    arr.len()
-                )));
+                return Err(shape(format!("{bucket}/{name} has {} stages, want {STAGES}", arr.len())));
             }
             let mut sv: StageValues = [None; STAGES];
             for (slot, x) in sv.iter_mut().zip(arr) {
                 *slot = match x {
                     Value::Null => None,
                     x => Some(
-                        x.as_u64()
-                            .and_then(|n| u32::try_from(n).ok())
-                            .ok_or_else(|| shape(format!("{bucket}/{name}: bad value {x}")))?,
+                        x.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| shape(format!("{bucket}/{name}: bad value {x}")))?,
                     ),
                 };
             }
@@ -353,24 +334,16 @@ fn parse_stage_probs(v: &Value) -> Result<StageOddsTable, FlameTableError> {
     for boss in [false, true] {
         for flame in FlameType::ALL {
             let key = format!("{}_{}", if boss { "BOSS" } else { "OTHER" }, flame.name());
-            let obj = v
-                .get(&key)
-                .and_then(Value::as_object)
-                .ok_or_else(|| shape(format!("flame_stage_probs.{key} missing")))?;
+            let obj = v.get(&key).and_then(Value::as_object).ok_or_else(|| shape(format!("flame_stage_probs.{key} missing")))?;
             // BTreeMap: ascending stage, the order the original iterates in.
             let mut by_stage = BTreeMap::new();
             for (stage, p) in obj {
-                let stage: u8 = stage
-                    .parse()
-                    .map_err(|_| shape(format!("{key}: bad stage {stage}")))?;
+                let stage: u8 = stage.parse().map_err(|_| shape(format!("{key}: bad stage {stage}")))?;
                 if !(1..=STAGES as u8).contains(&stage) {
                     return Err(shape(format!("{key}: stage {stage} out of 1..=7")));
                 }
                 let p = p.as_f64().filter(|p| (0.0..=1.0).contains(p));
-                by_stage.insert(
-                    stage,
-                    p.ok_or_else(|| shape(format!("{key}: bad probability")))?,
-                );
+                by_stage.insert(stage, p.ok_or_else(|| shape(format!("{key}: bad probability")))?);
             }
             let total: f64 = by_stage.values().sum();
             if by_stage.is_empty() || (total - 1.0).abs() > 1e-9 {
@@ -383,31 +356,18 @@ fn parse_stage_probs(v: &Value) -> Result<StageOddsTable, FlameTableError> {
 }
 
 fn parse_pool(names: &[String]) -> Result<Vec<FlameOption>, FlameTableError> {
-    names
-        .iter()
-        .map(|n| FlameOption::from_name(n).ok_or_else(|| shape(format!("unknown pool option {n}"))))
-        .collect()
+    names.iter().map(|n| FlameOption::from_name(n).ok_or_else(|| shape(format!("unknown pool option {n}")))).collect()
 }
 
 /// `classes` maps a group key to class names. Group keys are `MAIN/SUB`,
 /// `MAIN/SUB1+SUB2` (main stat weight `main`, sub stat weight `sub` of
 /// `default_of(main,sub)`), or the name of an explicit weight set
 /// (`xenon`, `demon_avenger`).
-fn parse_job_weights(
-    v: &Value,
-) -> Result<(HashMap<String, JobWeights>, JobWeights), FlameTableError> {
-    let scale = v
-        .get("_scale")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| shape("flame_job_weights._scale"))?;
-    let default = v
-        .get("default_of(main,sub)")
-        .ok_or_else(|| shape("flame_job_weights default_of"))?;
+fn parse_job_weights(v: &Value) -> Result<(HashMap<String, JobWeights>, JobWeights), FlameTableError> {
+    let scale = v.get("_scale").and_then(Value::as_u64).ok_or_else(|| shape("flame_job_weights._scale"))?;
+    let default = v.get("default_of(main,sub)").ok_or_else(|| shape("flame_job_weights default_of"))?;
     let num = |o: &Value, k: &str| -> Result<u32, FlameTableError> {
-        o.get(k)
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| shape(format!("flame_job_weights: missing {k}")))
+        o.get(k).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| shape(format!("flame_job_weights: missing {k}")))
     };
     let main = num(default, "main")?;
     let sub = num(default, "sub")?;
@@ -425,17 +385,13 @@ fn parse_job_weights(
         ..JobWeights::ZERO
     };
     let of_stats = |spec: &str| -> Result<JobWeights, FlameTableError> {
-        let (m, subs) = spec
-            .split_once('/')
-            .ok_or_else(|| shape(format!("bad class group {spec}")))?;
+        let (m, subs) = spec.split_once('/').ok_or_else(|| shape(format!("bad class group {spec}")))?;
         // Main first, then subs: the original's order (matters only if a
         // group named the same stat twice).
         let mut w = common;
-        *w.stat_mut(m)
-            .ok_or_else(|| shape(format!("bad stat {m} in {spec}")))? = main;
+        *w.stat_mut(m).ok_or_else(|| shape(format!("bad stat {m} in {spec}")))? = main;
         for s in subs.split('+') {
-            *w.stat_mut(s)
-                .ok_or_else(|| shape(format!("bad stat {s} in {spec}")))? = sub;
+            *w.stat_mut(s).ok_or_else(|| shape(format!("bad stat {s} in {spec}")))? = sub;
         }
         Ok(w)
     };
@@ -454,10 +410,7 @@ fn parse_job_weights(
             w_boss_dmg_pct: num(o, "wBossDmgPct")?,
         })
     };
-    let groups = v
-        .get("classes")
-        .and_then(Value::as_object)
-        .ok_or_else(|| shape("flame_job_weights.classes"))?;
+    let groups = v.get("classes").and_then(Value::as_object).ok_or_else(|| shape("flame_job_weights.classes"))?;
     let mut classes = HashMap::new();
     for (group, names) in groups {
         if group.starts_with('_') {
@@ -466,18 +419,11 @@ fn parse_job_weights(
         let weights = if group.contains('/') {
             of_stats(group)?
         } else {
-            explicit(
-                v.get(group)
-                    .ok_or_else(|| shape(format!("no weight set {group}")))?,
-            )?
+            explicit(v.get(group).ok_or_else(|| shape(format!("no weight set {group}")))?)?
         };
-        let names = names
-            .as_array()
-            .ok_or_else(|| shape(format!("classes.{group} is not a list")))?;
+        let names = names.as_array().ok_or_else(|| shape(format!("classes.{group} is not a list")))?;
         for n in names {
-            let n = n
-                .as_str()
-                .ok_or_else(|| shape(format!("classes.{group}: not a string")))?;
+            let n = n.as_str().ok_or_else(|| shape(format!("classes.{group}: not a string")))?;
             if classes.insert(n.to_owned(), weights).is_some() {
                 return Err(shape(format!("class {n} listed twice")));
             }
