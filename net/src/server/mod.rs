@@ -264,7 +264,7 @@ async fn accept_loop<S: Service>(core: &Rc<Core<S>>, listener: monoio::net::TcpL
             _ = core.draining.wait() => None,
             r = listener.accept() => Some(r),
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             None => break,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
@@ -299,7 +299,7 @@ async fn accept_loop<S: Service>(core: &Rc<Core<S>>, listener: monoio::net::TcpL
         CoreCounters::inc(&core.counters.connections_active);
         let core = core.clone();
         monoio::spawn(async move {
-            conn::serve(core.clone(), stream).await;
+            conn::serve(core.clone(), stream, peer).await;
             core.connections.set(core.connections.get() - 1);
             CoreCounters::dec(&core.counters.connections_active);
         });

@@ -92,6 +92,7 @@ pub fn test_limits() -> Limits {
         max_in_flight_per_core: 64,
         max_connections_per_core: 64,
         header_read_timeout: Duration::from_millis(400),
+        body_read_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(3),
         pipeline_depth: 8,
     }
