@@ -48,32 +48,25 @@ impl ChunkedDecoder {
     /// Consume as much of `input` as possible (consumed bytes are removed).
     /// Returns `Ok(true)` once the terminating chunk and trailers are read;
     /// bytes after that stay in `input` (the next pipelined message).
+    ///
+    /// Strict RFC 9112 7.1 syntax: every line ends in CRLF (a bare LF or CR
+    /// is an error as soon as it is seen, not a wait for more input), the
+    /// size is `1*HEXDIG` with nothing before it, extensions follow `;`, and
+    /// trailer lines are `name: value` field lines.
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<bool, ChunkedError> {
         loop {
             match self.state {
                 State::Done => return Ok(true),
                 State::Size => {
-                    let Some(eol) = find_crlf(input) else {
-                        if input.len() > MAX_SIZE_LINE {
-                            return Err(ChunkedError::Malformed);
-                        }
+                    // Fail fast on a size line that cannot become valid.
+                    if input.first().is_some_and(|b| !b.is_ascii_hexdigit()) {
+                        return Err(ChunkedError::Malformed);
+                    }
+                    let Some(line_len) = take_line(input, MAX_SIZE_LINE)? else {
                         return Ok(false);
                     };
-                    if eol > MAX_SIZE_LINE {
-                        return Err(ChunkedError::Malformed);
-                    }
-                    let line = &input[..eol];
-                    let hex_end = line.iter().position(|b| *b == b';').unwrap_or(line.len());
-                    let hex = trim_spaces(&line[..hex_end]);
-                    if hex.is_empty() || hex.len() > 16 {
-                        return Err(ChunkedError::Malformed);
-                    }
-                    let mut size: u64 = 0;
-                    for &b in hex {
-                        let d = (b as char).to_digit(16).ok_or(ChunkedError::Malformed)?;
-                        size = size.checked_mul(16).and_then(|s| s.checked_add(d as u64)).ok_or(ChunkedError::Malformed)?;
-                    }
-                    input.advance(eol + 2);
+                    let size = parse_size_line(&input[..line_len])?;
+                    input.advance(line_len + 2);
                     if size == 0 {
                         self.state = State::Trailers { seen: 0 };
                     } else {
@@ -94,31 +87,32 @@ impl ChunkedDecoder {
                     self.state = if n == left { State::DataEnd } else { State::Data(left - n) };
                 }
                 State::DataEnd => {
-                    if input.len() < 2 {
-                        return Ok(false);
+                    match input.first() {
+                        None => return Ok(false),
+                        Some(b'\r') => {}
+                        Some(_) => return Err(ChunkedError::Malformed),
                     }
-                    if &input[..2] != b"\r\n" {
-                        return Err(ChunkedError::Malformed);
+                    match input.get(1) {
+                        None => return Ok(false),
+                        Some(b'\n') => {}
+                        Some(_) => return Err(ChunkedError::Malformed),
                     }
                     input.advance(2);
                     self.state = State::Size;
                 }
                 State::Trailers { seen } => {
-                    let Some(eol) = find_crlf(input) else {
-                        if seen + input.len() > MAX_TRAILERS {
-                            return Err(ChunkedError::Malformed);
-                        }
+                    let Some(line_len) = take_line(input, MAX_TRAILERS - seen)? else {
                         return Ok(false);
                     };
-                    input.advance(eol + 2);
-                    if eol == 0 {
+                    if line_len == 0 {
+                        input.advance(2);
                         self.state = State::Done;
                     } else {
-                        let seen = seen + eol + 2;
-                        if seen > MAX_TRAILERS {
+                        if !is_field_line(&input[..line_len]) {
                             return Err(ChunkedError::Malformed);
                         }
-                        self.state = State::Trailers { seen };
+                        input.advance(line_len + 2);
+                        self.state = State::Trailers { seen: seen + line_len + 2 };
                     }
                 }
             }
@@ -134,15 +128,60 @@ impl ChunkedDecoder {
     }
 }
 
-fn find_crlf(b: &[u8]) -> Option<usize> {
-    b.windows(2).position(|w| w == b"\r\n")
+/// Length of the CRLF-terminated line at the start of `b` (without the
+/// CRLF), `Ok(None)` while it is incomplete. A bare LF or a CR not followed
+/// by LF is an error at once; so is a line (with its CRLF) over `max`.
+fn take_line(b: &[u8], max: usize) -> Result<Option<usize>, ChunkedError> {
+    match b.iter().position(|&c| c == b'\n' || c == b'\r') {
+        Some(i) if b[i] == b'\n' => Err(ChunkedError::Malformed),
+        Some(i) => match b.get(i + 1) {
+            Some(b'\n') if i + 2 <= max => Ok(Some(i)),
+            Some(b'\n') => Err(ChunkedError::Malformed),
+            Some(_) => Err(ChunkedError::Malformed),
+            None if i + 2 > max => Err(ChunkedError::Malformed),
+            None => Ok(None),
+        },
+        None if b.len() + 2 > max => Err(ChunkedError::Malformed),
+        None => Ok(None),
+    }
 }
 
-fn trim_spaces(mut b: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = b {
-        b = rest;
+/// `chunk-size [ BWS chunk-ext ]` (RFC 9112 7.1.1), CRLF already removed:
+/// 1 to 16 hex digits first, then optional whitespace, then nothing or
+/// `;` extensions (ignored, but free of control characters).
+fn parse_size_line(line: &[u8]) -> Result<u64, ChunkedError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 16 {
+        return Err(ChunkedError::Malformed);
     }
-    while let [rest @ .., b' ' | b'\t'] = b {
+    let mut size: u64 = 0;
+    for &b in &line[..digits] {
+        let d = (b as char).to_digit(16).ok_or(ChunkedError::Malformed)?;
+        size = (size << 4) | u64::from(d);
+    }
+    let rest = trim_leading_ws(&line[digits..]);
+    match rest.first() {
+        None => Ok(size),
+        Some(b';') if rest.iter().all(|&b| b == b'\t' || (b' '..0x7f).contains(&b) || b >= 0x80) => Ok(size),
+        Some(_) => Err(ChunkedError::Malformed),
+    }
+}
+
+/// `field-name ":" OWS field-value OWS` (RFC 9112 5): a token, a colon, then
+/// visible characters, spaces and tabs. A leading space (obsolete line
+/// folding) or a missing colon is an error.
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    !name.is_empty()
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && value.iter().all(|&b| b == b'\t' || (b' '..0x7f).contains(&b) || b >= 0x80)
+}
+
+fn trim_leading_ws(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
         b = rest;
     }
     b
@@ -190,7 +229,88 @@ mod tests {
         assert_eq!(d.decode(&mut BytesMut::from(&long[..])), Err(ChunkedError::Malformed));
     }
 
+    /// Feeds `wire` split at every point; the answer once all of it is in.
+    fn outcome_at_every_split(wire: &[u8]) -> Vec<Result<bool, ChunkedError>> {
+        (0..=wire.len())
+            .map(|split| {
+                let mut d = ChunkedDecoder::new(100);
+                let mut input = BytesMut::from(&wire[..split]);
+                match d.decode(&mut input) {
+                    Ok(false) => {
+                        input.extend_from_slice(&wire[split..]);
+                        d.decode(&mut input)
+                    }
+                    other => other,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strict_syntax_fails_at_once_wherever_the_input_is_cut() {
+        let bad: [&[u8]; 14] = [
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"\t5\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5\r\nhello\r\n0\r\nX: 1\n\r\n",
+            b"5\r\nhello\r\n0\r\nbad trailer\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n Folded: x\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n: v\r\n\r\n",
+            b"5\rx\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"+5\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x01\r\nhello\r\n0\r\n\r\n",
+        ];
+        for wire in bad {
+            for (split, r) in outcome_at_every_split(wire).into_iter().enumerate() {
+                assert_eq!(r, Err(ChunkedError::Malformed), "{:?} split at {split}", String::from_utf8_lossy(wire));
+            }
+        }
+        let good: [&[u8]; 4] = [
+            b"5\r\nhello\r\n0\r\n\r\n",
+            b"5 ;ext\r\nhello\r\n0;e=\"q s\"\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-T: 1\r\nX-E:\r\n\r\n",
+            b"0005\t\r\nhello\r\n0\r\n\r\n",
+        ];
+        for wire in good {
+            assert!(outcome_at_every_split(wire).iter().all(|r| *r == Ok(true)), "{:?}", String::from_utf8_lossy(wire));
+        }
+    }
+
     proptest::proptest! {
+        /// A valid encoding with any one of its line ends reduced to a bare
+        /// LF is rejected once it is all in (never a wait for more input).
+        #[test]
+        fn any_bare_lf_is_malformed(
+            body in "[a-z]{0,60}",
+            chunk in 1usize..20,
+            trailers in proptest::collection::vec("[A-Za-z-]{1,6}: [ -~]{0,8}", 0..3),
+            pick in proptest::num::usize::ANY,
+        ) {
+            let mut wire = Vec::new();
+            for c in body.as_bytes().chunks(chunk) {
+                wire.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                wire.extend_from_slice(c);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n");
+            for t in &trailers {
+                wire.extend_from_slice(t.as_bytes());
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"\r\n");
+            let mut d = ChunkedDecoder::new(100);
+            proptest::prop_assert_eq!(d.decode(&mut BytesMut::from(&wire[..])), Ok(true));
+            proptest::prop_assert_eq!(d.into_body().to_vec(), body.as_bytes());
+            let crs: Vec<usize> = wire.iter().enumerate().filter(|(_, b)| **b == b'\r').map(|(i, _)| i).collect();
+            wire.remove(crs[pick % crs.len()]);
+            let mut d = ChunkedDecoder::new(100);
+            proptest::prop_assert_eq!(d.decode(&mut BytesMut::from(&wire[..])), Err(ChunkedError::Malformed));
+        }
+
         /// Junk never panics the decoder and never yields more than the limit.
         #[test]
         fn never_panics_on_junk(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..400), split in 0usize..400) {

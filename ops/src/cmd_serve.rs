@@ -1,6 +1,7 @@
 //! `maple serve`: one node — HTTP API on every core, per-core shards,
 //! upstream (Nexon, a separate simulator, or the in-process simulator).
 
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,13 +25,11 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = Config::resolve(&args.flags)?;
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-    let sim = match &cfg.upstream {
-        UpstreamTarget::InProcess { data_dir, latency, failure_rate } => Some(
-            Simulator::new(data_dir, *latency, *failure_rate)
-                .with_context(|| format!("starting the in-process upstream simulator from {}", data_dir.display()))?,
-        ),
-        UpstreamTarget::Http { .. } => None,
-    };
+    // The data dir first, the port second: a second node on the same data
+    // dir (a restart that did not wait for the old process) waits here
+    // holding no port, so every connection goes to the running node. Held
+    // until the process exits (after the final checkpoint).
+    let _data_dir_lock = lock_data_dir(&cfg.data_dir, data_dir_lock_wait(&cfg))?;
     let limits = net::Limits {
         max_header_bytes: cfg.max_header_bytes,
         max_body_bytes: cfg.max_body_bytes,
@@ -38,8 +37,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_connections_per_core: cfg.max_connections,
         ..net::Limits::default()
     };
+    // Refuses a port another process listens on ("port N is in use by
+    // another process"), then binds one SO_REUSEPORT listener per core.
     let server = net::BoundServer::bind(net::ServerConfig { addr: cfg.listen, cores: cfg.cores, limits })
         .with_context(|| format!("binding {}", cfg.listen))?;
+    let sim = match &cfg.upstream {
+        UpstreamTarget::InProcess { data_dir, latency, failure_rate } => Some(
+            Simulator::new(data_dir, *latency, *failure_rate)
+                .with_context(|| format!("starting the in-process upstream simulator from {}", data_dir.display()))?,
+        ),
+        UpstreamTarget::Http { .. } => None,
+    };
     let shutdown = net::Shutdown::new();
     shutdown.install_signal_handlers().context("installing signal handlers")?;
     let upstream = match &cfg.upstream {
@@ -133,6 +141,68 @@ fn recover_cores(
         out.push((storage, book));
     }
     Ok(out)
+}
+
+/// Take `<data-dir>/lock` (an exclusive flock, released when the process
+/// exits, whatever the way): one node per data dir. While another process
+/// holds it, retry for up to `wait` (the bounded wait of a restart that
+/// overlaps the previous instance's drain), then fail. The file holds the
+/// owner's pid, for the operator and for the waiting message.
+fn lock_data_dir(data_dir: &Path, wait: Duration) -> anyhow::Result<File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::io::AsRawFd;
+    let path = data_dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the data dir lock {}", path.display()))?;
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::WouldBlock {
+            tracing::error!(path = %path.display(), error = %err, "cannot lock the data dir");
+            return Err(err).with_context(|| format!("locking the data dir {}", path.display()));
+        }
+        let mut holder = String::new();
+        let _ = file.rewind().and_then(|_| Read::by_ref(&mut file).take(32).read_to_string(&mut holder));
+        let holder = holder.trim();
+        let waited = started.elapsed();
+        if waited >= wait {
+            tracing::error!(data_dir = %data_dir.display(), holder_pid = holder, waited_s = waited.as_secs(), "data dir still locked");
+            anyhow::bail!(
+                "the data dir {} is still locked by pid {holder} after waiting {} s: is another `maple serve` running on it?",
+                data_dir.display(),
+                waited.as_secs()
+            );
+        }
+        if !told {
+            tracing::warn!(data_dir = %data_dir.display(), holder_pid = holder, max_wait_s = wait.as_secs(), "waiting for the data dir lock");
+            eprintln!(
+                "maple serve: waiting for the data dir lock of {} (held by pid {holder}, e.g. the previous instance still \
+                 draining), at most {} s; the port is not bound meanwhile",
+                data_dir.display(),
+                wait.as_secs()
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = format!("{}\n", std::process::id());
+    let written = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(pid.as_bytes()));
+    if let Err(e) = written {
+        // The lock is what matters; the pid is a courtesy.
+        tracing::warn!(path = %path.display(), error = %e, "could not write our pid into the data dir lock");
+    }
+    Ok(file)
 }
 
 /// How long a start waits for the data dir's locks: a previous instance

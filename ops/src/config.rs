@@ -16,8 +16,9 @@ pub struct ServeFlags {
     /// TOML config file (keys: the long flag names with '_' for '-', e.g. `listen`, `cache_equipment_mb`).
     #[arg(long, env = "MAPLE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Listen address [default: 0.0.0.0:8080].
-    #[arg(long, env = "MAPLE_LISTEN")]
+    /// Listen address: `IP:port`, `[IPv6]:port`, `:port` (all IPv4 interfaces) or `host:port`
+    /// (resolved once at start; the first IPv4 address wins) [default: 0.0.0.0:8080].
+    #[arg(long, env = "MAPLE_LISTEN", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
     /// Cores (threads, each with its own runtime and shard) [default: available parallelism].
     #[arg(long, env = "MAPLE_CORES")]
@@ -102,7 +103,7 @@ pub struct ServeFlags {
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     cores: Option<usize>,
     data_dir: Option<PathBuf>,
     nexon_api_key: Option<String>,
@@ -206,7 +207,11 @@ impl Config {
             }
         };
         let cfg = Config {
-            listen: pick!(listen, "0.0.0.0:8080".parse().expect("valid literal")),
+            listen: match (f.listen, &file.listen) {
+                (Some(addr), _) => addr,
+                (None, Some(text)) => parse_listen(text).map_err(|e| anyhow::anyhow!("config file: {e}"))?,
+                (None, None) => "0.0.0.0:8080".parse().expect("valid literal"),
+            },
             cores,
             data_dir: pick!(data_dir, PathBuf::from("./data")),
             upstream,
@@ -245,6 +250,36 @@ impl Config {
         anyhow::ensure!((1..=60_000).contains(&cfg.max_queue.as_millis()), "max_queue_ms must be in 1..=60000");
         Ok(cfg)
     }
+}
+
+/// `--listen`: `IP:port`, `[IPv6]:port`, `:port` (= `0.0.0.0:port`) or
+/// `host:port` with a name (resolved now; the first IPv4 address, else the
+/// first address). The port is numeric (0 = any free port).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        let hint = if s.parse::<u16>().is_ok() { format!(" (for every interface: `:{s}`)") } else { String::new() };
+        return Err(format!("listen address {s:?} has no port: use IP:port, :port or host:port{hint}"));
+    };
+    let port: u16 = port.parse().map_err(|_| format!("listen address {s:?}: port {port:?} is not a number in 0..=65535"))?;
+    if host.is_empty() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if host.contains(':') || host.starts_with('[') {
+        return Err(format!("listen address {s:?}: an IPv6 address needs brackets, e.g. [::1]:{port}"));
+    }
+    let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("listen address {s:?}: cannot resolve {host:?}: {e}"))?
+        .collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| format!("listen address {s:?}: {host:?} resolves to no address"))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -298,6 +333,50 @@ mod tests {
         assert!(Config::merge(&tiny_wal, FileConfig::default()).is_err());
         let bad_sync = ServeFlags { wal_sync: Some("sometimes".into()), ..Default::default() };
         assert!(Config::merge(&bad_sync, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn listen_takes_ip_port_colon_port_and_host_names() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(parse_listen("127.0.0.1:9000"), Ok(addr("127.0.0.1:9000")));
+        assert_eq!(parse_listen("[::1]:9000"), Ok(addr("[::1]:9000")));
+        assert_eq!(parse_listen(":8080"), Ok(addr("0.0.0.0:8080")));
+        assert_eq!(parse_listen(" :0 "), Ok(addr("0.0.0.0:0")));
+        assert_eq!(parse_listen("localhost:8080"), Ok(addr("127.0.0.1:8080")), "names resolve, IPv4 first");
+        for (bad, says) in [
+            ("8080", "no port"),
+            ("localhost", "no port"),
+            (":http", "not a number"),
+            ("localhost:65536", "not a number"),
+            ("::1:8080", "brackets"),
+            ("", "no port"),
+        ] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+        assert!(parse_listen("8080").unwrap_err().contains("`:8080`"), "a bare port gets a hint");
+    }
+
+    #[test]
+    fn listen_from_flag_env_and_file_goes_through_the_same_parser() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: ServeFlags,
+        }
+        let flags = Cli::try_parse_from(["maple", "--listen", ":9100"]).unwrap().flags;
+        assert_eq!(flags.listen, Some("0.0.0.0:9100".parse().unwrap()));
+        let err = Cli::try_parse_from(["maple", "--listen", "9100"]).err().unwrap().to_string();
+        assert!(err.contains("has no port"), "{err}");
+        let file: FileConfig = toml::from_str("listen = \"localhost:9200\"").unwrap();
+        let cfg = Config::merge(&ServeFlags::default(), file).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9200".parse::<SocketAddr>().unwrap());
+        let file: FileConfig = toml::from_str("listen = \"nowhere\"").unwrap();
+        assert!(Config::merge(&ServeFlags::default(), file).unwrap_err().to_string().contains("no port"));
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"").unwrap();
+        let flags = ServeFlags { listen: Some("127.0.0.1:2".parse().unwrap()), ..Default::default() };
+        assert_eq!(Config::merge(&flags, file).unwrap().listen.port(), 2, "flag wins over file");
     }
 
     #[test]

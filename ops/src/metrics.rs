@@ -166,7 +166,9 @@ fn render_server_stats(out: &mut String, stats: &net::ServerStats) {
     family("rejected_header_too_large", "counter", "431: request head too large", &|s| s.err_header_too_large);
     family("rejected_body_too_large", "counter", "413: request body too large", &|s| s.err_body_too_large);
     family("rejected_overloaded", "counter", "503: in-flight limit reached", &|s| s.err_overloaded);
-    family("timeouts", "counter", "Connections closed by header or idle timeout", &|s| s.timeout_header + s.timeout_idle);
+    family("timeouts", "counter", "Connections closed by header, body (408) or idle timeout", &|s| {
+        s.timeout_header + s.timeout_body + s.timeout_idle
+    });
 }
 
 /// One core's storage numbers at scrape time.

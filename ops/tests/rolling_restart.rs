@@ -494,8 +494,8 @@ fn a_restart_before_the_old_process_exits_waits_for_the_data_dir() {
     }
     drop(conn);
     old.sigterm();
-    // Start the new process at once: it binds the port (SO_REUSEPORT) and
-    // waits for the old one's lock on the data dir instead of failing.
+    // Start the new process at once: it waits for the old one's lock on the
+    // data dir (holding no port) instead of failing, then binds the port.
     let mut new = launch.clone().listen(addr).start();
     let slow = slow.join().unwrap().expect("the in-flight request is answered during the drain");
     assert_eq!(slow.status, 200, "{:?}", String::from_utf8_lossy(&slow.body));

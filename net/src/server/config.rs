@@ -26,8 +26,13 @@ pub struct Limits {
     /// Time to receive a whole request head once it started (or the first
     /// request after connect). Over → close (slowloris).
     pub header_read_timeout: Duration,
+    /// Time to receive a whole request body, from the end of its head to
+    /// its last byte (Content-Length or chunked). Unlike `idle_timeout`,
+    /// progress does not extend it: a client sending one byte now and then
+    /// cannot hold a connection. Over → 408 (JSON body) and close.
+    pub body_read_timeout: Duration,
     /// Keep-alive wait between requests, and the bound on any single
-    /// body read or response write. Over → close.
+    /// body read or response write. Over → close (408 inside a body).
     pub idle_timeout: Duration,
     /// Pipelined responses buffered before one write.
     pub pipeline_depth: usize,
@@ -42,6 +47,8 @@ impl Default for Limits {
             max_in_flight_per_core: 4096,
             max_connections_per_core: 10_000,
             header_read_timeout: Duration::from_secs(10),
+            // 1 MiB (the default max_body_bytes) in 30 s needs ~35 KB/s.
+            body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             pipeline_depth: 32,
         }
@@ -64,7 +71,7 @@ impl Limits {
         if self.pipeline_depth == 0 {
             return bad("limits.pipeline_depth must be >= 1");
         }
-        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
+        if self.header_read_timeout.is_zero() || self.body_read_timeout.is_zero() || self.idle_timeout.is_zero() {
             return bad("limits timeouts must be > 0");
         }
         Ok(())

@@ -8,6 +8,7 @@ use super::parse::{parse_head, BodyFraming, HeadError};
 use super::stats::CoreCounters;
 use crate::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::{Request, Response, Service};
+use crate::lograte::LogLimiter;
 use crate::shutdown::LocalSignal;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
@@ -16,6 +17,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::time::{timeout, timeout_at, Instant};
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,6 +31,11 @@ const OUT_FLUSH_BYTES: usize = 256 * 1024;
 /// discarding) so the client sees our answer instead of a reset.
 const LINGER_TIME: Duration = Duration::from_millis(500);
 const LINGER_BYTES: usize = 256 * 1024;
+
+/// Requests rejected for their framing or timing (400/408/413/431/501):
+/// any client can cause them, so the log gets one line per second, with
+/// the number suppressed since (the counters count every one).
+static REJECTED: LogLimiter = LogLimiter::new(Duration::from_secs(1));
 
 /// Everything one core's connections share. Single-threaded: `Cell`s, no locks.
 pub(crate) struct Core<S> {
@@ -64,6 +71,7 @@ enum End {
 struct Conn<'a, S> {
     core: &'a Core<S>,
     stream: TcpStream,
+    peer: SocketAddr,
     /// Unparsed input. Bounded: head ≤ max_header_bytes (+ one read), body ≤ max_body_bytes (+ one read).
     buf: BytesMut,
     /// Serialised responses not yet written. Bounded by pipeline_depth / OUT_FLUSH_BYTES
@@ -73,8 +81,8 @@ struct Conn<'a, S> {
     served: u64,
 }
 
-pub(crate) async fn serve<S: Service>(core: Rc<Core<S>>, stream: TcpStream) {
-    let mut conn = Conn { core: &core, stream, buf: BytesMut::with_capacity(READ_CHUNK), out: Vec::new(), pending: 0, served: 0 };
+pub(crate) async fn serve<S: Service>(core: Rc<Core<S>>, stream: TcpStream, peer: SocketAddr) {
+    let mut conn = Conn { core: &core, stream, peer, buf: BytesMut::with_capacity(READ_CHUNK), out: Vec::new(), pending: 0, served: 0 };
     let end = monoio::select! {
         end = conn.run() => end,
         _ = core.abort.wait() => End::Abort,
@@ -163,7 +171,7 @@ impl<S: Service> Conn<'_, S> {
                         HeadError::Unsupported(m) => (501, m, &self.core.counters.err_unsupported),
                     };
                     CoreCounters::inc(counter);
-                    return self.fail(status, msg).await;
+                    return self.reject(status, msg).await;
                 }
             };
 
@@ -176,24 +184,28 @@ impl<S: Service> Conn<'_, S> {
                     return End::Abort;
                 }
             }
+            // The whole body, however it trickles in, by this instant.
+            let body_deadline = Instant::now() + self.limits().body_read_timeout;
             let body = match head.body {
-                BodyFraming::None => Bytes::new(),
-                BodyFraming::Length(n) => match self.read_body_exact(n).await {
-                    Ok(b) => b,
-                    Err(end) => return end,
-                },
-                BodyFraming::Chunked => match self.read_body_chunked().await {
-                    Ok(b) => b,
-                    Err(ChunkedBodyError::Chunked(ChunkedError::TooLarge)) => {
-                        CoreCounters::inc(&self.core.counters.err_body_too_large);
-                        return self.fail(413, "request body too large").await;
-                    }
-                    Err(ChunkedBodyError::Chunked(ChunkedError::Malformed)) => {
-                        CoreCounters::inc(&self.core.counters.err_malformed);
-                        return self.fail(400, "malformed chunked body").await;
-                    }
-                    Err(ChunkedBodyError::End(end)) => return end,
-                },
+                BodyFraming::None => Ok(Bytes::new()),
+                BodyFraming::Length(n) => self.read_body_exact(n, body_deadline).await,
+                BodyFraming::Chunked => self.read_body_chunked(body_deadline).await,
+            };
+            let body = match body {
+                Ok(b) => b,
+                Err(BodyError::Chunked(ChunkedError::TooLarge)) => {
+                    CoreCounters::inc(&self.core.counters.err_body_too_large);
+                    return self.reject(413, "request body too large").await;
+                }
+                Err(BodyError::Chunked(ChunkedError::Malformed)) => {
+                    CoreCounters::inc(&self.core.counters.err_malformed);
+                    return self.reject(400, "malformed chunked body").await;
+                }
+                Err(BodyError::Timeout) => {
+                    CoreCounters::inc(&self.core.counters.timeout_body);
+                    return self.reject(408, "request body not received in time").await;
+                }
+                Err(BodyError::End(end)) => return end,
             };
             let head_only = head.method == "HEAD";
             let req = Request {
@@ -250,6 +262,15 @@ impl<S: Service> Conn<'_, S> {
         }
     }
 
+    /// A request the server itself refuses: log it (rate-limited, with the
+    /// peer), answer `status` with a JSON body, close.
+    async fn reject(&mut self, status: u16, msg: &str) -> End {
+        if let Some(suppressed) = REJECTED.check() {
+            tracing::warn!(peer = %self.peer, status, reason = msg, served_before = self.served, suppressed, "request rejected");
+        }
+        self.fail(status, msg).await
+    }
+
     /// Queue an error answer with `Connection: close`, write everything.
     async fn fail(&mut self, status: u16, msg: &str) -> End {
         let resp = error_response(status, msg);
@@ -276,39 +297,38 @@ impl<S: Service> Conn<'_, S> {
         res
     }
 
-    /// A body read stalls at most `idle_timeout` between two reads.
-    async fn read_progress(&mut self) -> Result<(), End> {
-        match timeout(self.limits().idle_timeout, self.read_more()).await {
-            Ok(Ok(0)) => Err(End::Abort),
+    /// One more read of a body: by `deadline` (the whole body's), and at
+    /// most `idle_timeout` after the previous read. Either → `Timeout`.
+    async fn read_body_progress(&mut self, deadline: Instant) -> Result<(), BodyError> {
+        let until = deadline.min(Instant::now() + self.limits().idle_timeout);
+        match timeout_at(until, self.read_more()).await {
+            Ok(Ok(0)) => Err(BodyError::End(End::Abort)),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => {
                 CoreCounters::inc(&self.core.counters.io_errors);
-                Err(End::Abort)
+                Err(BodyError::End(End::Abort))
             }
-            Err(_) => {
-                CoreCounters::inc(&self.core.counters.timeout_idle);
-                Err(End::Abort)
-            }
+            Err(_) => Err(BodyError::Timeout),
         }
     }
 
-    async fn read_body_exact(&mut self, n: usize) -> Result<Bytes, End> {
+    async fn read_body_exact(&mut self, n: usize, deadline: Instant) -> Result<Bytes, BodyError> {
         debug_assert!(n <= self.limits().max_body_bytes, "checked when parsing the head");
         // Grow with the bytes that actually arrive: reserving the announced
         // length up front would let idle peers pin max_body_bytes each.
         while self.buf.len() < n {
-            self.read_progress().await?;
+            self.read_body_progress(deadline).await?;
         }
         Ok(self.buf.split_to(n).freeze())
     }
 
-    async fn read_body_chunked(&mut self) -> Result<Bytes, ChunkedBodyError> {
+    async fn read_body_chunked(&mut self, deadline: Instant) -> Result<Bytes, BodyError> {
         let mut decoder = ChunkedDecoder::new(self.limits().max_body_bytes);
         loop {
-            if decoder.decode(&mut self.buf).map_err(ChunkedBodyError::Chunked)? {
+            if decoder.decode(&mut self.buf).map_err(BodyError::Chunked)? {
                 return Ok(decoder.into_body());
             }
-            self.read_progress().await.map_err(ChunkedBodyError::End)?;
+            self.read_body_progress(deadline).await?;
         }
     }
 
@@ -375,8 +395,12 @@ impl<S: Service> Conn<'_, S> {
     }
 }
 
-enum ChunkedBodyError {
+/// Why a request body was not read.
+enum BodyError {
     Chunked(ChunkedError),
+    /// Past `body_read_timeout`, or no byte for `idle_timeout`: 408.
+    Timeout,
+    /// Peer gone, I/O error, or drain.
     End(End),
 }
 

@@ -53,12 +53,16 @@ pub struct BoundServer {
 
 impl BoundServer {
     /// Bind `cfg.cores` SO_REUSEPORT listeners on `cfg.addr`. With port 0,
-    /// the first picks a free port and the others join it.
+    /// the first picks a free port and the others join it. A port another
+    /// process listens on is refused (`AddrInUse`, "port N is in use by
+    /// another process"), even if that process used SO_REUSEPORT too: see
+    /// [`probe_port`].
     pub fn bind(cfg: ServerConfig) -> io::Result<Self> {
         cfg.limits.validate()?;
         if cfg.cores == 0 || cfg.cores > 1024 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "cores must be in 1..=1024"));
         }
+        probe_port(cfg.addr)?;
         let mut addr = cfg.addr;
         let mut listeners = Vec::with_capacity(cfg.cores);
         for _ in 0..cfg.cores {
@@ -171,6 +175,41 @@ pub fn force_epoll() -> bool {
     std::env::var("MAPLE_NET_DRIVER").is_ok_and(|v| v.eq_ignore_ascii_case("epoll"))
 }
 
+/// Refuse a port another process listens on. Our listeners use
+/// SO_REUSEPORT (one per core), and so would a second `maple serve`: the
+/// kernel would let it join and split the connections between two nodes.
+/// A probe bound WITHOUT SO_REUSEPORT conflicts with any listening socket
+/// on the port (EADDRINUSE); with SO_REUSEADDR, the TIME_WAIT leftovers of
+/// a previous instance are no conflict. Port 0 (any free port) is skipped.
+///
+/// The probe is closed before the real listeners bind, so two processes
+/// probing within the same few microseconds could both pass and share the
+/// port. Accepted: a restart on the same data dir cannot race (it takes the
+/// data dir lock first and binds only once the old process is gone), and
+/// two nodes on different data dirs started at the same instant on the same
+/// port is an operator error this catches in every other timing. Holding
+/// the probe while binding would not close the window either: a bound,
+/// non-listening socket does not stop a later SO_REUSEPORT bind.
+fn probe_port(addr: SocketAddr) -> io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    match socket.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            tracing::error!(%addr, "port {} is in use by another process", addr.port());
+            Err(io::Error::new(io::ErrorKind::AddrInUse, format!("port {} is in use by another process", addr.port())))
+        }
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot bind");
+            Err(e)
+        }
+    }
+}
+
 fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -264,7 +303,7 @@ async fn accept_loop<S: Service>(core: &Rc<Core<S>>, listener: monoio::net::TcpL
             _ = core.draining.wait() => None,
             r = listener.accept() => Some(r),
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             None => break,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
@@ -299,7 +338,7 @@ async fn accept_loop<S: Service>(core: &Rc<Core<S>>, listener: monoio::net::TcpL
         CoreCounters::inc(&core.counters.connections_active);
         let core = core.clone();
         monoio::spawn(async move {
-            conn::serve(core.clone(), stream).await;
+            conn::serve(core.clone(), stream, peer).await;
             core.connections.set(core.connections.get() - 1);
             CoreCounters::dec(&core.counters.connections_active);
         });

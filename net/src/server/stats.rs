@@ -28,7 +28,10 @@ pub struct CoreCounters {
     pub err_overloaded: AtomicU64,
     /// Connection closed because the head did not arrive in time.
     pub timeout_header: AtomicU64,
-    /// Keep-alive connection closed after `idle_timeout`, or a stalled body/write.
+    /// 408: the request body did not arrive within `body_read_timeout`
+    /// (or stalled for `idle_timeout`).
+    pub timeout_body: AtomicU64,
+    /// Keep-alive connection closed after `idle_timeout`, or a stalled write.
     pub timeout_idle: AtomicU64,
     /// Read/write errors (resets etc).
     pub io_errors: AtomicU64,
@@ -65,6 +68,7 @@ impl CoreCounters {
             err_unsupported: self.err_unsupported.load(Relaxed),
             err_overloaded: self.err_overloaded.load(Relaxed),
             timeout_header: self.timeout_header.load(Relaxed),
+            timeout_body: self.timeout_body.load(Relaxed),
             timeout_idle: self.timeout_idle.load(Relaxed),
             io_errors: self.io_errors.load(Relaxed),
             service_panics: self.service_panics.load(Relaxed),
@@ -88,6 +92,7 @@ pub struct CoreSnapshot {
     pub err_unsupported: u64,
     pub err_overloaded: u64,
     pub timeout_header: u64,
+    pub timeout_body: u64,
     pub timeout_idle: u64,
     pub io_errors: u64,
     pub service_panics: u64,
@@ -108,6 +113,7 @@ impl CoreSnapshot {
         self.err_unsupported += o.err_unsupported;
         self.err_overloaded += o.err_overloaded;
         self.timeout_header += o.timeout_header;
+        self.timeout_body += o.timeout_body;
         self.timeout_idle += o.timeout_idle;
         self.io_errors += o.io_errors;
         self.service_panics += o.service_panics;

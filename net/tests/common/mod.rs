@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Routes: `/hello`, `/echo` (body back + method/query), `/slow?ms=N`, `/panic`, `/big?n=N`.
+/// Routes: `/hello`, `/echo` (body back + method/query/path/host), `/slow?ms=N`, `/panic`, `/big?n=N`.
 pub struct TestService {
     pub core: usize,
 }
@@ -21,6 +21,8 @@ impl Service for TestService {
                 .header("x-method", req.method.clone())
                 .header("x-query", req.query.clone())
                 .header("x-core", self.core.to_string())
+                .header("x-path", req.path.clone())
+                .header("x-host", String::from_utf8_lossy(req.header("host").unwrap_or(b"-")).into_owned())
                 .body(req.body.clone()),
             "/slow" => {
                 let ms: u64 = req.query.strip_prefix("ms=").and_then(|v| v.parse().ok()).unwrap_or(300);
@@ -90,6 +92,7 @@ pub fn test_limits() -> Limits {
         max_in_flight_per_core: 64,
         max_connections_per_core: 64,
         header_read_timeout: Duration::from_millis(400),
+        body_read_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(3),
         pipeline_depth: 8,
     }

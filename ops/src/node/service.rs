@@ -212,11 +212,7 @@ impl CoreService {
     fn user(&self, req: &Request) -> Result<String, Response> {
         let unauthorized = |msg: &str| error_json(401, "UNAUTHORIZED", msg).header("www-authenticate", "Bearer");
         let header = req.header("authorization").ok_or_else(|| unauthorized("missing Authorization: Bearer token"))?;
-        let token = std::str::from_utf8(header)
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("Authorization must be 'Bearer <token>'"))?;
+        let token = net::jwt::bearer_token(header).map_err(|e| unauthorized(&e.to_string()))?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         match net::jwt::verify(self.shared.jwt_secret.as_bytes(), token, now) {
             Ok(claims) => Ok(claims.sub),

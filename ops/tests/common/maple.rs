@@ -116,6 +116,18 @@ impl Launch {
     /// until `/health/ready` answers 200. Panics with the child's log if it
     /// exits or does not get there within [`START_TIMEOUT`].
     pub fn start(&self) -> Maple {
+        let mut maple = self.spawn();
+        maple.wait_listening(START_TIMEOUT);
+        if self.wait_ready {
+            maple.wait_ready(START_TIMEOUT);
+        }
+        maple
+    }
+
+    /// Spawn and return at once: the process may not be listening yet (see
+    /// [`Maple::wait_listening`]), or may be about to fail (see
+    /// [`Maple::wait_exit`], after which [`Maple::log`] is complete).
+    pub fn spawn(&self) -> Maple {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_maple"));
         cmd.args(&self.args);
         if let Some(listen) = &self.listen {
@@ -138,7 +150,7 @@ impl Launch {
         let sink = log.clone();
         // Reads until the child closes stderr (it exits), so the child never
         // blocks on a full pipe; hands over the address of the "listening" line.
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()) {
@@ -149,19 +161,7 @@ impl Launch {
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
-        let mut maple = Maple { child, addr: "0.0.0.0:0".parse().unwrap(), log, exited: None };
-        match addr_rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => maple.addr = addr,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = maple.wait_exit(EXIT_TIMEOUT);
-                panic!("maple exited ({status}) before listening (its log follows)");
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("maple not listening after {START_TIMEOUT:?} (its log follows)"),
-        }
-        if self.wait_ready {
-            maple.wait_ready(START_TIMEOUT);
-        }
-        maple
+        Maple { child, addr: "0.0.0.0:0".parse().unwrap(), log, exited: None, addr_rx: Some(addr_rx), reader: Some(reader) }
     }
 }
 
@@ -189,6 +189,10 @@ pub struct Maple {
     pub addr: SocketAddr,
     log: Arc<Mutex<Log>>,
     exited: Option<ExitStatus>,
+    /// The address of the "listening on" line, until it is taken.
+    addr_rx: Option<mpsc::Receiver<SocketAddr>>,
+    /// The stderr reader, joined once the process has exited.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Maple {
@@ -214,6 +218,40 @@ impl Maple {
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         log.lines.iter().filter(|l| l.contains(needle)).cloned().collect()
+    }
+
+    /// Wait for the "listening on" line and set [`Maple::addr`] from it.
+    /// Panics with the log if the process exits first or takes longer than `within`.
+    pub fn wait_listening(&mut self, within: Duration) {
+        let Some(rx) = self.addr_rx.take() else {
+            return;
+        };
+        match rx.recv_timeout(within) {
+            Ok(addr) => self.addr = addr,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = self.wait_exit(EXIT_TIMEOUT);
+                panic!("maple exited ({status}) before listening (its log follows)");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("maple not listening after {within:?} (its log follows)"),
+        }
+    }
+
+    /// The exit status if the process has ended, without waiting.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                self.join_reader();
+            }
+        }
+        self.exited
+    }
+
+    /// After the exit: the reader has seen the last line once the pipe closed.
+    fn join_reader(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 
     /// Poll `GET /health/ready` until it answers 200 (connection refused,
@@ -260,6 +298,7 @@ impl Maple {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
                     self.exited = Some(status);
+                    self.join_reader();
                     return status;
                 }
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
