@@ -128,25 +128,104 @@ fn presets_without_items_are_left_out_and_empty_docs_have_no_max() {
     assert_eq!(response.max_preset_no, 2);
     assert!(response.preset(1).is_none());
 
-    let empty = compute_value(&json!({})).unwrap();
+    // A character whose lists are all empty is a real (zero) answer.
+    let empty = compute_value(&json!({"item_equipment": [], "item_equipment_preset_1": [], "item_equipment_preset_2": null})).unwrap();
     assert!(empty.presets.is_empty());
     assert_eq!(empty.max_preset_no, 0);
     assert_eq!(empty.total_expected_cost, 0.0);
     assert_eq!(empty.total_cost_text, "0");
 }
 
+/// `{}`, `[]`, the basic-character document, or one with only the worn list
+/// are not equipment documents: an error naming what is missing, never a
+/// zero-cost answer.
 #[test]
-fn item_without_three_lines_is_listed_at_zero() {
+fn documents_without_equipment_lists_are_errors() {
+    let basic = fixture("basic_character_info.json");
+    let only_worn = serde_json::to_vec(&json!({"item_equipment": [item("모자", "22")], "item_equipment_preset_1": null})).unwrap();
+    for (what, bytes) in [
+        ("{}", b"{}".to_vec()),
+        ("[]", b"[]".to_vec()),
+        ("[null]", b" [null]".to_vec()),
+        ("basic character", basic),
+        ("only item_equipment", only_worn),
+    ] {
+        let err = compute(&bytes).expect_err(what);
+        assert!(matches!(err, CalcError::NotEquipment(_)), "{what}: {err:?}");
+        let text = err.to_string();
+        assert!(text.starts_with("not a character item-equipment document"), "{what}: {text}");
+        if !what.starts_with('[') {
+            assert!(text.contains("item_equipment_preset_1") && text.contains("item_equipment_preset_3"), "{what}: {text}");
+        } else {
+            assert!(text.contains("array"), "{what}: {text}");
+        }
+        // The server validates with the same parse before caching.
+        assert_eq!(engine::expectation::equipment::check(&bytes), Err(err), "{what}");
+    }
+    assert_eq!(engine::expectation::equipment::check(&fixture("evan_equip.json")), Ok(()));
+}
+
+/// A blank line (here "") does not unprice the item: starforce is priced as
+/// for the full item and the black cube prices the two real lines with the
+/// missing one read as "null".
+#[test]
+fn item_with_a_blank_line_keeps_its_starforce() {
+    let full = compute_value(&doc_with(vec![item("모자", "22")])).unwrap();
     let mut partial = item("모자", "22");
     partial["potential_option_3"] = json!("");
     let response = compute_value(&doc_with(vec![partial])).unwrap();
-    let it = &response.presets[0].items[0];
-    assert_eq!(it.expected_cost, 0.0);
-    assert_eq!(it.expected_cost_text, "0원");
-    assert_eq!(it.enhance_path, "");
-    assert_eq!(it.potential_grade, None);
+    let (it, whole) = (&response.presets[0].items[0], &full.presets[0].items[0]);
+    assert_eq!(it.potential_grade.as_deref(), Some("레전드리"));
     assert_eq!(it.target_star, 22);
-    assert_eq!(it.starforce_expectation.target_star, 0);
+    assert_eq!(it.starforce_expectation, whole.starforce_expectation);
+    assert_eq!(it.cost_breakdown.starforce_cost, whole.cost_breakdown.starforce_cost);
+    assert!(it.cost_breakdown.starforce_cost > 0.0);
+    assert_eq!(it.black_cube_expectation.potential, "STR +12% | STR +9% | null");
+    assert!(it.black_cube_expectation.available);
+    assert!(it.enhance_path.ends_with("스타포스(0→22성)"), "{}", it.enhance_path);
+    assert_eq!(it.expected_cost, it.cost_breakdown.black_cube_cost + it.cost_breakdown.starforce_cost);
+}
+
+/// As the original's `hasBasicInfo()`: an item whose `item_equipment_slot`
+/// is missing or blank (Java `trim()`: every char ≤ U+0020) is dropped; a
+/// JSON null slot reads as the text "null" and the item is kept.
+#[test]
+fn items_without_a_slot_are_dropped() {
+    let mut items = vec![item("모자", "22")];
+    for slot in [json!(""), json!("   "), json!("\t\n")] {
+        let mut blank = item("모자", "17");
+        blank["item_equipment_slot"] = slot;
+        items.push(blank);
+    }
+    let mut missing = item("모자", "17");
+    missing.as_object_mut().unwrap().remove("item_equipment_slot");
+    items.push(missing);
+    let mut null_slot = item("모자", "17");
+    null_slot["item_equipment_slot"] = Value::Null;
+    null_slot["item_name"] = json!("null slot");
+    items.push(null_slot);
+    let mut wide_space = item("모자", "17");
+    wide_space["item_equipment_slot"] = json!("\u{3000}");
+    wide_space["item_name"] = json!("wide space");
+    items.push(wide_space);
+    items.push(item("신발", "12"));
+
+    let response = compute_value(&doc_with(items)).unwrap();
+    let names: Vec<&str> = response.presets[0].items.iter().map(|i| i.item_name.as_str()).collect();
+    assert_eq!(names, ["모자 item", "null slot", "wide space", "신발 item"]);
+    let kept = &response.presets[0].items[1];
+    assert_eq!(kept.item_part, "null");
+    assert!(!kept.black_cube_expectation.available, "no table rows for slot \"null\"");
+    assert!(kept.cost_breakdown.starforce_cost > 0.0);
+    let total: f64 = response.presets[0].items.iter().map(|i| i.expected_cost).sum();
+    assert_eq!(response.presets[0].total_expected_cost, total);
+
+    // A preset whose every item is dropped is left out.
+    let mut blank = item("모자", "17");
+    blank["item_equipment_slot"] = json!(" ");
+    let only_blank = compute_value(&json!({"item_equipment_preset_1": [blank], "item_equipment_preset_2": [item("모자", "1")]})).unwrap();
+    assert_eq!(only_blank.presets.len(), 1);
+    assert_eq!(only_blank.max_preset_no, 2);
 }
 
 #[test]
@@ -245,7 +324,7 @@ fn deep_nesting_is_bounded() {
     let err = compute(deep.as_bytes()).expect_err("too deep");
     assert!(matches!(err, CalcError::TooDeep { .. }), "{err}");
     // Brackets inside strings do not count.
-    let quoted = format!("{{\"title\": \"{}\"}}", "[".repeat(50));
+    let quoted = format!("{{\"title\": \"{}\", \"item_equipment_preset_1\": []}}", "[".repeat(50));
     assert!(compute(quoted.as_bytes()).is_ok());
 }
 

@@ -1,6 +1,9 @@
 //! `maple calc FILE [--ign NAME] [--pretty]` — compute the V4 expectation
 //! response for a Nexon equipment JSON file (plain or gzip) and print it.
-//! A missing or bad file is a clear error and exit status 1.
+//! A missing or bad file is a clear error and exit status 1 — so is a JSON
+//! document that is not an item-equipment document (`{}`, `[]`, the
+//! basic-character JSON): the error names the missing lists, no zero-cost
+//! answer is printed.
 
 use std::io::Write;
 use std::path::PathBuf;

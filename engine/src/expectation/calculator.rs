@@ -5,14 +5,22 @@
 //! * Presets 1..3 come from `item_equipment_preset_N`, items in document
 //!   order; a preset without items is left out; `maxPresetNo` is the first
 //!   preset with the highest total, and the response totals are that preset's.
-//! * An item is "priced" when it has a potential grade and three non-blank
-//!   potential lines. Otherwise it is listed with zero cost, empty path, null
-//!   grades and empty cube/starforce parts (flame is still computed).
+//! * An item is "priced" when it has a potential grade. Otherwise it is
+//!   listed with zero cost, empty path, null grades and empty
+//!   cube/starforce parts (flame is still computed).
 //! * Priced item: black cube on the main lines; additional cube when it has an
 //!   additional grade; starforce 0★ → its current stars (capped at 15★ for
 //!   noljang items) with the default options. Item cost = black + additional
 //!   + starforce; `enhancePath` = `name > 블랙큐브(윗잠) [> 에디셔널큐브(아랫잠)]
 //!   [> 스타포스(0→N성)]`.
+//! * Potential lines never change the starforce or flame parts. A line that
+//!   is JSON `null` is the line "null", as the original's parser reads it
+//!   (`equipment::NULL_LINE`); it names no stat, so the cube engines treat it
+//!   as an unmatched line: factor 1 in the exact-lines engine, nothing added
+//!   when the DP target is inferred. A missing or blank line is read the same
+//!   way (the original dropped it and then priced the whole item 0). With no
+//!   line at all (all three null/blank/"null") the black cube is unavailable
+//!   (the original priced such an item 0, starforce included).
 //! * `starforceExpectation` shows the regular cost with and without 15–17★
 //!   destroy prevention rounded to 100 meso and destroy counts (2 decimals),
 //!   or, for noljang items, the noljang cost (no destruction).
@@ -157,10 +165,8 @@ impl Calculator {
             abyss_flame_trials: finite_or_zero(flame.abyss),
         };
 
-        let lines = raw.potential_lines();
-        let grade = match raw.potential_grade() {
-            Some(grade) if lines.len() == 3 && lines.iter().any(|l| !l.eq_ignore_ascii_case("null")) => grade,
-            _ => return self.unpriced_item(raw, level, flame),
+        let Some(grade) = raw.potential_grade() else {
+            return self.unpriced_item(raw, level, flame);
         };
 
         let part = potential_part(slot, raw.item_equipment_part.as_deref());
@@ -168,7 +174,12 @@ impl Calculator {
         let stars = raw.starforce();
         let target_star = if noljang { stars.min(NoljangTable::MAX_STAR) } else { stars };
 
-        let black = self.cube(CubeKind::Black, part, level, grade, &lines);
+        let lines = raw.potential_lines();
+        let black = if lines.iter().all(|l| equipment::is_absent_line(l)) {
+            no_lines_cube(grade, &lines)
+        } else {
+            self.cube(CubeKind::Black, part, level, grade, &lines)
+        };
         let additional = raw.additional_grade().map(|additional_grade| {
             let additional_lines = raw.additional_lines();
             self.cube(CubeKind::Additional, part, level, additional_grade, &additional_lines)
@@ -409,6 +420,20 @@ fn add_breakdown(total: &mut CostBreakdown, item: &CostBreakdown) {
     total.red_cube_cost += item.red_cube_cost;
     total.additional_cube_cost += item.additional_cube_cost;
     total.starforce_cost += item.starforce_cost;
+}
+
+/// A grade without a single potential line: nothing the tables can price.
+fn no_lines_cube(grade: &str, lines: &[&str]) -> CubeExpectation {
+    CubeExpectation {
+        expected_cost: 0.0,
+        expected_cost_text: "0".to_string(),
+        expected_trials: 0,
+        current_grade: Some(grade.to_string()),
+        target_grade: grade_english(grade).map(str::to_string),
+        potential: lines.join(" | "),
+        available: false,
+        unavailable_reason: Some("no potential lines: all three are null or blank".to_string()),
+    }
 }
 
 /// Nothing to price (no line set): zero, available.

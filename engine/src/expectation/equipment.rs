@@ -8,10 +8,21 @@
 //! * input size, gzip expansion, nesting depth and items per list are bounded;
 //! * numbers Nexon sends as strings (`"starforce": "22"`) or integers are both
 //!   accepted, anything else is a typed error, as are out-of-range values;
-//! * `item_name` and `item_equipment_slot` are required on every item.
+//! * `item_name` is required on every item;
+//! * the document must be an object with at least one of the preset lists
+//!   (`{}`, `[]` or another Nexon document is [`CalcError::NotEquipment`],
+//!   never a zero-cost answer).
 //!
 //! As the original, V4 reads the three presets only (`item_equipment_preset_1..3`);
 //! the currently worn list (`item_equipment`) is skipped.
+//!
+//! JSON `null` in a text field reads as the original's parser reads it: its
+//! Jackson streaming parser takes `getText()` of every value, which for a
+//! `null` token is the text `"null"`. So:
+//! * an item whose `item_equipment_slot` is missing or blank is dropped (the
+//!   original's `hasBasicInfo()`: slot non-null and not blank after `trim()`);
+//!   a `null` slot is the slot `"null"` and the item is kept;
+//! * a `null` potential line is the line `"null"` (see [`RawItem::potential_lines`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,7 +47,8 @@ pub const MAX_ITEM_LEVEL: u64 = 300;
 /// Highest special ring level accepted (real rings go to 5).
 pub const MAX_SPECIAL_RING_LEVEL: u64 = 255;
 
-/// The part of the document the calculator uses.
+/// The part of the document the calculator uses. Built by [`parse`], which
+/// also checks it is an equipment document.
 #[derive(Debug, Deserialize)]
 pub struct EquipmentDoc<'a> {
     #[serde(borrow, default)]
@@ -79,11 +91,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for ItemList<'a> {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 // serde_json gives no size hint; real lists hold ~25-30 items.
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(32).min(MAX_ITEMS_PER_LIST));
+                // Counts every element, dropped ones included: the bound is on the input.
+                let mut seen = 0usize;
                 while let Some(item) = seq.next_element::<RawItem<'a>>()? {
-                    if items.len() == MAX_ITEMS_PER_LIST {
+                    if seen == MAX_ITEMS_PER_LIST {
                         return Err(de::Error::custom(format_args!("more than {MAX_ITEMS_PER_LIST} items in one equipment list")));
                     }
-                    items.push(item);
+                    seen += 1;
+                    // The original lists an item only when its slot is not blank.
+                    if !is_java_blank(&item.item_equipment_slot) {
+                        items.push(item);
+                    }
                 }
                 Ok(ItemList(items))
             }
@@ -95,7 +113,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for ItemList<'a> {
 /// One equipment item, as Nexon sends it (only the fields we read).
 #[derive(Debug, Deserialize)]
 pub struct RawItem<'a> {
-    #[serde(borrow)]
+    /// `""` when missing (such items are dropped from their list), `"null"`
+    /// for a JSON `null` (kept, as the original keeps it).
+    #[serde(borrow, default, deserialize_with = "text_or_null")]
     pub item_equipment_slot: Cow<'a, str>,
     #[serde(borrow, default)]
     pub item_equipment_part: Option<Cow<'a, str>>,
@@ -210,19 +230,70 @@ impl<'a> RawItem<'a> {
         real_text(&self.additional_potential_option_grade)
     }
 
-    /// Main potential lines that are present (non-blank), in order.
-    pub fn potential_lines(&self) -> Vec<&str> {
+    /// The three main potential lines, in order. A line that is JSON `null`
+    /// is the text [`NULL_LINE`], as the original reads it; so is a missing
+    /// or blank line (the original drops those and then prices nothing on
+    /// the item, starforce included — we price what the item has).
+    pub fn potential_lines(&self) -> [&str; 3] {
         lines([&self.potential_option_1, &self.potential_option_2, &self.potential_option_3])
     }
 
-    /// Additional potential lines that are present (non-blank), in order.
-    pub fn additional_lines(&self) -> Vec<&str> {
+    /// The three additional potential lines, read as [`RawItem::potential_lines`].
+    pub fn additional_lines(&self) -> [&str; 3] {
         lines([&self.additional_potential_option_1, &self.additional_potential_option_2, &self.additional_potential_option_3])
     }
 }
 
-fn lines<'s>(options: [&'s Option<Cow<'_, str>>; 3]) -> Vec<&'s str> {
-    options.into_iter().filter_map(|o| o.as_deref()).filter(|line| !line.trim().is_empty()).collect()
+/// The text the original's parser makes of a JSON `null` line (Jackson's
+/// `getText()` of a `VALUE_NULL` token). It names no stat, so the cube
+/// engines price it as an unmatched line.
+pub const NULL_LINE: &str = "null";
+
+/// A line that carries no option: `null`, missing, blank, or the text "null"
+/// in any case (the original's `isReady()` skips those).
+pub fn is_absent_line(line: &str) -> bool {
+    let line = line.trim();
+    line.is_empty() || line.eq_ignore_ascii_case(NULL_LINE)
+}
+
+fn lines<'s>(options: [&'s Option<Cow<'_, str>>; 3]) -> [&'s str; 3] {
+    options.map(|o| match o.as_deref() {
+        Some(line) if !line.trim().is_empty() => line,
+        _ => NULL_LINE,
+    })
+}
+
+/// Java's `String.trim().isEmpty()`: every char is at most U+0020.
+fn is_java_blank(text: &str) -> bool {
+    text.chars().all(|c| c <= ' ')
+}
+
+/// A string field where JSON `null` is the text "null" (as the original's
+/// parser reads it); other non-strings are type errors.
+fn text_or_null<'de: 'a, 'a, D: Deserializer<'de>>(deserializer: D) -> Result<Cow<'a, str>, D::Error> {
+    struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+    impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+        type Value = Cow<'a, str>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(NULL_LINE))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(NULL_LINE))
+        }
+    }
+    deserializer.deserialize_any(TextVisitor(std::marker::PhantomData))
 }
 
 /// A non-negative integer sent either as a JSON integer or as a decimal
@@ -485,20 +556,41 @@ pub(crate) fn string_end(json: &[u8], mut at: usize) -> usize {
     }
 }
 
-/// Parses plain JSON bytes (see [`plain_json`]) into the borrowed document.
+/// Parses plain JSON bytes (see [`plain_json`]) into the borrowed document,
+/// and checks it is an equipment document (an object with a preset list).
 pub fn parse(json: &[u8]) -> Result<EquipmentDoc<'_>, CalcError> {
     check_depth(json)?;
     // Fast path without path tracking; only a failing document is parsed a
     // second time, with serde_path_to_error, to name the field.
-    match serde_json::from_slice::<EquipmentDoc>(json) {
-        Ok(doc) => Ok(doc),
+    let doc = match serde_json::from_slice::<EquipmentDoc>(json) {
+        Ok(doc) => doc,
         Err(plain) => {
             let mut deserializer = serde_json::Deserializer::from_slice(json);
             serde_path_to_error::deserialize::<_, EquipmentDoc>(&mut deserializer).map_err(CalcError::from_json)?;
             // Parsed with paths but not without: trailing data after the document.
-            Err(CalcError::Json { path: String::new(), message: plain.to_string() })
+            return Err(CalcError::Json { path: String::new(), message: plain.to_string() });
         }
+    };
+    // serde also builds a struct from an array (`[]` → every field absent).
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(CalcError::NotEquipment("the document is a JSON array, not an object".into()));
     }
+    if doc.item_equipment_preset_1.is_none() && doc.item_equipment_preset_2.is_none() && doc.item_equipment_preset_3.is_none() {
+        return Err(CalcError::NotEquipment(
+            "no equipment lists: item_equipment_preset_1, item_equipment_preset_2 and item_equipment_preset_3 are all missing or null"
+                .into(),
+        ));
+    }
+    Ok(doc)
+}
+
+/// Whether `input` (plain or gzip) is a document [`Calculator::compute`]
+/// accepts: the same bounds and parse, without computing anything.
+///
+/// [`Calculator::compute`]: super::Calculator::compute
+pub fn check(input: &[u8]) -> Result<(), CalcError> {
+    let json = plain_json(input)?;
+    parse(&json).map(drop)
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@ pub enum CalcError {
     /// `item_equipment_preset_2[3].starforce` (empty when not inside a field).
     #[error("{}", json_message(path, message))]
     Json { path: String, message: String },
+    /// Valid JSON, but not a character item-equipment document (`{}`, `[]`,
+    /// the basic-character document …): says what is missing.
+    #[error("not a character item-equipment document: {0}")]
+    NotEquipment(String),
 }
 
 fn json_message(path: &str, message: &str) -> String {

@@ -15,8 +15,10 @@ pub enum NodeError {
     Shed(Shed),
     /// The fetch this request waited on was dropped (shutdown).
     Abandoned,
-    /// Upstream sent equipment we cannot compute from.
+    /// Upstream sent equipment we cannot compute from (nothing cached).
     Calc(String),
+    /// Upstream sent a basic-character body that is not one (nothing cached).
+    BadBasic(String),
 }
 
 impl NodeError {
@@ -28,7 +30,7 @@ impl NodeError {
             NodeError::Upstream(UpstreamError::Timeout) => 504,
             NodeError::Upstream(_) => 502,
             NodeError::Overloaded(_) | NodeError::Shed(_) | NodeError::Abandoned => 503,
-            NodeError::Calc(_) => 502,
+            NodeError::Calc(_) | NodeError::BadBasic(_) => 502,
         }
     }
 
@@ -41,13 +43,16 @@ impl NodeError {
             NodeError::Overloaded(_) | NodeError::Shed(_) => "OVERLOADED",
             NodeError::Abandoned => "UNAVAILABLE",
             NodeError::Calc(_) => "UPSTREAM_BAD_EQUIPMENT",
+            NodeError::BadBasic(_) => "UPSTREAM_BAD_BASIC",
         }
     }
 
     /// Worth serving a stale cached value instead (upstream trouble, not
-    /// "no such character"; or a refresh shed under load).
+    /// "no such character" — an unusable 200 body is trouble too; or a
+    /// refresh shed under load).
     pub fn allows_stale(&self) -> bool {
-        matches!(self, NodeError::Upstream(e) if *e != UpstreamError::NotFound) || matches!(self, NodeError::Shed(_))
+        matches!(self, NodeError::Upstream(e) if *e != UpstreamError::NotFound)
+            || matches!(self, NodeError::Shed(_) | NodeError::Calc(_) | NodeError::BadBasic(_))
     }
 }
 
@@ -74,6 +79,7 @@ impl std::fmt::Display for NodeError {
             ),
             NodeError::Abandoned => write!(f, "the upstream fetch was abandoned (shutting down)"),
             NodeError::Calc(e) => write!(f, "cannot compute from the upstream equipment: {e}"),
+            NodeError::BadBasic(e) => write!(f, "upstream sent an unusable basic-character document: {e}"),
         }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use engine::expectation::equipment;
 use engine::shard::{ByteLru, Doc, Join, SingleFlight, SlotVersions, Weigh};
 
 use super::admission::Admission;
@@ -111,6 +112,39 @@ impl Weigh for Ocid {
 
 type Flight<V> = SingleFlight<Result<(V, CacheStatus), NodeError>>;
 
+/// What a freshly fetched equipment body must pass before it is cached: the
+/// calculator's own parse. The equipment route parses only; the cold
+/// expectation path renders (which parses once) and keeps the rendering, so
+/// it never parses twice.
+enum EquipmentCheck {
+    Parse,
+    /// Filled with the rendering when this request's fetch ran the check.
+    Render(Rc<RefCell<Option<Rendered>>>),
+}
+
+/// A basic-character body is served as is, so it must be what Nexon's
+/// `character/basic` answers: a JSON object with the fields the original's
+/// `CharacterBasicResponse` reads (`character_name` non-empty,
+/// `world_name` and `character_class` strings, `character_level` a number).
+fn check_basic(body: &[u8]) -> Result<(), String> {
+    let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let obj = doc.as_object().ok_or_else(|| "not a JSON object".to_string())?;
+    let text = |key: &str| obj.get(key).and_then(serde_json::Value::as_str);
+    if text("character_name").is_none_or(|n| n.trim().is_empty()) {
+        return Err("character_name missing or not a non-empty string".into());
+    }
+    for key in ["world_name", "character_class"] {
+        if text(key).is_none() {
+            return Err(format!("{key} missing or not a string"));
+        }
+    }
+    let level = obj.get("character_level");
+    if !level.is_some_and(|l| l.is_u64() || l.as_str().is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))) {
+        return Err("character_level missing or not a whole number".into());
+    }
+    Ok(())
+}
+
 pub struct Owner {
     cfg: CacheConfig,
     ocids: RefCell<ByteLru<Ocid>>,
@@ -171,7 +205,7 @@ impl Owner {
                 (doc, cache)
             }
             Op::Equipment => {
-                let (equipment, cache) = self.equipment_doc(name, false).await?;
+                let (equipment, cache) = self.equipment_doc(name, false, EquipmentCheck::Parse).await?;
                 (self.equipment_gzip(name, equipment), cache)
             }
             Op::Basic => self.basic_doc(name).await?,
@@ -188,7 +222,10 @@ impl Owner {
         let this = self.clone();
         let n = name.clone();
         self.cached_or_fetch("expectation", &self.expectations, &self.expectation_flights, name, force, move || async move {
-            let (equipment, eq_cache) = this.equipment_doc(&n, force).await?;
+            // A fresh fetch led by this request is checked by rendering it
+            // (its one parse), and that rendering comes back here.
+            let fresh = Rc::new(RefCell::new(None));
+            let (equipment, eq_cache) = this.equipment_doc(&n, force, EquipmentCheck::Render(fresh.clone())).await?;
             if eq_cache == CacheStatus::Stale {
                 // Upstream is failing: the stored rendering (same equipment)
                 // beats rendering the stale equipment again.
@@ -204,7 +241,10 @@ impl Owner {
                 Equipment::Gzip(doc) if doc.is_gzip_only() => &doc.gzip,
                 Equipment::Gzip(doc) => &doc.json,
             };
-            let rendered = render(&n.display, input).map_err(NodeError::Calc)?;
+            let rendered = match fresh.take() {
+                Some(rendered) => rendered,
+                None => render(&n.display, input).map_err(NodeError::Calc)?,
+            };
             if eq_cache != CacheStatus::Stale {
                 this.expectations.borrow_mut().insert(n.key.clone(), rendered.clone(), Instant::now());
                 this.versions.bump(n.slot);
@@ -273,12 +313,28 @@ impl Owner {
         }
     }
 
-    async fn equipment_doc(self: &Rc<Self>, name: &Name, force: bool) -> Result<(Equipment, CacheStatus), NodeError> {
+    /// The character's equipment document. A fresh fetch is cached only
+    /// once `check` accepts it (see [`EquipmentCheck`]); a body the
+    /// calculator rejects is `UPSTREAM_BAD_EQUIPMENT`, logged once here.
+    async fn equipment_doc(
+        self: &Rc<Self>,
+        name: &Name,
+        force: bool,
+        check: EquipmentCheck,
+    ) -> Result<(Equipment, CacheStatus), NodeError> {
         let this = self.clone();
         let n = name.clone();
         self.cached_or_fetch("equipment", &self.equipment, &self.equipment_flights, name, force, move || async move {
             let ocid = this.ocid(&n).await?;
             let body = this.nexon.equipment(&ocid.0).await?;
+            let checked = match check {
+                EquipmentCheck::Parse => equipment::check(&body).map_err(|e| e.to_string()),
+                EquipmentCheck::Render(out) => render(&n.display, &body).map(|rendered| *out.borrow_mut() = Some(rendered)),
+            };
+            if let Err(reason) = checked {
+                tracing::warn!(character = %n.display, %reason, "upstream equipment rejected, not cached");
+                return Err(NodeError::Calc(reason));
+            }
             // Stored as received (see `Equipment`): the render that follows
             // neither copies, compresses nor gunzips it.
             let equipment = Equipment::Plain(body);
@@ -317,6 +373,10 @@ impl Owner {
         self.cached_or_fetch("basic", &self.basic, &self.basic_flights, name, false, move || async move {
             let ocid = this.ocid(&n).await?;
             let body = this.nexon.basic(&ocid.0).await?;
+            if let Err(reason) = check_basic(&body) {
+                tracing::warn!(character = %n.display, %reason, "upstream basic info rejected, not cached");
+                return Err(NodeError::BadBasic(reason));
+            }
             let doc = Doc::from_json(body.to_vec());
             this.basic.borrow_mut().insert(n.key.clone(), doc.clone(), Instant::now());
             Ok((doc, CacheStatus::Miss))
@@ -414,6 +474,21 @@ mod tests {
     use crate::node::route::parse_name;
     use crate::upstream::{BreakerConfig, Transport};
 
+    /// An owner on core 0 over the in-process simulator (call inside a runtime).
+    fn owner_on_sim(storage: crate::node::durable::CoreStorage, sim: &Arc<crate::sim::Simulator>, node_metrics: &NodeMetrics) -> Rc<Owner> {
+        let metrics = Rc::new(node_metrics.core(0));
+        let nexon = Nexon::new(Transport::Sim(sim.clone()), Duration::from_secs(5), BreakerConfig::default(), metrics.clone());
+        let cfg = CacheConfig {
+            equipment_bytes: 64 << 20,
+            expectation_bytes: 64 << 20,
+            ttl: Duration::from_secs(300),
+            stale: Duration::from_secs(3600),
+        };
+        let admission = Rc::new(Admission::new(Duration::from_secs(10), AdmissionMetrics::default().core(0)));
+        let log = Rc::new(CoreLog::new(Arc::new(storage)));
+        Rc::new(Owner::new(cfg, nexon, SlotVersions::new(16384), metrics, log, admission))
+    }
+
     /// A cold expectation stores the equipment as fetched (no gzip); the
     /// equipment route's first read compresses it, replaces the cached entry
     /// (smaller, same JSON) and later reads are hits with no upstream call.
@@ -426,17 +501,7 @@ mod tests {
         let (storage, _book) = recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
         rt.block_on(async {
-            let metrics = Rc::new(node_metrics.core(0));
-            let nexon = Nexon::new(Transport::Sim(sim.clone()), Duration::from_secs(5), BreakerConfig::default(), metrics.clone());
-            let cfg = CacheConfig {
-                equipment_bytes: 64 << 20,
-                expectation_bytes: 64 << 20,
-                ttl: Duration::from_secs(300),
-                stale: Duration::from_secs(3600),
-            };
-            let admission = Rc::new(Admission::new(Duration::from_secs(10), AdmissionMetrics::default().core(0)));
-            let log = Rc::new(CoreLog::new(Arc::new(storage)));
-            let owner = Rc::new(Owner::new(cfg, nexon, SlotVersions::new(16384), metrics, log, admission));
+            let owner = owner_on_sim(storage, &sim, &node_metrics);
             let name = parse_name("someone-cold").unwrap();
 
             let first = owner.serve(Op::Expectation { force: false }, &name).await.unwrap();
@@ -462,5 +527,143 @@ mod tests {
             assert!(preset.doc.json.starts_with(br#"{"presetNo":1,"#));
         });
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Counts WARN events and keeps their fields as text.
+    #[derive(Clone, Default)]
+    struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Warnings {
+        fn about(&self, character: &str) -> usize {
+            let needle = format!("character={character} ");
+            self.0.lock().unwrap().iter().filter(|w| w.contains(&needle)).count()
+        }
+    }
+
+    struct FieldText(String);
+
+    impl tracing::field::Visit for FieldText {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            use std::fmt::Write;
+            let _ = write!(self.0, "{}={:?} ", field.name(), value);
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            use std::fmt::Write;
+            let _ = write!(self.0, "{}={} ", field.name(), value);
+        }
+    }
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut text = FieldText(String::new());
+                event.record(&mut text);
+                self.0.lock().unwrap().push(text.0);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// A 200 whose body is not usable (truncated JSON, or an object without
+    /// the needed fields) is a 502 `UPSTREAM_BAD_*`, is not cached (the next
+    /// request fetches again), and is logged once per fetch — concurrent
+    /// requests share the fetch and the warning.
+    #[test]
+    fn unusable_upstream_bodies_are_errors_never_cached() {
+        let dir = std::env::temp_dir().join(format!("maple-owner-bad-upstream-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let sim = crate::sim::Simulator::new(&crate::sim::default_data_dir(), Duration::ZERO, 0.0).unwrap();
+        let node_metrics = NodeMetrics::new();
+        let (storage, _book) = recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
+        let warnings = Warnings::default();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        tracing::subscriber::with_default(warnings.clone(), || {
+            rt.block_on(async {
+                let owner = owner_on_sim(storage, &sim, &node_metrics);
+                let calls = |what: &str| -> u64 {
+                    let stats: serde_json::Value = serde_json::from_str(&sim.stats.to_json()).unwrap();
+                    stats[what].as_u64().unwrap()
+                };
+                for (character, op, code, says) in [
+                    ("malformed-eq", Op::Equipment, "UPSTREAM_BAD_EQUIPMENT", "EOF while parsing"),
+                    ("hollow-eq", Op::Equipment, "UPSTREAM_BAD_EQUIPMENT", "item_equipment_preset_1"),
+                    ("malformed-exp", Op::Expectation { force: false }, "UPSTREAM_BAD_EQUIPMENT", "EOF while parsing"),
+                    ("hollow-exp", Op::Preset(1), "UPSTREAM_BAD_EQUIPMENT", "no equipment lists"),
+                    ("malformed-basic", Op::Basic, "UPSTREAM_BAD_BASIC", "not JSON"),
+                    ("hollow-basic", Op::Basic, "UPSTREAM_BAD_BASIC", "character_name"),
+                ] {
+                    let name = parse_name(character).unwrap();
+                    let endpoint = if op == Op::Basic { "basic" } else { "equipment" };
+                    let before = calls(endpoint);
+                    let (a, b, c) = futures::join!(owner.serve(op, &name), owner.serve(op, &name), owner.serve(op, &name));
+                    for r in [a, b, c] {
+                        let Err(e) = r else { panic!("{character}: served an unusable body") };
+                        assert_eq!((e.status(), e.code()), (502, code), "{character}: {e}");
+                        assert!(e.to_string().contains(says), "{character}: {e}");
+                    }
+                    assert_eq!(calls(endpoint), before + 1, "{character}: three requests, one fetch");
+                    assert_eq!(warnings.about(character), 1, "{character}: logged once");
+                    assert!(warnings.0.lock().unwrap().iter().any(|w| w.contains(says)), "{character}: the reason is logged");
+
+                    // Nothing was cached: the next request fetches (and fails) again,
+                    // whichever route asks.
+                    assert!(owner.equipment.borrow_mut().get(&name.key, Instant::now()).is_none());
+                    assert!(owner.basic.borrow_mut().get(&name.key, Instant::now()).is_none());
+                    assert!(owner.expectations.borrow_mut().get(&name.key, Instant::now()).is_none());
+                    let Err(again) = owner.serve(op, &name).await else { panic!("{character}: served from a cache") };
+                    assert_eq!(again.code(), code);
+                    assert_eq!(calls(endpoint), before + 2, "{character}: not served from a cache");
+                    assert_eq!(warnings.about(character), 2);
+                    if op != Op::Basic {
+                        let other = if op == Op::Equipment { Op::Expectation { force: false } } else { Op::Equipment };
+                        let Err(e) = owner.serve(other, &name).await else { panic!("{character}: {other:?} served") };
+                        assert_eq!(e.code(), code);
+                        assert_eq!(calls(endpoint), before + 3);
+                    }
+                }
+
+                // A good character on the cold expectation path: its equipment
+                // is cached once the render (the check) succeeded.
+                let good = parse_name("someone-good").unwrap();
+                assert_eq!(owner.serve(Op::Expectation { force: false }, &good).await.unwrap().cache, CacheStatus::Miss);
+                assert!(owner.equipment.borrow_mut().get(&good.key, Instant::now()).is_some());
+                assert_eq!(owner.serve(Op::Equipment, &good).await.unwrap().cache, CacheStatus::Hit);
+                assert_eq!(owner.serve(Op::Basic, &good).await.unwrap().cache, CacheStatus::Miss);
+                assert_eq!(owner.serve(Op::Basic, &good).await.unwrap().cache, CacheStatus::Hit);
+                assert_eq!(warnings.about("someone-good"), 0);
+            })
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn basic_documents_need_the_character_fields() {
+        let good = br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":295,"date":null}"#;
+        assert_eq!(check_basic(good), Ok(()));
+        assert_eq!(check_basic(br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":"295"}"#), Ok(()));
+        for (body, says) in [
+            (&br#"{"character_name":"x","#[..], "not JSON"),
+            (b"[]", "not a JSON object"),
+            (b"{}", "character_name"),
+            (br#"{"character_name":" ","world_name":"w","character_class":"c","character_level":1}"#, "character_name"),
+            (br#"{"character_name":"x","character_class":"c","character_level":1}"#, "world_name"),
+            (br#"{"character_name":"x","world_name":"w","character_class":null,"character_level":1}"#, "character_class"),
+            (br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":-1}"#, "character_level"),
+            (br#"{"character_name":"x","world_name":"w","character_class":"c"}"#, "character_level"),
+        ] {
+            let err = check_basic(body).expect_err(says);
+            assert!(err.contains(says), "{err}");
+        }
+        let fixture = std::fs::read(crate::sim::default_data_dir().join("basic_character_info.json")).unwrap();
+        assert_eq!(check_basic(&fixture), Ok(()));
     }
 }

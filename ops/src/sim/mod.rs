@@ -1,6 +1,9 @@
 //! The upstream simulator: the three Nexon Open API paths the node uses,
 //! served from the real fixtures (and deterministic variants), with optional
 //! injected latency and failures, and call counters (`GET /sim/stats`).
+//! Name prefixes select bad answers: [`MISSING_PREFIX`] (no such character),
+//! [`MALFORMED_PREFIX`] (200 with truncated JSON), [`HOLLOW_PREFIX`] (200 with
+//! a JSON object lacking the needed fields).
 //!
 //! Used two ways: `maple upstream-sim` serves it over HTTP, and `maple serve`
 //! without a Nexon key calls it in-process (same code, same counters).
@@ -17,6 +20,16 @@ pub use fixtures::{default_data_dir, name_for_ocid, ocid_for, Fixtures};
 /// Names starting with this prefix do not exist upstream (Nexon answers 400
 /// OPENAPI00004 for an unknown name): lets tests reach the 404 path.
 pub const MISSING_PREFIX: &str = "missing";
+
+/// Names starting with this prefix exist, but upstream answers 200 with
+/// malformed JSON (a truncated document) for their basic info and equipment:
+/// lets tests reach the `UPSTREAM_BAD_*` paths.
+pub const MALFORMED_PREFIX: &str = "malformed";
+
+/// Names starting with this prefix exist, but upstream answers 200 with a
+/// well-formed JSON object that lacks what the node needs: equipment without
+/// any equipment list, basic info without the character fields.
+pub const HOLLOW_PREFIX: &str = "hollow";
 
 /// Longest character name the simulator accepts (Nexon's own limit is lower).
 const MAX_NAME_BYTES: usize = 128;
@@ -161,11 +174,20 @@ impl Simulator {
         let Some(name) = query_param(query, "ocid").and_then(|o| name_for_ocid(&o)) else {
             return SimReply::nexon_error(400, "OPENAPI00004", "Please input valid parameter");
         };
-        let body = if path == "/maplestory/v1/character/basic" {
+        let basic = path == "/maplestory/v1/character/basic";
+        let body = if name.starts_with(HOLLOW_PREFIX) {
+            let doc =
+                if basic { serde_json::json!({ "date": null }) } else { serde_json::json!({ "date": null, "character_class": "아델" }) };
+            serde_json::to_vec(&doc).expect("json value serialises")
+        } else if basic {
             serde_json::to_vec(&self.fixtures.basic(&name, &name)).expect("json value serialises")
         } else {
             self.fixtures.equipment_json(&name)
         };
+        if name.starts_with(MALFORMED_PREFIX) {
+            // Cut mid-document: not JSON at all.
+            return SimReply::json(200, body[..body.len() / 2].to_vec());
+        }
         SimReply::json(200, body)
     }
 }
@@ -214,6 +236,25 @@ mod tests {
         assert_eq!(s.respond("/maplestory/v1/id", "").status, 400);
         assert_eq!(s.respond("/maplestory/v1/character/item-equipment", "ocid=zzz").status, 400);
         assert_eq!(s.respond("/nope", "").status, 404);
+    }
+
+    #[test]
+    fn malformed_and_hollow_names_get_unusable_200s() {
+        let s = sim(0.0);
+        for (name, json_ok) in [("malformed-1", false), ("hollow-1", true)] {
+            let id = s.respond("/maplestory/v1/id", &format!("character_name={name}"));
+            assert_eq!(id.status, 200, "{name} exists");
+            let ocid = serde_json::from_slice::<serde_json::Value>(&id.body).unwrap()["ocid"].as_str().unwrap().to_owned();
+            for path in ["/maplestory/v1/character/basic", "/maplestory/v1/character/item-equipment"] {
+                let r = s.respond(path, &format!("ocid={ocid}"));
+                assert_eq!(r.status, 200, "{name} {path}");
+                let parsed = serde_json::from_slice::<serde_json::Value>(&r.body);
+                assert_eq!(parsed.is_ok(), json_ok, "{name} {path}");
+                if let Ok(v) = parsed {
+                    assert!(v.get("character_name").is_none() && v.get("item_equipment_preset_1").is_none(), "{name} {path}");
+                }
+            }
+        }
     }
 
     #[test]
