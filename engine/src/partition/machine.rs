@@ -133,15 +133,39 @@ struct Overlay {
     keys: HashMap<String, (KeyBinding, u64)>,
     /// Highest index fed: once applied, the whole overlay is stale.
     newest: u64,
+    /// Records fed and not yet applied: index → the change of the relation
+    /// count (+1, 0, -1) and of the binding count (+1, 0) it makes, as seen
+    /// when it was proposed. The sums are the speculative counts minus the
+    /// applied ones: exact for relations (on a leader every toggle is
+    /// proposed, and applied in index order, so each changes the applied
+    /// count by what it changed the view by); for bindings an expiry
+    /// applied meanwhile can make it off by the bindings it removed that a
+    /// pending record rewrites (a bound check only).
+    pending: std::collections::BTreeMap<u64, (i64, i64)>,
+    relation_delta: i64,
+    key_delta: i64,
 }
 
 impl Overlay {
-    fn len(&self) -> usize {
+    fn map_entries(&self) -> usize {
         self.relations.len() + self.counts.len() + self.keys.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.relations.is_empty() && self.counts.is_empty() && self.keys.is_empty()
+        self.relations.is_empty() && self.counts.is_empty() && self.keys.is_empty() && self.pending.is_empty()
+    }
+
+    /// Entries up to `index` are applied: their count deltas are in the
+    /// applied state now.
+    fn applied_upto(&mut self, index: u64) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let (relations, keys) = entry.remove();
+            self.relation_delta -= relations;
+            self.key_delta -= keys;
+        }
     }
 
     fn retain_after(&mut self, applied: u64) {
@@ -209,8 +233,12 @@ impl Partition {
             Record::IdempotencyExpired(e) => self.apply_expiry(index, e),
         };
         self.applied_index = self.applied_index.max(index);
-        if !self.overlay.is_empty() && self.overlay.newest <= self.applied_index {
-            self.overlay = Overlay::default();
+        if !self.overlay.is_empty() {
+            if self.overlay.newest <= self.applied_index {
+                self.overlay = Overlay::default();
+            } else {
+                self.overlay.applied_upto(self.applied_index);
+            }
         }
         applied
     }
@@ -255,62 +283,60 @@ impl Partition {
         Applied { writes, outcome: Outcome::Like(LikeResult { liked: t.liked, like_count: count }) }
     }
 
-    /// Store the first answer of `(user, key)` with the toggle: a new
-    /// binding, or the answer of this partition's own reservation.
+    /// Store the first answer of `(user, key)` with the toggle: the
+    /// binding of this request, answered.
     fn record_answer(&mut self, index: u64, t: &LikeToggled, key: &str, answer: LikeResult) -> Option<KvWrite> {
-        let id = key_id(&t.user, key);
-        match self.keys.get(&id) {
-            None => {
-                let binding = KeyBinding { character: t.character.clone(), op: Op::LikeToggle, at_ms: t.at_ms, answer: Some(answer) };
-                self.insert_key(id, KeyEntry { binding, index })
-            }
-            // Written by this entry or a later one: a replay.
-            Some(e) if e.index >= index => None,
-            Some(e) if e.binding.character == t.character && e.binding.op == Op::LikeToggle && e.binding.answer.is_none() => {
-                let binding = KeyBinding { answer: Some(answer), ..e.binding.clone() };
-                self.insert_key(id, KeyEntry { binding, index })
-            }
-            Some(e) => {
-                // The leader checks the binding before it proposes; only a
-                // protocol bug gets here. The first binding stays.
-                tracing::warn!(
-                    index,
-                    user = %t.user,
-                    character = %t.character,
-                    bound_to = %e.binding.character,
-                    answered = e.binding.answer.is_some(),
-                    "like toggle carries an idempotency key bound to another request; the first binding stays"
-                );
-                None
-            }
-        }
+        let binding = KeyBinding { character: t.character.clone(), op: Op::LikeToggle, at_ms: t.at_ms, answer: Some(answer) };
+        self.bind(index, &t.user, key, binding)
     }
 
-    /// Insert or replace a binding and return its row write.
-    fn insert_key(&mut self, id: String, entry: KeyEntry) -> Option<KvWrite> {
+    /// Write the binding of `(user, key)`: absolute, like every record (the
+    /// row and the binding become the record's), so applying a suffix of
+    /// the log again — onto any state a restore can see — ends the same.
+    /// First-binding-wins is the leader's rule: it proposes a binding only
+    /// when the view has none, or the same request's (a toggle answering
+    /// its own reservation). A binding written by this entry or a later one
+    /// stays (a replay; the store's rule). The write depends on the record
+    /// alone.
+    fn bind(&mut self, index: u64, user: &str, key: &str, binding: KeyBinding) -> Option<KvWrite> {
         let row = KeyRow {
-            character: entry.binding.character.clone(),
-            op: entry.binding.op,
-            at_ms: entry.binding.at_ms,
-            answer: entry.binding.answer.map(|a| (a.liked, a.like_count)),
+            character: binding.character.clone(),
+            op: binding.op,
+            at_ms: binding.at_ms,
+            answer: binding.answer.map(|a| (a.liked, a.like_count)),
         };
-        let (user, key) = id.split_once('\0').unwrap_or((&id, ""));
-        let row_key = rows::key_row_key(user, key);
         let value = match rows::encode_key_row(&row) {
             Ok(v) => v,
             Err(e) => {
                 // Unreachable for validated records (sizes are bounded);
                 // every replica takes the same branch, so they stay equal.
-                tracing::error!(index = entry.index, error = %e, "idempotency row not encoded; binding not kept");
+                tracing::error!(index, error = %e, "idempotency row not encoded; binding not kept");
                 return None;
             }
         };
-        if let Some(old) = self.keys.get(&id) {
-            self.key_order.remove(&(old.binding.at_ms, old.index, id.clone()));
+        let id = key_id(user, key);
+        match self.keys.get(&id) {
+            Some(old) if old.index >= index => {}
+            old => {
+                if let Some(old) = old {
+                    if old.binding.character != binding.character || old.binding.op != binding.op || old.binding.answer.is_some() {
+                        // Only a leader that broke the rule above gets here.
+                        tracing::warn!(
+                            index,
+                            user,
+                            character = %binding.character,
+                            bound_to = %old.binding.character,
+                            answered = old.binding.answer.is_some(),
+                            "idempotency key rebound by a later entry"
+                        );
+                    }
+                    self.key_order.remove(&(old.binding.at_ms, old.index, id.clone()));
+                }
+                self.key_order.insert((binding.at_ms, index, id.clone()));
+                self.keys.insert(id, KeyEntry { binding, index });
+            }
         }
-        self.key_order.insert((entry.binding.at_ms, entry.index, id.clone()));
-        self.keys.insert(id, entry);
-        Some(KvWrite::Put { key: row_key, value })
+        Some(KvWrite::Put { key: rows::key_row_key(user, key), value })
     }
 
     fn clear_overlay_key(&mut self, id: &str, index: u64) {
@@ -320,17 +346,12 @@ impl Partition {
     }
 
     fn apply_reserved(&mut self, index: u64, r: &IdempotencyReserved) -> Applied {
+        let binding = KeyBinding { character: r.character.clone(), op: r.op, at_ms: r.at_ms, answer: None };
+        let writes: Vec<KvWrite> = self.bind(index, &r.user, &r.key, binding).into_iter().collect();
         let id = key_id(&r.user, &r.key);
-        let mut writes = Vec::new();
-        // First binding wins (a replay finds its own binding: no write).
-        if !self.keys.contains_key(&id) {
-            let binding = KeyBinding { character: r.character.clone(), op: r.op, at_ms: r.at_ms, answer: None };
-            writes.extend(self.insert_key(id.clone(), KeyEntry { binding, index }));
-        }
         self.clear_overlay_key(&id, index);
-        let now = self.keys.get(&id).map(|e| e.binding.clone());
-        let outcome = match now {
-            Some(b) => Outcome::Reserved(b),
+        let outcome = match self.keys.get(&id) {
+            Some(e) => Outcome::Reserved(e.binding.clone()),
             None => Outcome::Done,
         };
         Applied { writes, outcome }
@@ -524,6 +545,16 @@ impl Partition {
         self.keys.get(id).map(|e| (e.binding.clone(), None))
     }
 
+    /// Like relations including the toggles proposed but not yet applied.
+    pub fn speculative_relations(&self) -> usize {
+        (self.relations as i64 + self.overlay.relation_delta).max(0) as usize
+    }
+
+    /// Idempotency bindings including the proposals not yet applied.
+    pub fn speculative_keys(&self) -> usize {
+        (self.keys.len() as i64 + self.overlay.key_delta).max(0) as usize
+    }
+
     /// `{liked, likeCount}` including the toggles proposed but not yet
     /// applied; answer it once `after` (if any) is committed.
     pub fn speculative_status(&self, user: &str, character: &str) -> Speculative<LikeResult> {
@@ -533,7 +564,7 @@ impl Partition {
     }
 
     fn check_in_flight(&self) -> Result<(), PartitionError> {
-        if self.overlay.len() >= self.limits.max_in_flight {
+        if self.overlay.pending.len() >= self.limits.max_in_flight {
             return Err(PartitionError::InFlightFull { max: self.limits.max_in_flight });
         }
         Ok(())
@@ -552,8 +583,7 @@ impl Partition {
                 Err(PartitionError::IdempotencyKeyReused { key: key.as_str().to_string(), first_character: b.character, first_op: b.op })
             }
             None => {
-                // Upper bound: each overlay binding may be new.
-                if self.keys.len() + self.overlay.keys.len() >= self.limits.max_idempotency_keys {
+                if self.speculative_keys() >= self.limits.max_idempotency_keys {
                     return Err(PartitionError::IdempotencyFull { max: self.limits.max_idempotency_keys });
                 }
                 Ok(None)
@@ -586,7 +616,7 @@ impl Partition {
         let (user_s, character_s) = (user.as_str(), character.as_str());
         let liked = !self.view_liked(character_s, user_s).value;
         let count = self.view_count(character_s).value;
-        if liked && self.relations + self.overlay.relations.len() >= self.limits.max_relations {
+        if liked && self.speculative_relations() >= self.limits.max_relations {
             return Err(PartitionError::RelationsFull { max: self.limits.max_relations });
         }
         let count_after = if liked { count + 1 } else { count.saturating_sub(1) };
@@ -633,42 +663,44 @@ impl Partition {
         if index <= self.applied_index {
             return;
         }
-        if self.overlay.len() >= self.limits.max_in_flight {
-            // Stale entries (their records applied) are dropped here, not
-            // on every apply; live ones are bounded by the proposers' check.
+        if self.overlay.map_entries() >= 3 * self.limits.max_in_flight {
+            // Entries whose record was applied without clearing them (only
+            // if the caller fed a wrong index) are dropped here; live ones
+            // are bounded by the proposers' check (at most 3 per record).
             self.overlay.retain_after(self.applied_index);
         }
         self.overlay.newest = self.overlay.newest.max(index);
         match record {
             Record::LikeToggled(t) => {
+                let was = self.view_liked(&t.character, &t.user).value;
+                let relations = t.liked as i64 - was as i64;
+                let keys = t.idempotency_key.as_ref().is_some_and(|k| self.view_key(&key_id(&t.user, k)).is_none()) as i64;
+                self.feed(index, relations, keys);
                 self.overlay.relations.insert(pair_id(&t.character, &t.user), (t.liked, index));
                 self.overlay.counts.insert(t.character.clone(), (t.count_after, index));
                 if let Some(k) = &t.idempotency_key {
-                    let id = key_id(&t.user, k);
                     let answer = LikeResult { liked: t.liked, like_count: t.count_after };
-                    let binding = match self.view_key(&id) {
-                        None => {
-                            Some(KeyBinding { character: t.character.clone(), op: Op::LikeToggle, at_ms: t.at_ms, answer: Some(answer) })
-                        }
-                        Some((b, _)) if b.character == t.character && b.op == Op::LikeToggle && b.answer.is_none() => {
-                            Some(KeyBinding { answer: Some(answer), ..b })
-                        }
-                        Some(_) => None,
-                    };
-                    if let Some(b) = binding {
-                        self.overlay.keys.insert(id, (b, index));
-                    }
+                    let binding = KeyBinding { character: t.character.clone(), op: Op::LikeToggle, at_ms: t.at_ms, answer: Some(answer) };
+                    self.overlay.keys.insert(key_id(&t.user, k), (binding, index));
                 }
             }
             Record::IdempotencyReserved(r) => {
-                let id = key_id(&r.user, &r.key);
-                if self.view_key(&id).is_none() {
-                    let binding = KeyBinding { character: r.character.clone(), op: r.op, at_ms: r.at_ms, answer: None };
-                    self.overlay.keys.insert(id, (binding, index));
-                }
+                let keys = self.view_key(&key_id(&r.user, &r.key)).is_none() as i64;
+                self.feed(index, 0, keys);
+                let binding = KeyBinding { character: r.character.clone(), op: r.op, at_ms: r.at_ms, answer: None };
+                self.overlay.keys.insert(key_id(&r.user, &r.key), (binding, index));
             }
             _ => {}
         }
+    }
+
+    fn feed(&mut self, index: u64, relations: i64, keys: i64) {
+        let o = &mut self.overlay;
+        o.relation_delta += relations;
+        o.key_delta += keys;
+        let e = o.pending.entry(index).or_default();
+        e.0 += relations;
+        e.1 += keys;
     }
 
     /// Forget every speculative outcome (leadership lost, or a proposal
@@ -679,9 +711,9 @@ impl Partition {
         self.overlay = Overlay::default();
     }
 
-    /// Overlay entries held (pending proposals; stale ones until a sweep).
+    /// Proposals fed and not yet applied.
     pub fn in_flight(&self) -> usize {
-        self.overlay.len()
+        self.overlay.pending.len()
     }
 
     // ---- snapshot / restore ----------------------------------------

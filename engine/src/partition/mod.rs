@@ -88,6 +88,7 @@
 //! not restored: they do not name the character a key was used for; the
 //! keyed records still in a format-1 log replay into bindings.
 
+mod codec;
 mod ids;
 mod machine;
 mod record;

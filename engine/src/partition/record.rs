@@ -4,12 +4,13 @@
 //! # Wire format
 //!
 //! A payload is either
-//! - **format 2** (written by this build): the storage envelope
-//!   ([`storage::envelope`]) `kind: u16 LE = "MP" | version: u16 LE = 2 |
-//!   reserved: u32 = 0 | rkyv bytes of` [`Record`]. Decoding copies the rkyv
-//!   bytes into a 16-byte-aligned buffer and validates them (bytecheck)
-//!   before reading: a damaged or foreign payload is a typed error, never a
-//!   misread or a panic. (The log's CRC is checked before, by the log.)
+//! - **format 2** (written by this build): the storage envelope layout
+//!   (as [`storage::envelope`]) `kind: u16 LE = "MP" | version: u16 LE = 2 |
+//!   reserved: u32 = 0 | rkyv bytes of` [`Record`]. Decoding validates the
+//!   rkyv bytes (bytecheck) before reading them, in place when aligned,
+//!   else from a 16-byte-aligned copy (see `codec`): a damaged or foreign
+//!   payload is a typed error, never a misread or a panic. (The log's CRC
+//!   is checked before, by the log.)
 //! - **format 1** (written by the builds before the partition state
 //!   machine): `kind: u8` in 1..=4 then a hand-encoded body, decoded by
 //!   [`super::v1::decode_v1`] so old logs still replay. The first byte tells
@@ -30,10 +31,10 @@
 //! `pointer_width_*` on rkyv would change it, and that test fails.
 
 use rkyv::{Archive, Deserialize, Serialize};
-use storage::envelope::{self, RecordType};
+use storage::envelope::RecordType;
 
 use super::ids::{check_key, check_user, Op};
-use super::{v1, PartitionError};
+use super::{codec, v1, PartitionError};
 use crate::name::MAX_NAME_CHARS;
 
 /// Envelope kind of a partition record: the bytes `"MP"`.
@@ -118,7 +119,7 @@ impl Record {
     /// does not pass [`Record::validate`] (e.g. an oversized expectation).
     pub fn encode(&self) -> Result<Vec<u8>, PartitionError> {
         self.validate()?;
-        envelope::encode(RECORD_TYPE, self).map_err(|e| PartitionError::Encode(e.to_string()))
+        codec::encode(RECORD_TYPE, self).map_err(PartitionError::Encode)
     }
 
     /// Decode a log payload of either format; the result is validated.
@@ -126,7 +127,7 @@ impl Record {
         let record = match payload.first() {
             None => return Err(PartitionError::BadRecord("empty payload".into())),
             Some(1..=4) => v1::decode_v1(payload)?,
-            Some(_) => envelope::decode::<Record>(RECORD_TYPE, payload).map_err(|e| PartitionError::BadRecord(e.to_string()))?,
+            Some(_) => codec::decode::<Record>(RECORD_TYPE, payload).map_err(PartitionError::BadRecord)?,
         };
         record.validate()?;
         Ok(record)
@@ -269,7 +270,7 @@ mod tests {
         });
         assert!(bad_key.encode().is_err());
         // Decoding a record that fails validation (encoded around `encode`'s check) is refused too.
-        let raw = envelope::encode(RECORD_TYPE, &liked_zero).unwrap();
+        let raw = codec::encode(RECORD_TYPE, &liked_zero).unwrap();
         assert!(Record::decode(&raw).is_err());
     }
 }

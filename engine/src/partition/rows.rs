@@ -13,17 +13,17 @@
 //! - `exp/{key}` = the stored expectation ([`ExpectationWritten`] archived).
 //!
 //! Values use the same codec as the records (storage envelope + rkyv, one
-//! kind per row type, version 2). Format-1 stores hold the same relation
+//! kind per row type, version 2; see `codec`). Format-1 stores hold the same relation
 //! rows, `expm/` rows of 8 bytes (`calculated_at_ms` LE) and `exp/` rows in
 //! the format-1 expectation body; both are still read. Their `idem/` rows
 //! are not: they lack the character a key is bound to (see the module doc).
 
 use rkyv::{Archive, Deserialize, Serialize};
-use storage::envelope::{self, RecordType};
+use storage::envelope::RecordType;
 
 use super::ids::{LikeResult, Op};
 use super::record::{ExpectationWritten, RECORD_VERSION};
-use super::{v1, PartitionError};
+use super::{codec, v1, PartitionError};
 
 pub const RELATION_PREFIX: &[u8] = b"like/u/";
 pub const KEY_PREFIX: &[u8] = b"idk/";
@@ -90,11 +90,9 @@ pub fn expectation_meta_key(key: &str) -> Vec<u8> {
 
 fn encode<T>(ty: RecordType, value: &T) -> Result<Vec<u8>, PartitionError>
 where
-    T: for<'a> rkyv::Serialize<
-        rkyv::api::high::HighSerializer<rkyv::util::AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rkyv::rancor::Error>,
-    >,
+    T: for<'a> rkyv::Serialize<rkyv::api::high::HighSerializer<Vec<u8>, rkyv::ser::allocator::ArenaHandle<'a>, rkyv::rancor::Error>>,
 {
-    envelope::encode(ty, value).map_err(|e| PartitionError::Encode(e.to_string()))
+    codec::encode(ty, value).map_err(PartitionError::Encode)
 }
 
 pub(crate) fn encode_key_row(row: &KeyRow) -> Result<Vec<u8>, PartitionError> {
@@ -114,7 +112,7 @@ fn row_error(what: &str, e: impl std::fmt::Display) -> PartitionError {
 }
 
 pub(crate) fn decode_key_row(value: &[u8]) -> Result<KeyRow, PartitionError> {
-    envelope::decode::<KeyRow>(KEY_ROW, value).map_err(|e| row_error("idempotency row", e))
+    codec::decode::<KeyRow>(KEY_ROW, value).map_err(|e| row_error("idempotency row", e))
 }
 
 /// An `expm/` value: format 2, or format 1's bare `calculated_at_ms`
@@ -123,14 +121,14 @@ pub(crate) fn decode_meta_row(value: &[u8]) -> Result<MetaRow, PartitionError> {
     if let Ok(v1) = <[u8; 8]>::try_from(value) {
         return Ok(MetaRow { calculated_at_ms: u64::from_le_bytes(v1), size: 0 });
     }
-    envelope::decode::<MetaRow>(META_ROW, value).map_err(|e| row_error("expectation age row", e))
+    codec::decode::<MetaRow>(META_ROW, value).map_err(|e| row_error("expectation age row", e))
 }
 
 /// Read an `exp/{key}` value (format 2, or a format-1 store's row).
 pub fn decode_expectation_row(value: &[u8]) -> Result<StoredExpectation, PartitionError> {
-    let e = match envelope::peek(value) {
-        Ok(ty) if ty.kind == EXPECTATION_ROW.kind => {
-            envelope::decode::<ExpectationWritten>(EXPECTATION_ROW, value).map_err(|e| row_error("expectation row", e))?
+    let e = match codec::peek(value) {
+        Some(ty) if ty.kind == EXPECTATION_ROW.kind => {
+            codec::decode::<ExpectationWritten>(EXPECTATION_ROW, value).map_err(|e| row_error("expectation row", e))?
         }
         _ => v1::expectation_body(value)?,
     };
