@@ -6,9 +6,15 @@
 //! Steady state: 512 (user, character) pairs, liked on the first pass of
 //! the 1024-record cycle and unliked on the second, so the state does not
 //! grow with the iteration count.
+//!
+//! Timings on a shared, loaded machine are noisy; the instruction count is
+//! not. `PARTITION_APPLY_IR=<path>:<n>` runs one path `n` times and exits
+//! (paths: `v2`, `today`, `v1`, `encode_v2`, `encode_v1`, `decode_v2`,
+//! `decode_v1`); under `valgrind --tool=callgrind`, the difference of the
+//! totals for two `n` divided by their difference is the cost of one.
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use engine::likes::{LikeBook, LikeLimits, LikeRecord};
 use engine::partition::{LikeToggled, Limits, Partition, Record};
 
@@ -143,5 +149,61 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// One path `n` times (see the module doc).
+fn instructions(spec: &str) {
+    let (path, n) = spec.split_once(':').expect("PARTITION_APPLY_IR=<path>:<n>");
+    let n: u64 = n.parse().expect("a count");
+    let toggles = cycle();
+    let v2: Vec<Vec<u8>> = toggles.iter().map(|t| Record::LikeToggled(t.clone()).encode().unwrap()).collect();
+    let v1: Vec<(Vec<u8>, LikeRecord)> = toggles.iter().map(v1_payload).collect();
+    let records: Vec<Record> = toggles.iter().cloned().map(Record::LikeToggled).collect();
+    let mut p = Partition::new(Limits::default());
+    let mut book = LikeBook::new(LikeLimits::default());
+    for index in 1..=n {
+        let i = (index % toggles.len() as u64) as usize;
+        match path {
+            "v2" => {
+                let record = Record::decode(black_box(&v2[i])).unwrap();
+                black_box(p.apply(index, &record).writes);
+            }
+            "v1" => {
+                let record = Record::decode(black_box(&v1[i].0)).unwrap();
+                black_box(p.apply(index, &record).writes);
+            }
+            "today" => {
+                let record = LikeRecord::decode(black_box(&v1[i].0[9..])).unwrap();
+                black_box(book.apply(&record));
+                black_box(record.kv_changes());
+            }
+            "encode_v2" => {
+                black_box(black_box(&records[i]).encode().unwrap());
+            }
+            "encode_v1" => {
+                let body = black_box(&v1[i].1).encode();
+                let mut out = Vec::with_capacity(9 + body.len());
+                out.push(3u8);
+                out.extend_from_slice(&toggles[i].at_ms.to_le_bytes());
+                out.extend_from_slice(&body);
+                black_box(out);
+            }
+            "decode_v2" => {
+                black_box(Record::decode(black_box(&v2[i])).unwrap());
+            }
+            "decode_v1" => {
+                black_box(LikeRecord::decode(black_box(&v1[i].0[9..])).unwrap());
+            }
+            other => panic!("unknown path {other}"),
+        }
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("PARTITION_APPLY_IR") {
+        instructions(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -33,7 +33,7 @@
 use rkyv::{Archive, Deserialize, Serialize};
 use storage::envelope::RecordType;
 
-use super::ids::{check_key, check_user, Op};
+use super::ids::{check_key, check_user, has_control, Op};
 use super::{codec, v1, PartitionError};
 use crate::name::MAX_NAME_CHARS;
 
@@ -172,7 +172,7 @@ impl Record {
 }
 
 pub(crate) fn check_character(c: &str) -> Result<(), PartitionError> {
-    if c.is_empty() || c.len() > MAX_CHARACTER_BYTES || c.chars().any(char::is_control) {
+    if c.is_empty() || c.len() > MAX_CHARACTER_BYTES || has_control(c) {
         return Err(PartitionError::BadRecord(format!("character name {c:?} is empty, too long or has a control character")));
     }
     Ok(())
