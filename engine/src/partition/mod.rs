@@ -71,13 +71,19 @@
 //! - *Both on the same partition.* One table holds the reservation and the
 //!   answer: the toggle's record makes the binding and stores the answer
 //!   (one entry). A binding reserved earlier by step 1 (node routing that
-//!   did not know `U == C`) is filled in by the toggle.
+//!   did not know `U == C`) is rewritten by the toggle with its answer.
 //! - *Concurrent requests with one key.* The overlay holds the proposed
 //!   binding, so a second request sees it: the same request waits for the
 //!   first one's entry and answers its answer; another character gets 422.
-//! - *Replay, or a follower catching up.* Applying a record again keeps the
-//!   first binding (a row written by the same or a later entry is left
-//!   alone), so the stored answer never changes.
+//! - *Replay, a follower catching up, a restore from a store that ran
+//!   ahead of its checkpoint.* First-binding-wins is the leader's rule (it
+//!   proposes a binding only when its view has none, or the same request's);
+//!   `apply` writes bindings absolutely, like every record, and leaves one
+//!   written by the same or a later entry alone (the store's rule). So the
+//!   committed log alone decides every binding, and replaying any suffix onto
+//!   any state a restore can see ends in the same bindings and rows (a
+//!   "first wins" apply would not: replaying a losing reservation after the
+//!   winner's expiry would resurrect it — the property tests found this).
 //!
 //! Bounds: the leader refuses a new binding when its table holds
 //! `max_idempotency_keys` ([`PartitionError::IdempotencyFull`], 503), and
