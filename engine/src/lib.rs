@@ -2,7 +2,12 @@
 //!
 //! `expectation` turns a character's Nexon equipment JSON into the V4
 //! expected-cost response. It knows nothing of HTTP or storage.
+//! `partition` is the deterministic partition state machine (log records,
+//! apply, queries, store image) every replica of a partition runs.
+//! `name` is the one character-name normaliser.
 
 pub mod expectation;
 pub mod likes;
+pub mod name;
+pub mod partition;
 pub mod shard;
