@@ -44,13 +44,19 @@ pub struct ServeFlags {
     /// In-process simulator: share of upstream calls that fail with 503, 0.0..=1.0 [default: 0].
     #[arg(long, env = "MAPLE_SIM_FAILURE_RATE")]
     pub sim_failure_rate: Option<f64>,
-    /// Equipment cache per core, MiB: upstream JSON as fetched; compressed to gzip on the equipment route's first read [default: 64].
+    /// Memory budget of the whole node, MiB (64..=1048576): split across the caches, the like book and the state
+    /// store's page cache (see the README). The per-cache flags below win when given
+    /// [default: 25 % of the machine's memory (MemTotal), at most 2048].
+    #[arg(long, env = "MAPLE_MEMORY_MB")]
+    pub memory_mb: Option<usize>,
+    /// Equipment cache per core, MiB: upstream JSON as fetched; compressed to gzip on the equipment route's first read
+    /// [default: 20 % of --memory-mb, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_EQUIPMENT_MB")]
     pub cache_equipment_mb: Option<usize>,
-    /// Rendered expectation cache per core, MiB [default: 64].
+    /// Rendered expectation cache per core, MiB [default: 15 % of --memory-mb, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_EXPECTATION_MB")]
     pub cache_expectation_mb: Option<usize>,
-    /// Per-core read copies of other cores' hot responses, MiB [default: 8].
+    /// Per-core read copies of other cores' hot responses, MiB [default: 5 % of --memory-mb, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_READ_COPY_MB")]
     pub cache_read_copy_mb: Option<usize>,
     /// Age until a cached value is refetched, s [default: 300].
@@ -96,6 +102,9 @@ pub struct ServeFlags {
     /// restarts, s [default: 86400].
     #[arg(long, env = "MAPLE_IDEMPOTENCY_TTL_SECS")]
     pub idempotency_ttl_secs: Option<u64>,
+    /// Upstream circuit breaker: how long it stays open before it lets probe calls through, s (1..=3600) [default: 30].
+    #[arg(long, env = "MAPLE_BREAKER_OPEN_SECS")]
+    pub breaker_open_secs: Option<u64>,
 }
 
 /// The TOML file: same names as the flags.
@@ -111,6 +120,7 @@ struct FileConfig {
     sim_data_dir: Option<PathBuf>,
     sim_latency_ms: Option<u64>,
     sim_failure_rate: Option<f64>,
+    memory_mb: Option<usize>,
     cache_equipment_mb: Option<usize>,
     cache_expectation_mb: Option<usize>,
     cache_read_copy_mb: Option<usize>,
@@ -127,6 +137,7 @@ struct FileConfig {
     wal_sync: Option<String>,
     store_expectations_max: Option<usize>,
     idempotency_ttl_secs: Option<u64>,
+    breaker_open_secs: Option<u64>,
 }
 
 pub const NEXON_URL: &str = "https://open.api.nexon.com";
@@ -169,9 +180,111 @@ pub struct Config {
     pub store_expectations_max: usize,
     /// Lifetime of a remembered Idempotency-Key answer.
     pub idempotency_ttl: Duration,
+    /// How long the upstream breaker stays open before probing.
+    pub breaker_open: Duration,
+    /// The memory budget and how it is split (per core where it says so).
+    pub memory: MemoryPlan,
+    /// Things worth a warning at start (logged by `serve`, not here).
+    pub warnings: Vec<String>,
 }
 
 const MIB: usize = 1024 * 1024;
+
+/// Default budget: this share of the machine's memory ...
+const DEFAULT_MEMORY_PERCENT: u64 = 25;
+/// ... but at most this (MiB): a bigger cache buys little once the hot set
+/// fits, and the node usually shares the machine.
+const DEFAULT_MEMORY_MAX_MB: u64 = 2048;
+/// Without /proc/meminfo (not Linux): assume this budget (MiB).
+const FALLBACK_MEMORY_MB: u64 = 512;
+/// Resident bytes of one like relation in the like book (character →
+/// user set: the user's string, the hash-set slot at its load factor).
+pub const BYTES_PER_RELATION: usize = 128;
+/// Resident bytes of one remembered idempotency answer (user, key, result,
+/// the order queue entry).
+pub const BYTES_PER_IDEMPOTENCY_KEY: usize = 384;
+
+/// How `--memory-mb` is split. Shares of the total: 25 % is kept for what
+/// no flag bounds (code, thread stacks, connection buffers, documents being
+/// computed, allocator slack: an idle node is ~60-80 MB resident), 20 % the
+/// state store's page cache (sled; one store per core), 20 % the equipment
+/// cache, 15 % the expectation cache, 5 % the read copies, 15 % the like
+/// book (relations, and a quarter of it the idempotency answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPlan {
+    pub total_bytes: usize,
+    /// Where the total came from (for the start-up line).
+    pub source: String,
+    pub equipment_bytes_per_core: usize,
+    pub expectation_bytes_per_core: usize,
+    pub read_copy_bytes_per_core: usize,
+    /// sled's `cache_capacity` of each core's state store.
+    pub store_cache_bytes_per_core: usize,
+    pub like_relations_per_core: usize,
+    pub idempotency_keys_per_core: usize,
+}
+
+impl MemoryPlan {
+    /// Split `total_mb` over `cores`; `explicit` per-core cache sizes (bytes)
+    /// replace their share.
+    pub fn split(total_mb: usize, source: String, cores: usize, explicit: [Option<usize>; 3]) -> MemoryPlan {
+        let total = total_mb * MIB;
+        let share = |percent: usize| total / 100 * percent / cores;
+        let like_bytes = share(15);
+        let [equipment, expectation, read_copy] = explicit;
+        MemoryPlan {
+            total_bytes: total,
+            source,
+            equipment_bytes_per_core: equipment.unwrap_or_else(|| share(20)),
+            expectation_bytes_per_core: expectation.unwrap_or_else(|| share(15)),
+            read_copy_bytes_per_core: read_copy.unwrap_or_else(|| share(5)),
+            store_cache_bytes_per_core: share(20).max(4 * MIB),
+            like_relations_per_core: (like_bytes / 4 * 3 / BYTES_PER_RELATION).max(10_000),
+            idempotency_keys_per_core: (like_bytes / 4 / BYTES_PER_IDEMPOTENCY_KEY).max(1_000),
+        }
+    }
+
+    /// Bytes the bounded parts may hold in all (per-core parts times cores).
+    pub fn bounded_bytes(&self, cores: usize) -> usize {
+        let per_core = self.equipment_bytes_per_core
+            + self.expectation_bytes_per_core
+            + self.read_copy_bytes_per_core
+            + self.store_cache_bytes_per_core
+            + self.like_relations_per_core * BYTES_PER_RELATION
+            + self.idempotency_keys_per_core * BYTES_PER_IDEMPOTENCY_KEY;
+        per_core * cores
+    }
+}
+
+/// MemTotal of `/proc/meminfo`, bytes.
+pub fn machine_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_total(&text)
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let n: u64 = parts.next()?.parse().ok()?;
+    match parts.next() {
+        Some("kB") | None => n.checked_mul(1024),
+        _ => None,
+    }
+}
+
+/// The default budget (MiB) for a machine with `mem_total` bytes, and why.
+fn default_memory_mb(mem_total: Option<u64>) -> (usize, String) {
+    match mem_total {
+        Some(bytes) => {
+            let mb = (bytes / MIB as u64 * DEFAULT_MEMORY_PERCENT / 100).clamp(64, DEFAULT_MEMORY_MAX_MB);
+            (
+                mb as usize,
+                format!("default: {DEFAULT_MEMORY_PERCENT} % of MemTotal {} MiB, at most {DEFAULT_MEMORY_MAX_MB}", bytes / MIB as u64),
+            )
+        }
+        None => (FALLBACK_MEMORY_MB as usize, "default: /proc/meminfo unreadable".to_string()),
+    }
+}
 
 impl Config {
     pub fn resolve(flags: &ServeFlags) -> anyhow::Result<Config> {
@@ -205,15 +318,34 @@ impl Config {
                 }
             }
         };
+        let (memory_mb, source) = match f.memory_mb.or(file.memory_mb) {
+            Some(mb) => (mb, "--memory-mb".to_string()),
+            None => default_memory_mb(machine_memory_bytes()),
+        };
+        anyhow::ensure!((64..=1 << 20).contains(&memory_mb), "memory_mb must be in 64..=1048576, got {memory_mb}");
+        let explicit = [
+            f.cache_equipment_mb.or(file.cache_equipment_mb).map(|mb| mb * MIB),
+            f.cache_expectation_mb.or(file.cache_expectation_mb).map(|mb| mb * MIB),
+            f.cache_read_copy_mb.or(file.cache_read_copy_mb).map(|mb| mb * MIB),
+        ];
+        let memory = MemoryPlan::split(memory_mb, source, cores, explicit);
+        let mut warnings = Vec::new();
+        if memory.bounded_bytes(cores) > memory.total_bytes {
+            warnings.push(format!(
+                "the per-core cache flags and the rest of the budget add up to {} MiB, over --memory-mb {}",
+                memory.bounded_bytes(cores) / MIB,
+                memory_mb
+            ));
+        }
         let cfg = Config {
             listen: pick!(listen, "0.0.0.0:8080".parse().expect("valid literal")),
             cores,
             data_dir: pick!(data_dir, PathBuf::from("./data")),
             upstream,
             upstream_timeout: Duration::from_millis(pick!(upstream_timeout_ms, 3000)),
-            cache_equipment_bytes: pick!(cache_equipment_mb, 64) * MIB,
-            cache_expectation_bytes: pick!(cache_expectation_mb, 64) * MIB,
-            cache_read_copy_bytes: pick!(cache_read_copy_mb, 8) * MIB,
+            cache_equipment_bytes: memory.equipment_bytes_per_core,
+            cache_expectation_bytes: memory.expectation_bytes_per_core,
+            cache_read_copy_bytes: memory.read_copy_bytes_per_core,
             cache_ttl: Duration::from_secs(pick!(cache_ttl_secs, 300)),
             cache_stale: Duration::from_secs(pick!(cache_stale_secs, 86_400)),
             max_header_bytes: pick!(max_header_bytes, 16 * 1024),
@@ -235,7 +367,11 @@ impl Config {
             },
             store_expectations_max: pick!(store_expectations_max, 50_000),
             idempotency_ttl: Duration::from_secs(pick!(idempotency_ttl_secs, 86_400)),
+            breaker_open: Duration::from_secs(pick!(breaker_open_secs, 30)),
+            memory,
+            warnings,
         };
+        anyhow::ensure!((1..=3600).contains(&cfg.breaker_open.as_secs()), "breaker_open_secs must be in 1..=3600");
         anyhow::ensure!((4 * MIB as u64..4096 * MIB as u64).contains(&cfg.wal_segment_bytes), "wal_segment_mb must be in 4..=4095");
         anyhow::ensure!(cfg.store_expectations_max >= 1, "store_expectations_max must be >= 1");
         anyhow::ensure!(!cfg.idempotency_ttl.is_zero(), "idempotency_ttl_secs must be > 0");

@@ -149,11 +149,30 @@ impl LikeShard {
         Ok(toggled.result)
     }
 
+    /// The log failed: refuse every later like request until a restart.
+    /// The client is told which core's log failed, never the error itself
+    /// (it names files): that goes to the log, once — the log's own
+    /// "write-ahead log poisoned" line when it poisoned itself, else here.
     fn poison(&self, why: String) -> LikeFail {
-        let why = format!("like log failed, restart needed: {why}");
-        *self.poisoned.borrow_mut() = Some(why.clone());
-        LikeFail::Unavailable(why)
+        let core = self.log.storage.core;
+        let public = storage_down_reason(core);
+        let first = self.poisoned.borrow().is_none();
+        if first {
+            if self.log.storage.wal.poisoned().is_some() {
+                tracing::debug!(core, error = %why, "like shard: refusing likes until a restart");
+            } else {
+                tracing::error!(core, error = %why, "like log failed: like requests of core {core} refused until a restart");
+            }
+            *self.poisoned.borrow_mut() = Some(public.clone());
+        }
+        LikeFail::Unavailable(public)
     }
+}
+
+/// What clients and readiness are told when a core's log failed (no paths:
+/// those are in the log line).
+pub fn storage_down_reason(core: usize) -> String {
+    format!("storage: write-ahead log of core {core} failed; restart needed")
 }
 
 fn check_idempotency_key(key: &str) -> Result<(), LikeFail> {

@@ -22,6 +22,19 @@ use crate::config::UpstreamTarget;
 use crate::metrics::CoreMetrics;
 use crate::upstream::{BreakerConfig, Nexon, Transport};
 
+/// Why the node cannot serve writes, if it cannot: a core's log is poisoned
+/// or its state applier stopped. Both last until a restart. The reason names
+/// the core, not files (the storage's own log line has the path and error).
+pub fn storage_down(storage: &[Arc<super::durable::CoreStorage>]) -> Option<String> {
+    storage.iter().find_map(|s| {
+        if s.wal.poisoned().is_some() {
+            Some(super::likes::storage_down_reason(s.core))
+        } else {
+            s.applier.failure().map(|_| format!("storage: state store of core {} stopped applying the log; restart needed", s.core))
+        }
+    })
+}
+
 /// Longest accepted `Idempotency-Key` header (the like book's own limit).
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
@@ -60,7 +73,8 @@ impl CoreService {
             (UpstreamTarget::Http { base_url, api_key }, _) => Transport::http(base_url, api_key.as_deref(), shared.cfg.upstream_timeout),
             (UpstreamTarget::InProcess { .. }, None) => unreachable!("cmd_serve builds the simulator for in-process mode"),
         };
-        let nexon = Nexon::new(transport, shared.cfg.upstream_timeout, BreakerConfig::default(), metrics.clone());
+        let breaker = BreakerConfig { open_for: shared.cfg.breaker_open, ..BreakerConfig::default() };
+        let nexon = Nexon::new(transport, shared.cfg.upstream_timeout, breaker, metrics.clone());
         let cache = CacheConfig {
             equipment_bytes: shared.cfg.cache_equipment_bytes,
             expectation_bytes: shared.cfg.cache_expectation_bytes,
@@ -127,6 +141,9 @@ impl CoreService {
             (Route::Ready, _) => {
                 if self.shared.shutdown.is_triggered() {
                     Response::json(503, r#"{"status":"DRAINING"}"#)
+                } else if let Some(reason) = storage_down(&self.shared.storage) {
+                    let body = serde_json::json!({ "status": "DOWN", "reason": reason });
+                    Response::json(503, serde_json::to_vec(&body).expect("json value serialises"))
                 } else {
                     Response::json(200, r#"{"status":"UP"}"#)
                 }
