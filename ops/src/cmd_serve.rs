@@ -108,10 +108,11 @@ fn log_memory_plan(cfg: &Config) {
     let mib = |b: usize| b / (1024 * 1024);
     tracing::info!(
         memory_mb = mib(m.total_bytes),
-        "maple serve: memory budget {} MiB ({}); per core: equipment cache {} MiB, expectation cache {} MiB, \
+        "maple serve: memory budget {} MiB ({}), {} MiB of it kept for the process; per core: equipment cache {} MiB, expectation cache {} MiB, \
          read copies {} MiB, state store cache {} MiB, like book {} relations and {} idempotency keys",
         mib(m.total_bytes),
         m.source,
+        mib(m.reserve_bytes),
         mib(m.equipment_bytes_per_core),
         mib(m.expectation_bytes_per_core),
         mib(m.read_copy_bytes_per_core),

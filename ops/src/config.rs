@@ -44,19 +44,19 @@ pub struct ServeFlags {
     /// In-process simulator: share of upstream calls that fail with 503, 0.0..=1.0 [default: 0].
     #[arg(long, env = "MAPLE_SIM_FAILURE_RATE")]
     pub sim_failure_rate: Option<f64>,
-    /// Memory budget of the whole node, MiB (64..=1048576): split across the caches, the like book and the state
-    /// store's page cache (see the README). The per-cache flags below win when given
-    /// [default: 25 % of the machine's memory (MemTotal), at most 2048].
+    /// Memory budget of the whole node, MiB (256..=1048576): 128 MiB + 25 % kept for the process itself, the rest split
+    /// across the caches, the like book and the state store's page cache (see the README). The per-cache flags below
+    /// win when given [default: 25 % of the machine's memory (MemTotal), at least 256, at most 2048].
     #[arg(long, env = "MAPLE_MEMORY_MB")]
     pub memory_mb: Option<usize>,
     /// Equipment cache per core, MiB: upstream JSON as fetched; compressed to gzip on the equipment route's first read
-    /// [default: 20 % of --memory-mb, split over the cores].
+    /// [default: 27 % of --memory-mb after its reserve, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_EQUIPMENT_MB")]
     pub cache_equipment_mb: Option<usize>,
-    /// Rendered expectation cache per core, MiB [default: 15 % of --memory-mb, split over the cores].
+    /// Rendered expectation cache per core, MiB [default: 18 % of --memory-mb after its reserve, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_EXPECTATION_MB")]
     pub cache_expectation_mb: Option<usize>,
-    /// Per-core read copies of other cores' hot responses, MiB [default: 5 % of --memory-mb, split over the cores].
+    /// Per-core read copies of other cores' hot responses, MiB [default: 7 % of --memory-mb after its reserve, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_READ_COPY_MB")]
     pub cache_read_copy_mb: Option<usize>,
     /// Age until a cached value is refetched, s [default: 300].
@@ -197,24 +197,31 @@ const DEFAULT_MEMORY_PERCENT: u64 = 25;
 const DEFAULT_MEMORY_MAX_MB: u64 = 2048;
 /// Without /proc/meminfo (not Linux): assume this budget (MiB).
 const FALLBACK_MEMORY_MB: u64 = 512;
-/// Resident bytes of one like relation in the like book (character →
-/// user set: the user's string, the hash-set slot at its load factor).
-pub const BYTES_PER_RELATION: usize = 128;
+/// Resident bytes of one like relation: in the like book (character → user
+/// set: the user's string, the hash-set slot at its load factor) and its
+/// row in the state store; measured ~240 B with the bench's likes workload.
+pub const BYTES_PER_RELATION: usize = 256;
 /// Resident bytes of one remembered idempotency answer (user, key, result,
 /// the order queue entry).
 pub const BYTES_PER_IDEMPOTENCY_KEY: usize = 384;
 
-/// How `--memory-mb` is split. Shares of the total: 25 % is kept for what
-/// no flag bounds (code, thread stacks, connection buffers, documents being
-/// computed, allocator slack: an idle node is ~60-80 MB resident), 20 % the
-/// state store's page cache (sled; one store per core), 20 % the equipment
-/// cache, 15 % the expectation cache, 5 % the read copies, 15 % the like
-/// book (relations, and a quarter of it the idempotency answers).
+/// How `--memory-mb` is split. First a reserve for what no flag bounds:
+/// 128 MiB + 25 % of the budget (code and an idle node's heap, ~60-80 MB
+/// resident; thread stacks, connection buffers, documents being computed,
+/// sled's own buffers beyond its page cache, and the allocator's retained
+/// free pages, which measured 150-250 MB above the caches under a
+/// cold-character load on a 512 MiB budget). The rest is split: 27 % the
+/// equipment cache, 18 % the expectation cache, 7 % the read copies, 20 %
+/// the state store's page cache (sled; one store per core), 28 % the like
+/// book (relations, and a quarter of it the idempotency answers). Every
+/// per-core part is its share divided by the cores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryPlan {
     pub total_bytes: usize,
     /// Where the total came from (for the start-up line).
     pub source: String,
+    /// Kept for what no flag bounds.
+    pub reserve_bytes: usize,
     pub equipment_bytes_per_core: usize,
     pub expectation_bytes_per_core: usize,
     pub read_copy_bytes_per_core: usize,
@@ -224,20 +231,26 @@ pub struct MemoryPlan {
     pub idempotency_keys_per_core: usize,
 }
 
+/// Smallest `--memory-mb`: below it the reserve leaves nothing to split.
+pub const MIN_MEMORY_MB: usize = 256;
+
 impl MemoryPlan {
     /// Split `total_mb` over `cores`; `explicit` per-core cache sizes (bytes)
     /// replace their share.
     pub fn split(total_mb: usize, source: String, cores: usize, explicit: [Option<usize>; 3]) -> MemoryPlan {
         let total = total_mb * MIB;
-        let share = |percent: usize| total / 100 * percent / cores;
-        let like_bytes = share(15);
+        let reserve = (128 * MIB + total / 4).min(total);
+        let rest = total - reserve;
+        let share = |percent: usize| rest / 100 * percent / cores;
+        let like_bytes = share(28);
         let [equipment, expectation, read_copy] = explicit;
         MemoryPlan {
             total_bytes: total,
             source,
-            equipment_bytes_per_core: equipment.unwrap_or_else(|| share(20)),
-            expectation_bytes_per_core: expectation.unwrap_or_else(|| share(15)),
-            read_copy_bytes_per_core: read_copy.unwrap_or_else(|| share(5)),
+            reserve_bytes: reserve,
+            equipment_bytes_per_core: equipment.unwrap_or_else(|| share(27)),
+            expectation_bytes_per_core: expectation.unwrap_or_else(|| share(18)),
+            read_copy_bytes_per_core: read_copy.unwrap_or_else(|| share(7)),
             store_cache_bytes_per_core: share(20).max(4 * MIB),
             like_relations_per_core: (like_bytes / 4 * 3 / BYTES_PER_RELATION).max(10_000),
             idempotency_keys_per_core: (like_bytes / 4 / BYTES_PER_IDEMPOTENCY_KEY).max(1_000),
@@ -276,7 +289,7 @@ fn parse_mem_total(meminfo: &str) -> Option<u64> {
 fn default_memory_mb(mem_total: Option<u64>) -> (usize, String) {
     match mem_total {
         Some(bytes) => {
-            let mb = (bytes / MIB as u64 * DEFAULT_MEMORY_PERCENT / 100).clamp(64, DEFAULT_MEMORY_MAX_MB);
+            let mb = (bytes / MIB as u64 * DEFAULT_MEMORY_PERCENT / 100).clamp(MIN_MEMORY_MB as u64, DEFAULT_MEMORY_MAX_MB);
             (
                 mb as usize,
                 format!("default: {DEFAULT_MEMORY_PERCENT} % of MemTotal {} MiB, at most {DEFAULT_MEMORY_MAX_MB}", bytes / MIB as u64),
@@ -322,7 +335,7 @@ impl Config {
             Some(mb) => (mb, "--memory-mb".to_string()),
             None => default_memory_mb(machine_memory_bytes()),
         };
-        anyhow::ensure!((64..=1 << 20).contains(&memory_mb), "memory_mb must be in 64..=1048576, got {memory_mb}");
+        anyhow::ensure!((MIN_MEMORY_MB..=1 << 20).contains(&memory_mb), "memory_mb must be in {MIN_MEMORY_MB}..=1048576, got {memory_mb}");
         let explicit = [
             f.cache_equipment_mb.or(file.cache_equipment_mb).map(|mb| mb * MIB),
             f.cache_expectation_mb.or(file.cache_expectation_mb).map(|mb| mb * MIB),
@@ -330,10 +343,10 @@ impl Config {
         ];
         let memory = MemoryPlan::split(memory_mb, source, cores, explicit);
         let mut warnings = Vec::new();
-        if memory.bounded_bytes(cores) > memory.total_bytes {
+        if memory.bounded_bytes(cores) + memory.reserve_bytes > memory.total_bytes {
             warnings.push(format!(
-                "the per-core cache flags and the rest of the budget add up to {} MiB, over --memory-mb {}",
-                memory.bounded_bytes(cores) / MIB,
+                "the per-core cache flags, the rest of the budget and its reserve add up to {} MiB, over --memory-mb {}",
+                (memory.bounded_bytes(cores) + memory.reserve_bytes) / MIB,
                 memory_mb
             ));
         }
@@ -445,5 +458,42 @@ mod tests {
         let file: FileConfig = toml::from_str("wal_sync = \"off\"").unwrap();
         let flags = ServeFlags { wal_sync: Some("fsync".into()), ..Default::default() };
         assert_eq!(Config::merge(&flags, file).unwrap().wal_sync, storage::WalSync::Fsync);
+    }
+
+    #[test]
+    fn the_memory_budget_is_split_and_explicit_cache_flags_win() {
+        let flags = ServeFlags { memory_mb: Some(512), cores: Some(2), ..Default::default() };
+        let cfg = Config::merge(&flags, FileConfig::default()).unwrap();
+        let m = &cfg.memory;
+        assert_eq!(m.total_bytes, 512 * MIB);
+        assert_eq!(m.source, "--memory-mb");
+        // Reserve 128 + 128 MiB; 27 % of the other 256 MiB over 2 cores.
+        assert_eq!(m.reserve_bytes, 256 * MIB);
+        assert_eq!(m.equipment_bytes_per_core, 256 * MIB / 100 * 27 / 2);
+        assert_eq!(cfg.cache_equipment_bytes, m.equipment_bytes_per_core);
+        assert_eq!(m.store_cache_bytes_per_core, 256 * MIB / 100 * 20 / 2);
+        assert!(m.bounded_bytes(2) + m.reserve_bytes <= m.total_bytes, "the parts fit the budget");
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        // A per-cache flag wins over its share, from the file too; over the budget: a warning.
+        let file: FileConfig = toml::from_str("memory_mb = 256\ncache_expectation_mb = 300").unwrap();
+        let cfg = Config::merge(&ServeFlags { cores: Some(1), ..Default::default() }, file).unwrap();
+        assert_eq!(cfg.cache_expectation_bytes, 300 * MIB);
+        assert_eq!(cfg.memory.total_bytes, 256 * MIB);
+        assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+        let tiny = ServeFlags { memory_mb: Some(100), ..Default::default() };
+        assert!(Config::merge(&tiny, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn the_default_budget_is_a_quarter_of_the_machine_at_most_2_gib() {
+        let meminfo = "MemTotal:        2048000 kB\nMemFree:          100 kB\n";
+        assert_eq!(parse_mem_total(meminfo), Some(2_048_000 * 1024));
+        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(default_memory_mb(Some(2 << 30)).0, 512, "a 2 GiB machine: 512 MiB");
+        assert_eq!(default_memory_mb(Some(64 << 30)).0, 2048, "capped");
+        assert_eq!(default_memory_mb(Some(64 << 20)).0, MIN_MEMORY_MB, "never below the minimum");
+        assert_eq!(default_memory_mb(None).0, FALLBACK_MEMORY_MB as usize);
+        let cfg = Config::merge(&ServeFlags::default(), FileConfig::default()).unwrap();
+        assert!(cfg.memory.source.starts_with("default"), "{}", cfg.memory.source);
     }
 }

@@ -68,6 +68,8 @@ pub struct LikeShard {
     log: Rc<CoreLog>,
     poisoned: RefCell<Option<String>>,
     metrics: Rc<CoreMetrics>,
+    /// "Like book full" lines: at most one per period, with the count.
+    full_log: RefCell<crate::logging::Throttle>,
 }
 
 impl LikeShard {
@@ -79,6 +81,7 @@ impl LikeShard {
             log,
             poisoned: RefCell::new(None),
             metrics,
+            full_log: RefCell::new(crate::logging::Throttle::new(crate::logging::SUMMARY_EVERY)),
         }
     }
 
@@ -128,10 +131,30 @@ impl LikeShard {
         Ok(result)
     }
 
+    /// The book is at its relation limit (the like book's share of
+    /// `--memory-mb`): logged at most once per period, with the count.
+    fn log_full(&self) {
+        if let Some(suppressed) = self.full_log.borrow_mut().allow(std::time::Instant::now()) {
+            let core = self.log.storage.core;
+            let relations = self.book.borrow().relations();
+            tracing::warn!(
+                core,
+                relations,
+                suppressed,
+                "like book of core {core} is full ({relations} relations, its share of --memory-mb): new likes are \
+                 answered 503 STORAGE_BUSY until unlikes make room ({suppressed} more refusals since the previous line)"
+            );
+        }
+    }
+
     /// Flip the like in the book and submit its record (synchronously: no
     /// await between the two, see the module doc).
     fn toggle(&self, user: &str, character: &str, idempotency_key: Option<String>, now_ms: u64) -> Result<LikeResult, LikeFail> {
-        let toggled = self.book.borrow_mut().toggle(user, character, None).map_err(invalid)?;
+        let toggled = self.book.borrow_mut().toggle(user, character, None);
+        if let Err(LikeError::Full) = toggled {
+            self.log_full();
+        }
+        let toggled = toggled.map_err(invalid)?;
         let mut record = toggled.record.expect("a toggle without a key always yields a record");
         record.idempotency_key = idempotency_key;
         if let Err(e) = self.log.append(durable::like_payload(&record, now_ms)) {
