@@ -138,6 +138,12 @@ impl logging::ShedCounters for NodeShedCounters {
     fn connections_rejected(&self) -> u64 {
         self.shared.server_stats.as_ref().map_or(0, |s| s.per_core().iter().map(|c| c.connections_rejected).sum())
     }
+    fn cross_core_full(&self) -> u64 {
+        (0..self.shared.cfg.cores).map(|c| self.shared.metrics.cross_core_count(c, "full")).sum()
+    }
+    fn log_backpressure(&self) -> u64 {
+        self.shared.storage.iter().map(|s| s.wal_stats().backpressure_rejections).sum()
+    }
 }
 
 /// When the first SIGTERM / SIGINT arrived (for the "drain took" line).

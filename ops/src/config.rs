@@ -44,7 +44,7 @@ pub struct ServeFlags {
     /// In-process simulator: share of upstream calls that fail with 503, 0.0..=1.0 [default: 0].
     #[arg(long, env = "MAPLE_SIM_FAILURE_RATE")]
     pub sim_failure_rate: Option<f64>,
-    /// Memory budget of the whole node, MiB (256..=1048576): 128 MiB + 25 % kept for the process itself, the rest split
+    /// Memory budget of the whole node, MiB (256..=1048576): 128 MiB + 30 % kept for the process itself, the rest split
     /// across the caches, the like book and the state store's page cache (see the README). The per-cache flags below
     /// win when given [default: 25 % of the machine's memory (MemTotal), at least 256, at most 2048].
     #[arg(long, env = "MAPLE_MEMORY_MB")]
@@ -206,7 +206,7 @@ pub const BYTES_PER_RELATION: usize = 256;
 pub const BYTES_PER_IDEMPOTENCY_KEY: usize = 384;
 
 /// How `--memory-mb` is split. First a reserve for what no flag bounds:
-/// 128 MiB + 25 % of the budget (code and an idle node's heap, ~60-80 MB
+/// 128 MiB + 30 % of the budget (code and an idle node's heap, ~60-80 MB
 /// resident; thread stacks, connection buffers, documents being computed,
 /// sled's own buffers beyond its page cache, and the allocator's retained
 /// free pages, which measured 150-250 MB above the caches under a
@@ -239,7 +239,7 @@ impl MemoryPlan {
     /// replace their share.
     pub fn split(total_mb: usize, source: String, cores: usize, explicit: [Option<usize>; 3]) -> MemoryPlan {
         let total = total_mb * MIB;
-        let reserve = (128 * MIB + total / 4).min(total);
+        let reserve = (128 * MIB + total / 100 * 30).min(total);
         let rest = total - reserve;
         let share = |percent: usize| rest / 100 * percent / cores;
         let like_bytes = share(28);
@@ -343,6 +343,17 @@ impl Config {
         ];
         let memory = MemoryPlan::split(memory_mb, source, cores, explicit);
         let mut warnings = Vec::new();
+        if let Ok(cpus) = std::thread::available_parallelism() {
+            if cores > cpus.get() {
+                warnings.push(format!(
+                    "--cores {cores} is more than the {} CPUs this process may use: cores share CPUs and a cold storm on one slows the others",
+                    cpus.get()
+                ));
+            }
+        }
+        if let Some(machine) = machine_memory_bytes().filter(|m| (memory_mb * MIB) as u64 > *m) {
+            warnings.push(format!("--memory-mb {memory_mb} is more than the machine's memory ({} MiB)", machine / MIB as u64));
+        }
         if memory.bounded_bytes(cores) + memory.reserve_bytes > memory.total_bytes {
             warnings.push(format!(
                 "the per-core cache flags, the rest of the budget and its reserve add up to {} MiB, over --memory-mb {}",
@@ -467,11 +478,12 @@ mod tests {
         let m = &cfg.memory;
         assert_eq!(m.total_bytes, 512 * MIB);
         assert_eq!(m.source, "--memory-mb");
-        // Reserve 128 + 128 MiB; 27 % of the other 256 MiB over 2 cores.
-        assert_eq!(m.reserve_bytes, 256 * MIB);
-        assert_eq!(m.equipment_bytes_per_core, 256 * MIB / 100 * 27 / 2);
+        // Reserve 128 MiB + 30 %; 27 % of the rest over 2 cores.
+        let rest = 512 * MIB - (128 * MIB + 512 * MIB / 100 * 30);
+        assert_eq!(m.reserve_bytes, 512 * MIB - rest);
+        assert_eq!(m.equipment_bytes_per_core, rest / 100 * 27 / 2);
         assert_eq!(cfg.cache_equipment_bytes, m.equipment_bytes_per_core);
-        assert_eq!(m.store_cache_bytes_per_core, 256 * MIB / 100 * 20 / 2);
+        assert_eq!(m.store_cache_bytes_per_core, rest / 100 * 20 / 2);
         assert!(m.bounded_bytes(2) + m.reserve_bytes <= m.total_bytes, "the parts fit the budget");
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
         // A per-cache flag wins over its share, from the file too; over the budget: a warning.

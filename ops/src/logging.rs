@@ -105,6 +105,14 @@ pub trait ShedCounters: Send + Sync + 'static {
     fn in_flight_rejected(&self) -> u64;
     /// Connections refused at the per-core connection limit, all cores.
     fn connections_rejected(&self) -> u64;
+    /// Requests refused because the owner core's inbound queue was full (503 OVERLOADED).
+    fn cross_core_full(&self) -> u64 {
+        0
+    }
+    /// Writes refused because a core's write-ahead log queue was full (503 STORAGE_BUSY).
+    fn log_backpressure(&self) -> u64 {
+        0
+    }
 }
 
 /// What the node shed during one period.
@@ -113,11 +121,19 @@ pub struct ShedCounts {
     pub admission: u64,
     pub in_flight: u64,
     pub connections: u64,
+    pub cross_core: u64,
+    pub log_full: u64,
 }
 
 impl ShedCounts {
     fn read(c: &dyn ShedCounters) -> ShedCounts {
-        ShedCounts { admission: c.admission_shed(), in_flight: c.in_flight_rejected(), connections: c.connections_rejected() }
+        ShedCounts {
+            admission: c.admission_shed(),
+            in_flight: c.in_flight_rejected(),
+            connections: c.connections_rejected(),
+            cross_core: c.cross_core_full(),
+            log_full: c.log_backpressure(),
+        }
     }
 
     fn since(self, before: ShedCounts) -> ShedCounts {
@@ -125,11 +141,13 @@ impl ShedCounts {
             admission: self.admission.saturating_sub(before.admission),
             in_flight: self.in_flight.saturating_sub(before.in_flight),
             connections: self.connections.saturating_sub(before.connections),
+            cross_core: self.cross_core.saturating_sub(before.cross_core),
+            log_full: self.log_full.saturating_sub(before.log_full),
         }
     }
 
     fn any(self) -> bool {
-        self.admission + self.in_flight + self.connections > 0
+        self.admission + self.in_flight + self.connections + self.cross_core + self.log_full > 0
     }
 }
 
@@ -140,12 +158,17 @@ pub fn log_shed(d: ShedCounts, period: Duration) {
             admission = d.admission,
             in_flight_limit = d.in_flight,
             connection_limit = d.connections,
+            cross_core_queue = d.cross_core,
+            log_queue = d.log_full,
             period_s = period.as_secs_f64().round() as u64,
             "load shed: {} cold computations answered 503 OVERLOADED (admission), {} requests over the in-flight limit, \
-             {} connections over the connection limit in the last {:.0} s",
+             {} connections over the connection limit, {} requests at a full cross-core queue, {} writes at a full \
+             write-ahead log queue (503 STORAGE_BUSY) in the last {:.0} s",
             d.admission,
             d.in_flight,
             d.connections,
+            d.cross_core,
+            d.log_full,
             period.as_secs_f64()
         );
     }
@@ -217,7 +240,7 @@ mod tests {
         let a = ShedCounts::read(&f);
         f.0.store(7, Ordering::Relaxed);
         let b = ShedCounts::read(&f);
-        assert_eq!(b.since(a), ShedCounts { admission: 7, in_flight: 0, connections: 0 });
+        assert_eq!(b.since(a), ShedCounts { admission: 7, ..ShedCounts::default() });
         assert!(b.since(a).any());
         assert!(!b.since(b).any());
     }

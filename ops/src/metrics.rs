@@ -100,6 +100,11 @@ impl NodeMetrics {
         }
     }
 
+    /// Cross-core forwards of `core` with `result` so far (the shed summary reads "full").
+    pub fn cross_core_count(&self, core: usize, result: &str) -> u64 {
+        self.cross_core.get_or_create(&vec![("core", core.to_string()), ("result", result.to_string())]).get()
+    }
+
     pub fn core(&self, core: usize) -> CoreMetrics {
         let c = core.to_string();
         CoreMetrics {

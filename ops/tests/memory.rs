@@ -73,7 +73,11 @@ fn a_node_with_a_512_mb_budget_stays_under_it_under_the_bench_workloads() {
     let likes = drive(a, WorkloadKind::Likes, (secs / 3).max(5), 16, "memlikes");
     let refused = likes.errors.get("status_503").copied().unwrap_or(0);
     assert_eq!(likes.errors_total, refused, "{}", likes.first_line);
-    assert_eq!(metric(a, "maple_likes_toggles_total{core=\"0\",result=\"busy\"}") + metric(a, "maple_likes_toggles_total{core=\"1\",result=\"busy\"}"), refused as f64);
+    assert_eq!(
+        metric(a, "maple_likes_toggles_total{core=\"0\",result=\"busy\"}")
+            + metric(a, "maple_likes_toggles_total{core=\"1\",result=\"busy\"}"),
+        refused as f64
+    );
     if refused > 0 {
         assert!(!node.log_lines("like book of core").is_empty(), "a full like book is logged (log follows)");
     }

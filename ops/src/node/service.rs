@@ -61,6 +61,8 @@ pub struct CoreService {
     metrics: Rc<CoreMetrics>,
     /// This core's log appender (awaited at shutdown: see `drain`).
     log: Rc<CoreLog>,
+    /// "Cannot compute from the upstream equipment" lines: one per period.
+    calc_log: RefCell<crate::logging::Throttle>,
 }
 
 impl CoreService {
@@ -115,6 +117,7 @@ impl CoreService {
         CoreService {
             core,
             log,
+            calc_log: RefCell::new(crate::logging::Throttle::new(crate::logging::SUMMARY_EVERY)),
             likes,
             read_copies: RefCell::new(ByteLru::new(shared.cfg.cache_read_copy_bytes.max(1), shared.cfg.cache_ttl)),
             shared,
@@ -188,9 +191,15 @@ impl CoreService {
                     Route::Equipment => Op::Equipment,
                     _ => Op::Basic,
                 };
+                let key = name.key.clone();
                 match self.answer(op, name).await {
                     Ok(served) => doc_response(req, &served),
-                    Err(e) => e.to_response(),
+                    Err(e) => {
+                        if let NodeError::Calc(why) = &e {
+                            self.log_calc_failure(&key, why);
+                        }
+                        e.to_response()
+                    }
                 }
             }
             (_, None) => unreachable!("character routes always carry a name"),
@@ -223,6 +232,22 @@ impl CoreService {
             self.read_copies.borrow_mut().insert(key, copy, Instant::now());
         }
         Ok(served)
+    }
+
+    /// Upstream equipment the engine cannot compute from (502
+    /// UPSTREAM_BAD_EQUIPMENT): one line per period on this core, with the count.
+    fn log_calc_failure(&self, key: &str, why: &str) {
+        if let Some(suppressed) = self.calc_log.borrow_mut().allow(Instant::now()) {
+            let core = self.core;
+            tracing::warn!(
+                core,
+                character = key,
+                error = why,
+                suppressed,
+                "cannot compute from the upstream equipment of {key:?} on core {core}: {why} ({suppressed} more such \
+                 failures not logged since the previous line)"
+            );
+        }
     }
 
     /// The caller: `sub` of the HS256 token in `Authorization: Bearer`.

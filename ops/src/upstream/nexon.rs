@@ -158,11 +158,17 @@ impl Nexon {
     pub async fn ocid(&self, name: &str) -> Result<String, UpstreamError> {
         let path = format!("/maplestory/v1/id?character_name={}", utf8_percent_encode(name, NON_ALPHANUMERIC));
         let body = self.get("id", &path).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| UpstreamError::BadBody(e.to_string()))?;
-        match v.get("ocid").and_then(|o| o.as_str()) {
-            Some(o) if !o.is_empty() && o.len() <= 256 => Ok(o.to_owned()),
-            _ => Err(UpstreamError::BadBody("no ocid in the id response".into())),
+        let ocid = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Err(e) => Err(UpstreamError::BadBody(e.to_string())),
+            Ok(v) => match v.get("ocid").and_then(|o| o.as_str()) {
+                Some(o) if !o.is_empty() && o.len() <= 256 => Ok(o.to_owned()),
+                _ => Err(UpstreamError::BadBody("no ocid in the id response".into())),
+            },
+        };
+        if let Err(e) = &ocid {
+            self.log_failure("id", e);
         }
+        ocid
     }
 
     /// `GET /maplestory/v1/character/item-equipment?ocid=` → the JSON as sent.
