@@ -75,8 +75,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let drain = cfg.drain;
     let metrics = Arc::new(NodeMetrics::new());
     let shared = Arc::new(NodeShared::new(cfg, metrics, Some(server.stats()), shutdown.clone(), sim, recovered, jwt_secret));
+    let stop_shed_log = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shed_log =
-        logging::spawn_shed_summary(Arc::new(NodeShedCounters { shared: shared.clone() }), shutdown.clone(), logging::SUMMARY_EVERY)
+        logging::spawn_shed_summary(Arc::new(NodeShedCounters { shared: shared.clone() }), stop_shed_log.clone(), logging::SUMMARY_EVERY)
             .context("starting the load-shed summary")?;
     let serving = shared.clone();
     let stats = server
@@ -93,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let total = stats.total();
     let drained_in = DRAIN_STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
     tracing::info!(requests = total.requests, "maple serve: stopped after {} requests (drain took {drained_in:.0} ms)", total.requests);
+    stop_shed_log.store(true, std::sync::atomic::Ordering::Release);
     let _ = shed_log.join();
     // Drained: make every core's state durable so the next start replays nothing.
     for s in &shared.storage {

@@ -175,11 +175,11 @@ pub fn log_shed(d: ShedCounts, period: Duration) {
 }
 
 /// A thread that logs, every `every`, what the node shed in that period
-/// (nothing when nothing was shed), until `shutdown`; then one last line
-/// for the partial period. Join the handle after the server stopped.
+/// (nothing when nothing was shed), until `stop` is set (after the server
+/// drained); then one last line for the partial period, if anything was shed.
 pub fn spawn_shed_summary(
     counters: Arc<dyn ShedCounters>,
-    shutdown: net::Shutdown,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     every: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("maple-shed-log".into()).spawn(move || {
@@ -187,7 +187,7 @@ pub fn spawn_shed_summary(
         let mut period_start = Instant::now();
         let tick = Duration::from_millis(100).min(every);
         loop {
-            let stopping = shutdown.is_triggered();
+            let stopping = stop.load(std::sync::atomic::Ordering::Acquire);
             if stopping || period_start.elapsed() >= every {
                 let now = ShedCounts::read(&*counters);
                 log_shed(now.since(before), period_start.elapsed());
