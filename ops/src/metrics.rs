@@ -355,9 +355,9 @@ pub struct CoreMetrics {
 }
 
 impl CoreMetrics {
-    /// The core's label value (its index), for log lines.
-    pub fn core_label(&self) -> &str {
-        &self.core
+    /// The core's index, for log lines.
+    pub fn core_index(&self) -> usize {
+        self.core.parse().unwrap_or(usize::MAX)
     }
 
     pub fn request(&self, route: &'static str, status: u16, took: Duration) {

@@ -86,7 +86,7 @@ impl Nexon {
 
     /// Log a breaker transition once, with the core and the reason.
     fn log_transition(&self, t: Transition, last_error: Option<&UpstreamError>) {
-        let core = self.metrics.core_label();
+        let core = self.metrics.core_index();
         let (from, to) = (t.from.as_str(), t.to.as_str());
         let open_s = self.breaker.borrow().config().open_for.as_secs();
         match (t.from, t.to) {
@@ -138,7 +138,7 @@ impl Nexon {
     fn log_failure(&self, endpoint: &'static str, error: &UpstreamError) {
         let i = ENDPOINTS.iter().position(|e| *e == endpoint).unwrap_or(0);
         if let Some(suppressed) = self.failure_log.borrow_mut()[i].allow(Instant::now()) {
-            let core = self.metrics.core_label();
+            let core = self.metrics.core_index();
             tracing::warn!(
                 core,
                 endpoint,
