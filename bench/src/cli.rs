@@ -83,7 +83,7 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub names: Vec<String>,
     /// overload: what it sends at 3x capacity: cold (new characters, the
-    /// path the server sheds with 503 + Retry-After) or seed-v4.
+    /// path the server sheds with 503 OVERLOADED) or seed-v4.
     #[arg(long, value_enum, default_value = "cold")]
     pub base: OverloadBase,
     /// Do not hold the run against the workload's targets (baseline runs
@@ -373,7 +373,7 @@ fn run_overload(a: &RunArgs, cfg: &mut RunConfig) -> anyhow::Result<Report> {
         report.derive("capacity_p99_ms", p99);
     }
     report.derive("offered_req_per_s", offered);
-    // All 503s (with or without Retry-After); `shed_share` is those with it.
+    // All 503s; `shed_share` is the OVERLOADED ones (load shed on purpose).
     report.derive("share_503", if report.requests == 0 { 0.0 } else { s503 as f64 / report.requests as f64 });
     report.derive("shed_share", report.shed_share);
     report.derive("accepted_per_s", report.ok_per_s);

@@ -5,7 +5,9 @@
 //! the write, and the response is parsed in place in a read buffer owned by
 //! the connection, so a request costs no allocation. Bodies are counted and
 //! discarded, never stored: the bench needs the status, the size and whether
-//! the framing was right, not the content.
+//! the framing was right, not the content. The one exception: a small 503
+//! body is read to tell load shedding (`OVERLOADED`) from other failures
+//! ([`is_overload_body`]).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -21,6 +23,25 @@ const MAX_TRAILER_BYTES: usize = 8 * 1024;
 /// Read buffer size; big enough for a head, bodies stream through it.
 const READ_BUF_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 48;
+/// Largest 503 body read to classify it (the node's and the server's error
+/// bodies are ~100-200 bytes); a bigger one is not a shed.
+const MAX_CLASSIFIED_BODY: u64 = 4096;
+
+/// Whether a 503 body says the server shed load on purpose: maple's JSON
+/// error with `"code": "OVERLOADED"` (cold-path admission, a full cross-core
+/// queue), or the HTTP server's own refusals at its in-flight or connection
+/// limit (`{"error": "server overloaded, retry later" | "too many
+/// connections", "status": 503}`, which carry no code). Anything else — a
+/// failed log (`STORAGE_UNAVAILABLE`), an open upstream breaker, a draining
+/// node, a body that is not JSON — is an error, `Retry-After` or not.
+pub fn is_overload_body(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    match (v.get("code").and_then(|c| c.as_str()), v.get("error").and_then(|e| e.as_str())) {
+        (Some(code), _) => code == "OVERLOADED",
+        (None, Some(error)) => error.starts_with("server overloaded") || error == "too many connections",
+        (None, None) => false,
+    }
+}
 
 /// Where the load goes: a socket address plus the `Host` header value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +96,10 @@ pub struct ResponseMeta {
     pub gzip: bool,
     /// The connection may carry another request.
     pub keep_alive: bool,
-    /// A `Retry-After` header was present (with a 503: the server shed load).
+    /// A `Retry-After` header was present.
     pub retry_after: bool,
+    /// A 503 whose body says load was shed on purpose ([`is_overload_body`]).
+    pub overload: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +183,13 @@ impl Conn {
         wire += head.len as u64;
         let bodyless = head.status == 204 || head.status == 304;
         let mut keep_alive = head.keep_alive;
+        let mut overload = false;
         if bodyless {
             // No body whatever the headers say.
+        } else if let (503, false, Some(n)) = (head.status, head.chunked, head.content_length.filter(|n| *n <= MAX_CLASSIFIED_BODY)) {
+            let body = self.read_exact(n as usize).await?;
+            overload = is_overload_body(&body);
+            wire += n;
         } else if head.chunked {
             wire += self.skip_chunked().await?;
         } else if let Some(n) = head.content_length {
@@ -171,7 +199,22 @@ impl Conn {
             keep_alive = false;
             wire += self.skip_to_eof().await?;
         }
-        Ok(ResponseMeta { status: head.status, wire_bytes: wire, gzip: head.gzip, keep_alive, retry_after: head.retry_after })
+        Ok(ResponseMeta { status: head.status, wire_bytes: wire, gzip: head.gzip, keep_alive, retry_after: head.retry_after, overload })
+    }
+
+    /// The next `n` body bytes, copied (small bodies only).
+    async fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let avail = &self.rbuf[self.pos..];
+            let take = avail.len().min(n - out.len());
+            out.extend_from_slice(&avail[..take]);
+            self.pos += take;
+            if out.len() < n && self.fill().await? == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+        Ok(out)
     }
 
     async fn skip_exact(&mut self, mut remaining: u64) -> Result<u64, ClientError> {
@@ -479,6 +522,25 @@ mod tests {
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
+    }
+
+    /// Only admission / server overload refusals are sheds; a failed log's
+    /// 503 (with Retry-After too) is not.
+    #[test]
+    fn overload_bodies_are_told_from_other_503s() {
+        let node_shed = br#"{"status":503,"code":"OVERLOADED","message":"estimated wait 120 ms on its core (limit 100 ms); retry later"}"#;
+        assert!(is_overload_body(node_shed));
+        assert!(is_overload_body(br#"{"error":"server overloaded, retry later","status":503}"#));
+        assert!(is_overload_body(br#"{"error":"too many connections","status":503}"#));
+        let storage =
+            br#"{"status":503,"code":"STORAGE_UNAVAILABLE","message":"storage: write-ahead log of core 1 failed; restart needed"}"#;
+        assert!(!is_overload_body(storage));
+        assert!(!is_overload_body(br#"{"status":503,"code":"STORAGE_BUSY","message":"write-ahead log is full"}"#));
+        assert!(!is_overload_body(br#"{"status":503,"code":"UPSTREAM_CIRCUIT_OPEN","message":"x"}"#));
+        assert!(!is_overload_body(br#"{"status":"DRAINING"}"#));
+        assert!(!is_overload_body(b"{}"));
+        assert!(!is_overload_body(b"Service Unavailable"));
+        assert!(!is_overload_body(br#"{"code":"OVERLOADED""#), "truncated JSON");
     }
 
     #[test]

@@ -92,7 +92,7 @@ fn throughput_over_time(report: &Report, area: &Area) -> Result<(), PlotError> {
     let errs: Vec<(f64, f64)> = tl.iter().map(|p| (p.t_s, p.errors_per_s)).collect();
     let shed: Vec<(f64, f64)> = tl.iter().map(|p| (p.t_s, p.shed_per_s)).collect();
     let orange = RGBColor(230, 140, 0);
-    for (data, name, color) in [(resp, "responses/s", BLUE), (errs, "errors/s", RED), (shed, "shed (503 + Retry-After)/s", orange)] {
+    for (data, name, color) in [(resp, "responses/s", BLUE), (errs, "errors/s", RED), (shed, "shed (503 OVERLOADED)/s", orange)] {
         chart
             .draw_series(LineSeries::new(data, color.stroke_width(2)))
             .map_err(err)?

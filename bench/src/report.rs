@@ -3,8 +3,11 @@
 //!
 //! Every response whose status is not 2xx/3xx is an error, and so is every
 //! request that got no response (connect, i/o, timeout, malformed, unsent),
-//! with one exception kept apart: a 503 that carries `Retry-After` is the
-//! server shedding load on purpose ([`Outcome::Shed`]). It is counted and
+//! with one exception kept apart: a 503 whose body says `OVERLOADED` (or the
+//! HTTP server's own overload refusal, see `http::is_overload_body`) is the
+//! server shedding load on purpose ([`Outcome::Shed`]). `Retry-After` alone
+//! does not make a shed: a node whose log failed answers 503 + Retry-After
+//! to every write, and that is an outage, not shedding. A shed is counted and
 //! shown on its own (`shed`, `shed_share`), never as accepted and never
 //! mixed into `errors`. A report with any error says so in its first line
 //! (`ERRORS: ...`); one whose only failures are sheds starts `SHED: ...`.
@@ -35,9 +38,9 @@ fn new_hist(sigfig: u8) -> Histogram<u64> {
 pub enum Outcome {
     /// A 2xx or 3xx response.
     Ok(u16),
-    /// 503 with `Retry-After`: the server refused the work to stay fast.
+    /// 503 OVERLOADED: the server refused the work to stay fast.
     Shed,
-    /// A response with any other status (a 503 without `Retry-After` too).
+    /// A response with any other status (any other 503 too).
     Status(u16),
     Connect,
     Io,
@@ -52,7 +55,7 @@ impl Outcome {
     pub fn of(result: &Result<ResponseMeta, ClientError>) -> Outcome {
         match result {
             Ok(m) if (200..400).contains(&m.status) => Outcome::Ok(m.status),
-            Ok(m) if m.status == 503 && m.retry_after => Outcome::Shed,
+            Ok(m) if m.status == 503 && m.overload => Outcome::Shed,
             Ok(m) => Outcome::Status(m.status),
             Err(ClientError::Connect(_)) => Outcome::Connect,
             Err(ClientError::Io(_)) => Outcome::Io,
@@ -105,7 +108,7 @@ pub struct Recorder {
     latency: Histogram<u64>,
     /// From intended send time, 2xx/3xx only ("accepted").
     ok_latency: Histogram<u64>,
-    /// From intended send time, 503 + Retry-After only: how fast the
+    /// From intended send time, 503 OVERLOADED only: how fast the
     /// server says no (a slow refusal is queueing under another name).
     shed_latency: Histogram<u64>,
     /// From actual send time (service time), every response.
@@ -116,7 +119,7 @@ pub struct Recorder {
     requests: u64,
     responses: u64,
     ok: u64,
-    /// 503 + Retry-After answers.
+    /// 503 OVERLOADED answers.
     shed: u64,
     bytes: u64,
     gzip: u64,
@@ -401,7 +404,7 @@ pub struct Report {
     /// Neither accepted nor shed: other non-2xx/3xx statuses, no response.
     pub errors_total: u64,
     pub error_share: f64,
-    /// 503 + Retry-After (load shed by the server), apart from errors.
+    /// 503 OVERLOADED (load shed by the server), apart from errors.
     pub shed: u64,
     pub shed_share: f64,
     pub responses_per_s: f64,
@@ -412,7 +415,7 @@ pub struct Report {
     pub late_sends: u64,
     pub latency_us: Percentiles,
     pub ok_latency_us: Percentiles,
-    /// 503 + Retry-After answers only, from intended send time.
+    /// 503 OVERLOADED answers only, from intended send time.
     pub shed_latency_us: Percentiles,
     pub service_us: Percentiles,
     pub percentile_spectrum: Vec<SpectrumPoint>,
@@ -465,7 +468,7 @@ impl Report {
         let _ = writeln!(s, "latency     {}   (from intended send time)", fmt_pct(&self.latency_us));
         let _ = writeln!(s, "  accepted  {}   (2xx/3xx only)", fmt_pct(&self.ok_latency_us));
         if self.shed > 0 {
-            let _ = writeln!(s, "  shed      {}   (503 + Retry-After answers)", fmt_pct(&self.shed_latency_us));
+            let _ = writeln!(s, "  shed      {}   (503 OVERLOADED answers)", fmt_pct(&self.shed_latency_us));
         }
         let _ = writeln!(s, "  service   {}   (from actual send time)", fmt_pct(&self.service_us));
         let statuses: Vec<String> = self.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
@@ -475,7 +478,7 @@ impl Report {
         if self.shed > 0 {
             let _ = writeln!(
                 s,
-                "shed        {} requests answered 503 + Retry-After ({:.2} %), not counted as errors",
+                "shed        {} requests answered 503 OVERLOADED ({:.2} %), not counted as errors",
                 self.shed,
                 100.0 * self.shed_share
             );
@@ -533,17 +536,17 @@ fn fmt_pct(p: &Percentiles) -> String {
 }
 
 /// `ERRORS: ...` whenever anything failed (sheds mentioned after the
-/// errors), `SHED: ...` when the only failures are 503 + Retry-After,
+/// errors), `SHED: ...` when the only failures are 503 OVERLOADED,
 /// else `OK: ...`.
 pub fn first_line(errors: u64, shed: u64, requests: u64, kinds: &BTreeMap<String, u64>, ok_per_s: f64) -> String {
     let shed_note = if shed > 0 {
-        format!("; {shed} shed with 503 + Retry-After ({:.2}%)", 100.0 * shed as f64 / requests.max(1) as f64)
+        format!("; {shed} shed with 503 OVERLOADED ({:.2}%)", 100.0 * shed as f64 / requests.max(1) as f64)
     } else {
         String::new()
     };
     if shed > 0 && errors == 0 {
         return format!(
-            "SHED: {shed} of {requests} requests answered 503 + Retry-After ({:.2}%), no other errors, {ok_per_s:.1} ok/s",
+            "SHED: {shed} of {requests} requests answered 503 OVERLOADED ({:.2}%), no other errors, {ok_per_s:.1} ok/s",
             100.0 * shed as f64 / requests as f64
         );
     }
@@ -588,7 +591,7 @@ mod tests {
     }
 
     fn ok_meta(status: u16) -> ResponseMeta {
-        ResponseMeta { status, wire_bytes: 100, gzip: false, keep_alive: true, retry_after: false }
+        ResponseMeta { status, wire_bytes: 100, gzip: false, keep_alive: true, retry_after: false, overload: false }
     }
 
     #[test]
@@ -656,13 +659,16 @@ mod tests {
         assert_eq!(json["errors_total"], 11);
     }
 
-    /// A 503 with Retry-After is shed, apart from errors; a bare 503 or a
-    /// 500 still raises the ERRORS banner, with the sheds named after it.
+    /// A 503 OVERLOADED is shed, apart from errors; any other 503 (a failed
+    /// log's STORAGE_UNAVAILABLE carries Retry-After too) or a 500 still
+    /// raises the ERRORS banner, with the sheds named after it.
     #[test]
     fn shed_is_counted_apart_from_errors() {
-        let shed_meta = ResponseMeta { retry_after: true, ..ok_meta(503) };
+        let shed_meta = ResponseMeta { retry_after: true, overload: true, ..ok_meta(503) };
         assert_eq!(Outcome::of(&Ok(shed_meta)), Outcome::Shed);
-        assert_eq!(Outcome::of(&Ok(ok_meta(503))), Outcome::Status(503), "no Retry-After: an error");
+        assert_eq!(Outcome::of(&Ok(ok_meta(503))), Outcome::Status(503), "not OVERLOADED: an error");
+        let storage_down = ResponseMeta { retry_after: true, ..ok_meta(503) };
+        assert_eq!(Outcome::of(&Ok(storage_down)), Outcome::Status(503), "Retry-After alone is not a shed");
         let with_retry_500 = ResponseMeta { retry_after: true, ..ok_meta(500) };
         assert_eq!(Outcome::of(&Ok(with_retry_500)), Outcome::Status(500));
 
@@ -683,14 +689,14 @@ mod tests {
         assert_eq!(rep.latency_us.count, 100);
         assert_eq!(rep.timeline[0].shed_per_s, 25.0);
         assert_eq!(rep.timeline[0].errors_per_s, 0.0);
-        assert!(rep.first_line.starts_with("SHED: 25 of 100 requests answered 503 + Retry-After (25.00%)"), "{}", rep.first_line);
+        assert!(rep.first_line.starts_with("SHED: 25 of 100 requests answered 503 OVERLOADED (25.00%)"), "{}", rep.first_line);
         assert!(rep.to_text().contains("\nshed        25 requests"));
 
         r.record("read", Outcome::Status(500), Some(timing(100)), Some(&ok_meta(500)), Duration::ZERO);
         let rep = r.report(meta(), Duration::from_secs(1));
         assert_eq!((rep.requests, rep.shed, rep.errors_total), (101, 25, 1));
         assert!(rep.first_line.starts_with("ERRORS: 1 of 101 requests failed"), "{}", rep.first_line);
-        assert!(rep.first_line.ends_with("; 25 shed with 503 + Retry-After (24.75%)"), "{}", rep.first_line);
+        assert!(rep.first_line.ends_with("; 25 shed with 503 OVERLOADED (24.75%)"), "{}", rep.first_line);
     }
 
     #[test]

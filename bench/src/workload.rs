@@ -45,7 +45,7 @@ pub enum WorkloadKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OverloadBase {
     /// New characters (upstream fetch + compute): the server's admission
-    /// control sheds these with 503 + Retry-After when its queue is long.
+    /// control sheds these with 503 OVERLOADED when its queue is long.
     #[default]
     Cold,
     /// Warm reads of the seed characters.

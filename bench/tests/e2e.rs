@@ -26,8 +26,9 @@ struct Counters {
 }
 
 /// A keep-alive HTTP/1.1 server, one thread per connection. Every
-/// `fail_every`-th request (0 = never) gets a 503, with `Retry-After` when
-/// `shed` (load shedding) and without it otherwise. Likes answer chunked and
+/// `fail_every`-th request (0 = never) gets a 503 + Retry-After: maple's
+/// `OVERLOADED` body when `shed` (load shedding), its `STORAGE_UNAVAILABLE`
+/// body otherwise (an outage, not a shed). Likes answer chunked and
 /// check the bearer token's HS256 signature; reads answer with Content-Length.
 fn start_server(fail_every: u64) -> (String, Arc<Counters>) {
     start_server_with(fail_every, true)
@@ -65,9 +66,12 @@ fn serve_conn(mut s: TcpStream, fail_every: u64, shed: bool, c: &Counters) {
         let line = head.lines().next().unwrap_or("");
         let path = line.split(' ').nth(1).unwrap_or("");
         let resp: Vec<u8> = if fail_every > 0 && n.is_multiple_of(fail_every) && shed {
-            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}".to_vec()
+            let body = r#"{"status":503,"code":"OVERLOADED","message":"estimated wait 120 ms (limit 100 ms); retry later"}"#;
+            format!("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
         } else if fail_every > 0 && n.is_multiple_of(fail_every) {
-            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}".to_vec()
+            let body =
+                r#"{"status":503,"code":"STORAGE_UNAVAILABLE","message":"storage: write-ahead log of core 1 failed; restart needed"}"#;
+            format!("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
         } else if path.ends_with("/like") && line.starts_with("POST ") {
             let token = head.lines().find_map(|l| l.strip_prefix("Authorization: Bearer ")).unwrap_or("");
             if token_is_valid(token) {
@@ -167,7 +171,7 @@ fn likes_are_signed_and_chunked_replies_parse() {
     assert!(report.first_line.starts_with("ERRORS: "), "{}", report.first_line);
 }
 
-/// 503 + Retry-After is load shedding: counted as shed, apart from errors,
+/// 503 OVERLOADED is load shedding: counted as shed, apart from errors,
 /// and the first line says SHED, not OK.
 #[test]
 fn open_loop_accounts_for_every_due_request_and_counts_sheds() {
@@ -191,9 +195,11 @@ fn open_loop_accounts_for_every_due_request_and_counts_sheds() {
     assert!(goals[0].met && goals[1].met, "no other errors, some shed: {goals:?}");
 }
 
-/// A 503 without Retry-After is an error like any other non-2xx/3xx.
+/// A 503 that is not OVERLOADED (here a failed log's, with Retry-After) is
+/// an error like any other non-2xx/3xx: a run of them is an outage, not
+/// "SHED: no other errors".
 #[test]
-fn bare_503_is_an_error() {
+fn storage_unavailable_503_with_retry_after_is_an_error_not_a_shed() {
     let (url, _) = start_server_with(3, false);
     let report = run(&config(&url, WorkloadKind::SeedV4, Pacing::Closed, 2, SECRET)).unwrap();
     assert_eq!(report.shed, 0);

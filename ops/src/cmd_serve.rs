@@ -11,6 +11,7 @@ use engine::likes::LikeBook;
 
 use crate::cmd_token::DEV_JWT_SECRET;
 use crate::config::{Config, ServeFlags, UpstreamTarget};
+use crate::logging;
 use crate::metrics::NodeMetrics;
 use crate::node::durable::{self, CoreStorage, DurableOptions};
 use crate::node::{CoreService, NodeShared};
@@ -24,6 +25,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = Config::resolve(&args.flags)?;
+    for w in &cfg.warnings {
+        tracing::warn!("maple serve: config: {w}");
+    }
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     // The data dir first, the port second: a second node on the same data
     // dir (a restart that did not wait for the old process) waits here
@@ -49,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         UpstreamTarget::Http { .. } => None,
     };
     let shutdown = net::Shutdown::new();
-    shutdown.install_signal_handlers().context("installing signal handlers")?;
+    install_signal_handlers(&shutdown, cfg.drain).context("installing signal handlers")?;
     let upstream = match &cfg.upstream {
         UpstreamTarget::InProcess { data_dir, .. } => format!("in-process simulator ({})", data_dir.display()),
         UpstreamTarget::Http { base_url, api_key } => {
@@ -60,24 +64,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // "listening" line scripts wait for: no request is answered (so
     // /health/ready is not UP) until every core has recovered.
     if cfg.wal_sync == storage::WalSync::Off {
-        eprintln!(
+        tracing::warn!(
             "maple serve: WARNING --wal-sync off: the write-ahead log is NEVER fdatasynced. Acknowledged likes and \
              writes can be LOST on power loss or kernel crash. Benchmark mode only; never run it in production."
         );
     }
+    log_memory_plan(&cfg);
     let recovered = recover_cores(&cfg.data_dir, cfg.cores, &durable_options(&cfg), data_dir_lock_wait(&cfg))?;
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
-    eprintln!("maple serve: listening on {} ({} cores), upstream {upstream}", server.local_addr(), cfg.cores);
+    tracing::info!("maple serve: listening on {} ({} cores), upstream {upstream}", server.local_addr(), cfg.cores);
     let jwt_secret = match &cfg.jwt_secret {
         Some(secret) => secret.clone(),
         None => {
-            eprintln!("maple serve: WARNING no --jwt-secret / MAPLE_JWT_SECRET: using the dev secret {DEV_JWT_SECRET:?}");
+            tracing::warn!("maple serve: WARNING no --jwt-secret / MAPLE_JWT_SECRET: using the dev secret {DEV_JWT_SECRET:?}");
             DEV_JWT_SECRET.to_owned()
         }
     };
     let drain = cfg.drain;
     let metrics = Arc::new(NodeMetrics::new());
     let shared = Arc::new(NodeShared::new(cfg, metrics, Some(server.stats()), shutdown.clone(), sim, recovered, jwt_secret));
+    let stop_shed_log = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shed_log =
+        logging::spawn_shed_summary(Arc::new(NodeShedCounters { shared: shared.clone() }), stop_shed_log.clone(), logging::SUMMARY_EVERY)
+            .context("starting the load-shed summary")?;
     let serving = shared.clone();
     let stats = server
         .run(
@@ -86,17 +95,93 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 durable::spawn_evictor(serving.storage[core].clone());
                 CoreService::new(core, serving.clone())
             },
-            shutdown,
+            shutdown.clone(),
             drain,
         )
         .context("serving")?;
     let total = stats.total();
-    eprintln!("maple serve: stopped after {} requests", total.requests);
+    let drained_in = DRAIN_STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
+    tracing::info!(requests = total.requests, "maple serve: stopped after {} requests (drain took {drained_in:.0} ms)", total.requests);
+    stop_shed_log.store(true, std::sync::atomic::Ordering::Release);
+    let _ = shed_log.join();
     // Drained: make every core's state durable so the next start replays nothing.
     for s in &shared.storage {
         let index = s.final_checkpoint().with_context(|| format!("final checkpoint of core {}", s.core))?;
-        eprintln!("maple serve: core {} final checkpoint at log index {index}", s.core);
+        tracing::info!(core = s.core, index, "maple serve: core {} final checkpoint at log index {index}", s.core);
     }
+    Ok(())
+}
+
+/// The start-up line that says how `--memory-mb` was split.
+fn log_memory_plan(cfg: &Config) {
+    let m = &cfg.memory;
+    let mib = |b: usize| b / (1024 * 1024);
+    tracing::info!(
+        memory_mb = mib(m.total_bytes),
+        "maple serve: memory budget {} MiB ({}), {} MiB of it kept for the process; per core: equipment cache {} MiB, expectation cache {} MiB, \
+         read copies {} MiB, state store cache {} MiB, like book {} relations and {} idempotency keys",
+        mib(m.total_bytes),
+        m.source,
+        mib(m.reserve_bytes),
+        mib(m.equipment_bytes_per_core),
+        mib(m.expectation_bytes_per_core),
+        mib(m.read_copy_bytes_per_core),
+        mib(m.store_cache_bytes_per_core),
+        m.like_relations_per_core,
+        m.idempotency_keys_per_core,
+    );
+}
+
+/// What the node shed, for the summary line (admission counters of every
+/// core, the server's in-flight and connection refusals).
+struct NodeShedCounters {
+    shared: Arc<NodeShared>,
+}
+
+impl logging::ShedCounters for NodeShedCounters {
+    fn admission_shed(&self) -> u64 {
+        (0..self.shared.cfg.cores).map(|c| self.shared.metrics.admission.shed_count(c)).sum()
+    }
+    fn in_flight_rejected(&self) -> u64 {
+        self.shared.server_stats.as_ref().map_or(0, |s| s.per_core().iter().map(|c| c.err_overloaded).sum())
+    }
+    fn connections_rejected(&self) -> u64 {
+        self.shared.server_stats.as_ref().map_or(0, |s| s.per_core().iter().map(|c| c.connections_rejected).sum())
+    }
+    fn cross_core_full(&self) -> u64 {
+        (0..self.shared.cfg.cores).map(|c| self.shared.metrics.cross_core_count(c, "full")).sum()
+    }
+    fn log_backpressure(&self) -> u64 {
+        self.shared.storage.iter().map(|s| s.wal_stats().backpressure_rejections).sum()
+    }
+}
+
+/// When the first SIGTERM / SIGINT arrived (for the "drain took" line).
+static DRAIN_STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// SIGTERM / SIGINT: log it and start the drain (at most `drain`); a
+/// second signal during the drain exits at once (as `net::Shutdown` does).
+fn install_signal_handlers(shutdown: &net::Shutdown, drain: Duration) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let shutdown = shutdown.clone();
+    std::thread::Builder::new().name("maple-signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+            if shutdown.is_triggered() {
+                tracing::warn!(signal = name, "maple serve: {name} received again during the drain: exiting at once");
+                std::process::exit(128 + sig);
+            }
+            tracing::info!(
+                signal = name,
+                drain_budget_s = drain.as_secs(),
+                "maple serve: {name} received: draining (readiness 503, in-flight requests finish, at most {} s)",
+                drain.as_secs()
+            );
+            let _ = DRAIN_STARTED.set(Instant::now());
+            shutdown.trigger();
+        }
+    })?;
     Ok(())
 }
 
@@ -107,6 +192,11 @@ fn durable_options(cfg: &Config) -> DurableOptions {
         // Keys spread evenly over the cores: each keeps its share.
         expectations_max: cfg.store_expectations_max.div_ceil(cfg.cores),
         expectation_stale: cfg.cache_stale,
+        limits: engine::likes::LikeLimits {
+            max_relations: cfg.memory.like_relations_per_core,
+            max_idempotency_keys: cfg.memory.idempotency_keys_per_core,
+        },
+        store_cache_bytes: cfg.memory.store_cache_bytes_per_core as u64,
         ..DurableOptions::new(durable::wal_options(cfg.wal_segment_bytes, cfg.wal_sync))
     }
 }
@@ -131,7 +221,10 @@ fn recover_cores(
             .join()
             .map_err(|_| anyhow::anyhow!("recovery of core {core} panicked"))?
             .with_context(|| format!("recovering {}", durable::core_dir(data_dir, core).display()))?;
-        eprintln!(
+        tracing::info!(
+            core,
+            replayed = storage.replayed,
+            dropped_tail_bytes = storage.dropped_tail_bytes,
             "maple serve: core {core} recovered in {:.1} ms: replayed {} log entries, dropped {} torn tail bytes, {} like relations",
             storage.recovery.as_secs_f64() * 1e3,
             storage.replayed,
@@ -235,7 +328,8 @@ fn recover_waiting_for_lock(
                     )));
                 }
                 if !told {
-                    eprintln!(
+                    tracing::warn!(
+                        core,
                         "maple serve: core {core}: waiting for the data dir lock of {} (held by another process, e.g. the \
                          previous instance still draining), at most {} s",
                         durable::core_dir(data_dir, core).display(),

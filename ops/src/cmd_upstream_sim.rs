@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.addr))?;
     let shutdown = net::Shutdown::new();
     shutdown.install_signal_handlers()?;
-    eprintln!(
+    tracing::info!(
         "maple upstream-sim: listening on {} (fixtures {}, latency {} ms, failure rate {})",
         server.local_addr(),
         dir.display(),

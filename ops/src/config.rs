@@ -45,13 +45,19 @@ pub struct ServeFlags {
     /// In-process simulator: share of upstream calls that fail with 503, 0.0..=1.0 [default: 0].
     #[arg(long, env = "MAPLE_SIM_FAILURE_RATE")]
     pub sim_failure_rate: Option<f64>,
-    /// Equipment cache per core, MiB: upstream JSON as fetched; compressed to gzip on the equipment route's first read [default: 64].
+    /// Memory budget of the whole node, MiB (256..=1048576): 128 MiB + 30 % kept for the process itself, the rest split
+    /// across the caches, the like book and the state store's page cache (see the README). The per-cache flags below
+    /// win when given [default: 25 % of the machine's memory (MemTotal), at least 256, at most 2048].
+    #[arg(long, env = "MAPLE_MEMORY_MB")]
+    pub memory_mb: Option<usize>,
+    /// Equipment cache per core, MiB: upstream JSON as fetched; compressed to gzip on the equipment route's first read
+    /// [default: 27 % of --memory-mb after its reserve, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_EQUIPMENT_MB")]
     pub cache_equipment_mb: Option<usize>,
-    /// Rendered expectation cache per core, MiB [default: 64].
+    /// Rendered expectation cache per core, MiB [default: 18 % of --memory-mb after its reserve, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_EXPECTATION_MB")]
     pub cache_expectation_mb: Option<usize>,
-    /// Per-core read copies of other cores' hot responses, MiB [default: 8].
+    /// Per-core read copies of other cores' hot responses, MiB [default: 7 % of --memory-mb after its reserve, split over the cores].
     #[arg(long, env = "MAPLE_CACHE_READ_COPY_MB")]
     pub cache_read_copy_mb: Option<usize>,
     /// Age until a cached value is refetched, s [default: 300].
@@ -97,6 +103,9 @@ pub struct ServeFlags {
     /// restarts, s [default: 86400].
     #[arg(long, env = "MAPLE_IDEMPOTENCY_TTL_SECS")]
     pub idempotency_ttl_secs: Option<u64>,
+    /// Upstream circuit breaker: how long it stays open before it lets probe calls through, s (1..=3600) [default: 30].
+    #[arg(long, env = "MAPLE_BREAKER_OPEN_SECS")]
+    pub breaker_open_secs: Option<u64>,
 }
 
 /// The TOML file: same names as the flags.
@@ -112,6 +121,7 @@ struct FileConfig {
     sim_data_dir: Option<PathBuf>,
     sim_latency_ms: Option<u64>,
     sim_failure_rate: Option<f64>,
+    memory_mb: Option<usize>,
     cache_equipment_mb: Option<usize>,
     cache_expectation_mb: Option<usize>,
     cache_read_copy_mb: Option<usize>,
@@ -128,6 +138,7 @@ struct FileConfig {
     wal_sync: Option<String>,
     store_expectations_max: Option<usize>,
     idempotency_ttl_secs: Option<u64>,
+    breaker_open_secs: Option<u64>,
 }
 
 pub const NEXON_URL: &str = "https://open.api.nexon.com";
@@ -170,9 +181,124 @@ pub struct Config {
     pub store_expectations_max: usize,
     /// Lifetime of a remembered Idempotency-Key answer.
     pub idempotency_ttl: Duration,
+    /// How long the upstream breaker stays open before probing.
+    pub breaker_open: Duration,
+    /// The memory budget and how it is split (per core where it says so).
+    pub memory: MemoryPlan,
+    /// Things worth a warning at start (logged by `serve`, not here).
+    pub warnings: Vec<String>,
 }
 
 const MIB: usize = 1024 * 1024;
+
+/// Default budget: this share of the machine's memory ...
+const DEFAULT_MEMORY_PERCENT: u64 = 25;
+/// ... but at most this (MiB): a bigger cache buys little once the hot set
+/// fits, and the node usually shares the machine.
+const DEFAULT_MEMORY_MAX_MB: u64 = 2048;
+/// Without /proc/meminfo (not Linux): assume this budget (MiB).
+const FALLBACK_MEMORY_MB: u64 = 512;
+/// Resident bytes of one like relation: in the like book (character → user
+/// set: the user's string, the hash-set slot at its load factor) and its
+/// row in the state store; measured ~240 B with the bench's likes workload.
+pub const BYTES_PER_RELATION: usize = 256;
+/// Resident bytes of one remembered idempotency answer (user, key, result,
+/// the order queue entry).
+pub const BYTES_PER_IDEMPOTENCY_KEY: usize = 384;
+
+/// How `--memory-mb` is split. First a reserve for what no flag bounds:
+/// 128 MiB + 30 % of the budget (code and an idle node's heap, ~60-80 MB
+/// resident; thread stacks, connection buffers, documents being computed,
+/// sled's own buffers beyond its page cache, and the allocator's retained
+/// free pages, which measured 150-250 MB above the caches under a
+/// cold-character load on a 512 MiB budget). The rest is split: 27 % the
+/// equipment cache, 18 % the expectation cache, 7 % the read copies, 20 %
+/// the state store's page cache (sled; one store per core), 28 % the like
+/// book (relations, and a quarter of it the idempotency answers). Every
+/// per-core part is its share divided by the cores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPlan {
+    pub total_bytes: usize,
+    /// Where the total came from (for the start-up line).
+    pub source: String,
+    /// Kept for what no flag bounds.
+    pub reserve_bytes: usize,
+    pub equipment_bytes_per_core: usize,
+    pub expectation_bytes_per_core: usize,
+    pub read_copy_bytes_per_core: usize,
+    /// sled's `cache_capacity` of each core's state store.
+    pub store_cache_bytes_per_core: usize,
+    pub like_relations_per_core: usize,
+    pub idempotency_keys_per_core: usize,
+}
+
+/// Smallest `--memory-mb`: below it the reserve leaves nothing to split.
+pub const MIN_MEMORY_MB: usize = 256;
+
+impl MemoryPlan {
+    /// Split `total_mb` over `cores`; `explicit` per-core cache sizes (bytes)
+    /// replace their share.
+    pub fn split(total_mb: usize, source: String, cores: usize, explicit: [Option<usize>; 3]) -> MemoryPlan {
+        let total = total_mb * MIB;
+        let reserve = (128 * MIB + total / 100 * 30).min(total);
+        let rest = total - reserve;
+        let share = |percent: usize| rest / 100 * percent / cores;
+        let like_bytes = share(28);
+        let [equipment, expectation, read_copy] = explicit;
+        MemoryPlan {
+            total_bytes: total,
+            source,
+            reserve_bytes: reserve,
+            equipment_bytes_per_core: equipment.unwrap_or_else(|| share(27)),
+            expectation_bytes_per_core: expectation.unwrap_or_else(|| share(18)),
+            read_copy_bytes_per_core: read_copy.unwrap_or_else(|| share(7)),
+            store_cache_bytes_per_core: share(20).max(4 * MIB),
+            like_relations_per_core: (like_bytes / 4 * 3 / BYTES_PER_RELATION).max(10_000),
+            idempotency_keys_per_core: (like_bytes / 4 / BYTES_PER_IDEMPOTENCY_KEY).max(1_000),
+        }
+    }
+
+    /// Bytes the bounded parts may hold in all (per-core parts times cores).
+    pub fn bounded_bytes(&self, cores: usize) -> usize {
+        let per_core = self.equipment_bytes_per_core
+            + self.expectation_bytes_per_core
+            + self.read_copy_bytes_per_core
+            + self.store_cache_bytes_per_core
+            + self.like_relations_per_core * BYTES_PER_RELATION
+            + self.idempotency_keys_per_core * BYTES_PER_IDEMPOTENCY_KEY;
+        per_core * cores
+    }
+}
+
+/// MemTotal of `/proc/meminfo`, bytes.
+pub fn machine_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_total(&text)
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let n: u64 = parts.next()?.parse().ok()?;
+    match parts.next() {
+        Some("kB") | None => n.checked_mul(1024),
+        _ => None,
+    }
+}
+
+/// The default budget (MiB) for a machine with `mem_total` bytes, and why.
+fn default_memory_mb(mem_total: Option<u64>) -> (usize, String) {
+    match mem_total {
+        Some(bytes) => {
+            let mb = (bytes / MIB as u64 * DEFAULT_MEMORY_PERCENT / 100).clamp(MIN_MEMORY_MB as u64, DEFAULT_MEMORY_MAX_MB);
+            (
+                mb as usize,
+                format!("default: {DEFAULT_MEMORY_PERCENT} % of MemTotal {} MiB, at most {DEFAULT_MEMORY_MAX_MB}", bytes / MIB as u64),
+            )
+        }
+        None => (FALLBACK_MEMORY_MB as usize, "default: /proc/meminfo unreadable".to_string()),
+    }
+}
 
 impl Config {
     pub fn resolve(flags: &ServeFlags) -> anyhow::Result<Config> {
@@ -206,6 +332,36 @@ impl Config {
                 }
             }
         };
+        let (memory_mb, source) = match f.memory_mb.or(file.memory_mb) {
+            Some(mb) => (mb, "--memory-mb".to_string()),
+            None => default_memory_mb(machine_memory_bytes()),
+        };
+        anyhow::ensure!((MIN_MEMORY_MB..=1 << 20).contains(&memory_mb), "memory_mb must be in {MIN_MEMORY_MB}..=1048576, got {memory_mb}");
+        let explicit = [
+            f.cache_equipment_mb.or(file.cache_equipment_mb).map(|mb| mb * MIB),
+            f.cache_expectation_mb.or(file.cache_expectation_mb).map(|mb| mb * MIB),
+            f.cache_read_copy_mb.or(file.cache_read_copy_mb).map(|mb| mb * MIB),
+        ];
+        let memory = MemoryPlan::split(memory_mb, source, cores, explicit);
+        let mut warnings = Vec::new();
+        if let Ok(cpus) = std::thread::available_parallelism() {
+            if cores > cpus.get() {
+                warnings.push(format!(
+                    "--cores {cores} is more than the {} CPUs this process may use: cores share CPUs and a cold storm on one slows the others",
+                    cpus.get()
+                ));
+            }
+        }
+        if let Some(machine) = machine_memory_bytes().filter(|m| (memory_mb * MIB) as u64 > *m) {
+            warnings.push(format!("--memory-mb {memory_mb} is more than the machine's memory ({} MiB)", machine / MIB as u64));
+        }
+        if memory.bounded_bytes(cores) + memory.reserve_bytes > memory.total_bytes {
+            warnings.push(format!(
+                "the per-core cache flags, the rest of the budget and its reserve add up to {} MiB, over --memory-mb {}",
+                (memory.bounded_bytes(cores) + memory.reserve_bytes) / MIB,
+                memory_mb
+            ));
+        }
         let cfg = Config {
             listen: match (f.listen, &file.listen) {
                 (Some(addr), _) => addr,
@@ -216,9 +372,9 @@ impl Config {
             data_dir: pick!(data_dir, PathBuf::from("./data")),
             upstream,
             upstream_timeout: Duration::from_millis(pick!(upstream_timeout_ms, 3000)),
-            cache_equipment_bytes: pick!(cache_equipment_mb, 64) * MIB,
-            cache_expectation_bytes: pick!(cache_expectation_mb, 64) * MIB,
-            cache_read_copy_bytes: pick!(cache_read_copy_mb, 8) * MIB,
+            cache_equipment_bytes: memory.equipment_bytes_per_core,
+            cache_expectation_bytes: memory.expectation_bytes_per_core,
+            cache_read_copy_bytes: memory.read_copy_bytes_per_core,
             cache_ttl: Duration::from_secs(pick!(cache_ttl_secs, 300)),
             cache_stale: Duration::from_secs(pick!(cache_stale_secs, 86_400)),
             max_header_bytes: pick!(max_header_bytes, 16 * 1024),
@@ -240,7 +396,11 @@ impl Config {
             },
             store_expectations_max: pick!(store_expectations_max, 50_000),
             idempotency_ttl: Duration::from_secs(pick!(idempotency_ttl_secs, 86_400)),
+            breaker_open: Duration::from_secs(pick!(breaker_open_secs, 30)),
+            memory,
+            warnings,
         };
+        anyhow::ensure!((1..=3600).contains(&cfg.breaker_open.as_secs()), "breaker_open_secs must be in 1..=3600");
         anyhow::ensure!((4 * MIB as u64..4096 * MIB as u64).contains(&cfg.wal_segment_bytes), "wal_segment_mb must be in 4..=4095");
         anyhow::ensure!(cfg.store_expectations_max >= 1, "store_expectations_max must be >= 1");
         anyhow::ensure!(!cfg.idempotency_ttl.is_zero(), "idempotency_ttl_secs must be > 0");
@@ -388,5 +548,43 @@ mod tests {
         let file: FileConfig = toml::from_str("wal_sync = \"off\"").unwrap();
         let flags = ServeFlags { wal_sync: Some("fsync".into()), ..Default::default() };
         assert_eq!(Config::merge(&flags, file).unwrap().wal_sync, storage::WalSync::Fsync);
+    }
+
+    #[test]
+    fn the_memory_budget_is_split_and_explicit_cache_flags_win() {
+        let flags = ServeFlags { memory_mb: Some(512), cores: Some(2), ..Default::default() };
+        let cfg = Config::merge(&flags, FileConfig::default()).unwrap();
+        let m = &cfg.memory;
+        assert_eq!(m.total_bytes, 512 * MIB);
+        assert_eq!(m.source, "--memory-mb");
+        // Reserve 128 MiB + 30 %; 27 % of the rest over 2 cores.
+        let rest = 512 * MIB - (128 * MIB + 512 * MIB / 100 * 30);
+        assert_eq!(m.reserve_bytes, 512 * MIB - rest);
+        assert_eq!(m.equipment_bytes_per_core, rest / 100 * 27 / 2);
+        assert_eq!(cfg.cache_equipment_bytes, m.equipment_bytes_per_core);
+        assert_eq!(m.store_cache_bytes_per_core, rest / 100 * 20 / 2);
+        assert!(m.bounded_bytes(2) + m.reserve_bytes <= m.total_bytes, "the parts fit the budget");
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        // A per-cache flag wins over its share, from the file too; over the budget: a warning.
+        let file: FileConfig = toml::from_str("memory_mb = 256\ncache_expectation_mb = 300").unwrap();
+        let cfg = Config::merge(&ServeFlags { cores: Some(1), ..Default::default() }, file).unwrap();
+        assert_eq!(cfg.cache_expectation_bytes, 300 * MIB);
+        assert_eq!(cfg.memory.total_bytes, 256 * MIB);
+        assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+        let tiny = ServeFlags { memory_mb: Some(100), ..Default::default() };
+        assert!(Config::merge(&tiny, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn the_default_budget_is_a_quarter_of_the_machine_at_most_2_gib() {
+        let meminfo = "MemTotal:        2048000 kB\nMemFree:          100 kB\n";
+        assert_eq!(parse_mem_total(meminfo), Some(2_048_000 * 1024));
+        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(default_memory_mb(Some(2 << 30)).0, 512, "a 2 GiB machine: 512 MiB");
+        assert_eq!(default_memory_mb(Some(64 << 30)).0, 2048, "capped");
+        assert_eq!(default_memory_mb(Some(64 << 20)).0, MIN_MEMORY_MB, "never below the minimum");
+        assert_eq!(default_memory_mb(None).0, FALLBACK_MEMORY_MB as usize);
+        let cfg = Config::merge(&ServeFlags::default(), FileConfig::default()).unwrap();
+        assert!(cfg.memory.source.starts_with("default"), "{}", cfg.memory.source);
     }
 }

@@ -16,6 +16,7 @@ mod cmd_serve;
 mod cmd_token;
 mod cmd_upstream_sim;
 mod config;
+mod logging;
 mod metrics;
 mod node;
 mod sim;
@@ -24,6 +25,9 @@ mod upstream;
 #[derive(Parser)]
 #[command(name = "maple", version, about = "maple-engine: the MapleExpectation backend, thread-per-core")]
 struct Cli {
+    /// Log format on stderr: `text` or `json` (one object per line). The level filter is RUST_LOG [default: info].
+    #[arg(long, global = true, env = "MAPLE_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -44,6 +48,7 @@ enum Cmd {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     let result = match cli.cmd {
         Cmd::Serve(a) => cmd_serve::run(*a),
         Cmd::UpstreamSim(a) => cmd_upstream_sim::run(a),
@@ -54,7 +59,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("maple: {e:#}");
+            logging::fatal(cli.log_format, &e);
             std::process::ExitCode::FAILURE
         }
     }

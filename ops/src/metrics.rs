@@ -100,6 +100,11 @@ impl NodeMetrics {
         }
     }
 
+    /// Cross-core forwards of `core` with `result` so far (the shed summary reads "full").
+    pub fn cross_core_count(&self, core: usize, result: &str) -> u64 {
+        self.cross_core.get_or_create(&vec![("core", core.to_string()), ("result", result.to_string())]).get()
+    }
+
     pub fn core(&self, core: usize) -> CoreMetrics {
         let c = core.to_string();
         CoreMetrics {
@@ -138,6 +143,9 @@ impl NodeMetrics {
             })
             .collect();
         render_storage(&mut out, &snapshots);
+        if let Some(p) = ProcessStats::read() {
+            render_process(&mut out, &p);
+        }
         encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
@@ -169,6 +177,82 @@ fn render_server_stats(out: &mut String, stats: &net::ServerStats) {
     family("timeouts", "counter", "Connections closed by header, body (408) or idle timeout", &|s| {
         s.timeout_header + s.timeout_body + s.timeout_idle
     });
+}
+
+/// The standard process metrics (as the Prometheus client libraries name
+/// them), from `/proc/self`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    pub cpu_seconds: f64,
+    pub open_fds: u64,
+    pub max_fds: Option<u64>,
+    pub start_time_seconds: Option<f64>,
+}
+
+impl ProcessStats {
+    /// `None` where `/proc` is not there (not Linux).
+    pub fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // SAFETY: sysconf only reads a constant of the system.
+        let (page, ticks) = unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
+        let mut p = parse_stat(&stat, page.max(1) as u64, ticks.max(1) as u64)?;
+        p.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        p.max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|l| parse_max_fds(&l));
+        p.start_time_seconds = process_start_time(&stat, ticks.max(1) as u64);
+        Some(p)
+    }
+}
+
+/// Fields of `/proc/self/stat` after the `(comm)` (which may hold spaces):
+/// utime, stime at 14, 15; vsize at 23; rss (pages) at 24 (1-based, man proc).
+fn parse_stat(stat: &str, page_bytes: u64, ticks_per_s: u64) -> Option<ProcessStats> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state).
+    let field = |n: usize| -> Option<u64> { f.get(n - 3)?.parse().ok() };
+    let cpu_ticks = field(14)? + field(15)?;
+    Some(ProcessStats {
+        resident_bytes: field(24)? * page_bytes,
+        virtual_bytes: field(23)?,
+        cpu_seconds: cpu_ticks as f64 / ticks_per_s as f64,
+        open_fds: 0,
+        max_fds: None,
+        start_time_seconds: None,
+    })
+}
+
+fn parse_max_fds(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// Start time (field 22, ticks after boot) + boot time (`btime` of /proc/stat).
+fn process_start_time(stat: &str, ticks_per_s: u64) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start_ticks: u64 = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat").ok()?.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    Some(btime as f64 + start_ticks as f64 / ticks_per_s as f64)
+}
+
+fn render_process(out: &mut String, p: &ProcessStats) {
+    let mut one = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let suffix = if kind == "counter" { "_total" } else { "" };
+        let _ = writeln!(out, "{name}{suffix} {value}");
+    };
+    one("process_resident_memory_bytes", "gauge", "Resident memory size in bytes", p.resident_bytes as f64);
+    one("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes", p.virtual_bytes as f64);
+    one("process_cpu_seconds", "counter", "Total user and system CPU time spent in seconds", p.cpu_seconds);
+    one("process_open_fds", "gauge", "Number of open file descriptors", p.open_fds as f64);
+    if let Some(max) = p.max_fds {
+        one("process_max_fds", "gauge", "Maximum number of open file descriptors", max as f64);
+    }
+    if let Some(t) = p.start_time_seconds {
+        one("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds", t);
+    }
 }
 
 /// One core's storage numbers at scrape time.
@@ -273,6 +357,11 @@ pub struct CoreMetrics {
 }
 
 impl CoreMetrics {
+    /// The core's index, for log lines.
+    pub fn core_index(&self) -> usize {
+        self.core.parse().unwrap_or(usize::MAX)
+    }
+
     pub fn request(&self, route: &'static str, status: u16, took: Duration) {
         let mut local = self.local.borrow_mut();
         local
@@ -387,5 +476,27 @@ mod tests {
         assert!(text.contains("maple_singleflight_joins_total{core=\"0\"} 1"), "{text}");
         assert!(text.contains("maple_http_request_duration_seconds_count{core=\"0\",route=\"expectation\"} 2"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+        let rss = text.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).expect("rss metric");
+        assert!(rss.parse::<f64>().unwrap() > 1e6, "{rss}");
+        assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+        assert!(text.contains("\nprocess_open_fds "), "{text}");
+        assert!(text.contains("\nprocess_virtual_memory_bytes "), "{text}");
+    }
+
+    #[test]
+    fn proc_stat_parses_around_a_command_with_spaces() {
+        // pid (comm) state ppid ... : utime=14 stime=15 ... vsize=23 rss=24
+        let mut fields: Vec<String> = (3..=52).map(|i| i.to_string()).collect();
+        fields[14 - 3] = "250".into();
+        fields[15 - 3] = "50".into();
+        fields[23 - 3] = "1000000".into();
+        fields[24 - 3] = "10".into();
+        let stat = format!("42 (a (weird) name) {}", fields.join(" "));
+        let p = parse_stat(&stat, 4096, 100).unwrap();
+        assert_eq!((p.resident_bytes, p.virtual_bytes), (40960, 1_000_000));
+        assert!((p.cpu_seconds - 3.0).abs() < 1e-9);
+        assert_eq!(parse_stat("garbage", 4096, 100), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 4096                 files\n";
+        assert_eq!(parse_max_fds(limits), Some(1024));
     }
 }

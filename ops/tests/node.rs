@@ -266,6 +266,11 @@ fn serve_help_documents_every_setting() {
         "--max-body-bytes",
         "--drain-secs",
         "--jwt-secret",
+        "--memory-mb",
+        "MAPLE_MEMORY_MB",
+        "--breaker-open-secs",
+        "--log-format",
+        "MAPLE_LOG_FORMAT",
         "MAPLE_NEXON_API_KEY",
     ] {
         assert!(text.contains(flag), "`maple serve --help` lacks {flag}");

@@ -58,6 +58,47 @@ impl FailPoint {
     }
 }
 
+/// Injected I/O errors (not crashes): `MAPLE_STORAGE_CRASH_AT=<name>` or
+/// `<name>@<n>` (the first `n` passes succeed, every later one fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoFailPoint {
+    /// The write-ahead log's fdatasync of a commit round fails with ENOSPC
+    /// (as on a full disk), which poisons the log.
+    WalFsyncEnospc,
+}
+
+impl IoFailPoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            IoFailPoint::WalFsyncEnospc => "wal-fsync-enospc",
+        }
+    }
+
+    fn parse(s: &str) -> Option<(IoFailPoint, u64)> {
+        let (name, after) = match s.split_once('@') {
+            Some((name, n)) => (name, n.parse().ok()?),
+            None => (s, 0),
+        };
+        [IoFailPoint::WalFsyncEnospc].into_iter().find(|p| p.name() == name).map(|p| (p, after))
+    }
+}
+
+fn armed_io() -> Option<(IoFailPoint, u64)> {
+    static ARMED: OnceLock<Option<(IoFailPoint, u64)>> = OnceLock::new();
+    *ARMED.get_or_init(|| std::env::var(CRASH_ENV).ok().and_then(|v| IoFailPoint::parse(&v)))
+}
+
+/// The error to inject at `point`, if it is armed and its passes are used up.
+#[inline]
+pub fn io_error(point: IoFailPoint) -> Option<std::io::Error> {
+    static PASSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let (armed, after) = armed_io()?;
+    if armed != point || PASSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < after {
+        return None;
+    }
+    Some(std::io::Error::from_raw_os_error(libc::ENOSPC))
+}
+
 fn armed() -> Option<FailPoint> {
     static ARMED: OnceLock<Option<FailPoint>> = OnceLock::new();
     *ARMED.get_or_init(|| std::env::var(CRASH_ENV).ok().and_then(|v| FailPoint::from_name(&v)))
@@ -69,5 +110,19 @@ pub fn hit(point: FailPoint) {
     if armed() == Some(point) {
         eprintln!("storage: fail point {} reached, aborting", point.name());
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_fail_points_parse_with_an_optional_pass_count() {
+        assert_eq!(IoFailPoint::parse("wal-fsync-enospc"), Some((IoFailPoint::WalFsyncEnospc, 0)));
+        assert_eq!(IoFailPoint::parse("wal-fsync-enospc@3"), Some((IoFailPoint::WalFsyncEnospc, 3)));
+        assert_eq!(IoFailPoint::parse("wal-fsync-enospc@x"), None);
+        assert_eq!(IoFailPoint::parse("mid-apply"), None);
+        assert_eq!(FailPoint::from_name("wal-fsync-enospc"), None, "not a crash point");
     }
 }

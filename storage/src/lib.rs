@@ -38,9 +38,11 @@ mod stats;
 mod wal;
 
 pub use error::StorageError;
-pub use failpoint::FailPoint;
+pub use failpoint::{FailPoint, IoFailPoint};
 pub use segment::Torn;
-pub use state::{Applied, Applier, ApplierOptions, ApplyEntry, KvPair, KvWrite, StateStore, Visit};
+pub use state::{
+    Applied, Applier, ApplierOptions, ApplyEntry, KvPair, KvWrite, StateStore, Visit, DEFAULT_CACHE_BYTES as DEFAULT_STATE_CACHE_BYTES,
+};
 pub use stats::{StateStats, WalStats};
 pub use wal::{AppendFuture, Completion, Recovery, Wal, WalOptions, WalSync};
 

@@ -37,6 +37,8 @@ const SLED_DIR: &str = "sled";
 const TOMBS_TREE: &str = "tombs";
 const TAG_VALUE: u8 = 0;
 const TAG_TOMBSTONE: u8 = 1;
+/// sled's own default page cache (`cache_capacity`), bytes.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 /// Entries read from the log per apply step.
 const APPLY_CHUNK: u64 = 1024;
 
@@ -128,16 +130,24 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// Open sled under `dir/sled` and read the last durable checkpoint.
-    /// Call [`StateStore::replay`] next, before serving reads.
+    /// Open sled under `dir/sled` (with sled's default page cache, 1 GiB)
+    /// and read the last durable checkpoint. Call [`StateStore::replay`]
+    /// next, before serving reads.
     pub fn open(dir: &Path) -> Result<StateStore, StorageError> {
+        StateStore::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`StateStore::open`] with sled's page cache bounded to `cache_bytes`
+    /// (sled's `cache_capacity`; it counts the pages it keeps, not every
+    /// byte sled allocates).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<StateStore, StorageError> {
         fs::create_dir_all(dir).ctx(|| format!("create dir {}", dir.display()))?;
         fsutil::remove_if_exists(&dir.join(format!("{CHECKPOINT_FILE}.tmp")))?;
         let checkpoint = match fsutil::read_optional(&dir.join(CHECKPOINT_FILE))? {
             None => 0,
             Some(b) => decode_u64_record(&b, "checkpoint file")?,
         };
-        let db = sled::Config::new().path(dir.join(SLED_DIR)).open()?;
+        let db = sled::Config::new().path(dir.join(SLED_DIR)).cache_capacity(cache_bytes).open()?;
         let kv = db.open_tree("kv")?;
         let tombs = db.open_tree(TOMBS_TREE)?;
         Ok(StateStore {
@@ -479,6 +489,8 @@ enum ApplierMsg {
 }
 
 struct Shared {
+    /// Why the applier stopped applying, if it did (set once).
+    failed: std::sync::OnceLock<String>,
     committed: AtomicU64,
     /// A wake-up is queued and the applier has not started on it yet: later
     /// commits need no second one (one wake-up per apply round, not per commit).
@@ -507,7 +519,7 @@ impl Applier {
         committed: u64,
     ) -> Result<Applier, StorageError> {
         let (tx, rx) = flume::bounded(64);
-        let shared = Arc::new(Shared { committed: AtomicU64::new(committed), kicked: Default::default() });
+        let shared = Arc::new(Shared { failed: Default::default(), committed: AtomicU64::new(committed), kicked: Default::default() });
         let (s, st) = (shared.clone(), store.clone());
         let thread = std::thread::Builder::new()
             .name("state-applier".into())
@@ -539,6 +551,11 @@ impl Applier {
 
     pub fn store(&self) -> &Arc<StateStore> {
         &self.store
+    }
+
+    /// Why the applier stopped (it applies nothing more until a restart), if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.shared.failed.get().map(String::as_str)
     }
 
     pub fn committed_index(&self) -> u64 {
@@ -573,6 +590,10 @@ fn applier_loop(
     let mut last_checkpoint = Instant::now();
     let mut last_maintain = Instant::now();
     let mut failed: Option<String> = None;
+    // Checkpoint failures are logged when they start and when they end, not
+    // on every retry (a full disk fails every tick).
+    let mut checkpoint_failures: u64 = 0;
+    let dir = store.dir.display().to_string();
     loop {
         let tick = opts.checkpoint_every.min(opts.maintain_every).min(Duration::from_millis(500));
         let msg = rx.recv_timeout(tick);
@@ -582,8 +603,9 @@ fn applier_loop(
             match store.apply_from_log(wal, shared.committed.load(Ordering::SeqCst), apply) {
                 Ok(n) => since_checkpoint += n,
                 Err(e) => {
-                    tracing::error!(error = %e, "state applier stopped");
+                    tracing::error!(%dir, error = %e, "state applier stopped: the state store applies nothing more until the process restarts");
                     failed = Some(e.to_string());
+                    let _ = shared.failed.set(e.to_string());
                 }
             }
         }
@@ -600,9 +622,18 @@ fn applier_loop(
                 since_checkpoint = 0;
                 last_checkpoint = Instant::now();
                 maintain_now = !disconnected;
+                if checkpoint_failures > 0 {
+                    tracing::warn!(%dir, failures = checkpoint_failures, "checkpoint succeeded again after {checkpoint_failures} failed attempts");
+                    checkpoint_failures = 0;
+                }
             }
             if let Err(e) = &r {
-                tracing::error!(error = %e, "checkpoint failed");
+                if checkpoint_failures == 0 {
+                    tracing::error!(%dir, error = %e, "checkpoint failed (retried every tick; the log keeps growing until one succeeds)");
+                } else {
+                    tracing::debug!(%dir, error = %e, attempt = checkpoint_failures + 1, "checkpoint failed again");
+                }
+                checkpoint_failures += 1;
             }
             if let Some(done) = explicit {
                 let _ = done.send(r);
@@ -614,7 +645,7 @@ fn applier_loop(
         if maintain_now {
             last_maintain = Instant::now();
             if let Err(e) = apply.maintain(store) {
-                tracing::warn!(error = %e, "state maintenance failed");
+                tracing::warn!(%dir, error = %e, "state maintenance failed (retried at the next sweep)");
             }
         }
         if disconnected {

@@ -208,6 +208,8 @@ pub(crate) struct Shared {
     pub(crate) fsync_latency_us: Mutex<Histogram<u64>>,
     pub(crate) entries_per_fsync: Mutex<Histogram<u64>>,
     recovery: Recovery,
+    /// Why the log refuses writes (set once, by the syncer, when it is poisoned).
+    poisoned: std::sync::OnceLock<String>,
     /// Held open for the log's lifetime: the directory's flock.
     _lock: fs::File,
 }
@@ -329,6 +331,7 @@ impl Wal {
             fsync_latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
             entries_per_fsync: Mutex::new(Histogram::new_with_bounds(1, 1 << 24, 2).expect("valid bounds")),
             recovery: rec.clone(),
+            poisoned: std::sync::OnceLock::new(),
             _lock: lock,
         });
         let (tx, rx) = flume::bounded(opts.max_pending);
@@ -446,6 +449,11 @@ impl Wal {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// Why the log is poisoned (it refuses every write until reopened), if it is.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.shared.poisoned.get().map(String::as_str)
     }
 
     /// How this log makes appends durable.
@@ -651,7 +659,9 @@ impl Syncer {
         if self.shared.opts.fsyncs() {
             for f in self.dirty.drain(..) {
                 let t = Instant::now();
-                f.sync_data().ctx(|| "fdatasync wal segment".to_string())?;
+                failpoint::io_error(failpoint::IoFailPoint::WalFsyncEnospc)
+                    .map_or_else(|| f.sync_data(), Err)
+                    .ctx(|| format!("fdatasync of a segment in {}", self.shared.dir.display()))?;
                 let us = t.elapsed().as_micros() as u64;
                 let c = &self.shared.counters;
                 c.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -689,7 +699,8 @@ impl Syncer {
 
     fn poison(&mut self, e: StorageError) {
         let why = e.to_string();
-        tracing::error!(error = %why, "write-ahead log poisoned");
+        tracing::error!(dir = %self.shared.dir.display(), error = %why, "write-ahead log poisoned: it refuses every write until the process restarts");
+        let _ = self.shared.poisoned.set(why.clone());
         for (done, _) in self.acks.drain(..) {
             let _ = done.send(Err(StorageError::Poisoned(why.clone())));
         }

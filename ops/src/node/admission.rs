@@ -166,6 +166,11 @@ impl AdmissionMetrics {
         m
     }
 
+    /// Cold computations shed on `core` so far (for the load-shed summary line).
+    pub fn shed_count(&self, core: usize) -> u64 {
+        self.shed.get_or_create(&vec![("core", core.to_string())]).get()
+    }
+
     pub fn core(&self, core: usize) -> CoreAdmissionMetrics {
         let l: Labels = vec![("core", core.to_string())];
         CoreAdmissionMetrics {

@@ -83,6 +83,8 @@ pub struct DurableOptions {
     pub expectation_stale: Duration,
     /// How often the applier sweeps (and after every checkpoint).
     pub maintain_every: Duration,
+    /// sled's page cache of the core's state store (`--memory-mb` share).
+    pub store_cache_bytes: u64,
 }
 
 impl DurableOptions {
@@ -94,6 +96,7 @@ impl DurableOptions {
             expectations_max: DEFAULT_STORED_EXPECTATIONS_MAX,
             expectation_stale: Duration::from_secs(86_400),
             maintain_every: Duration::from_secs(30),
+            store_cache_bytes: storage::DEFAULT_STATE_CACHE_BYTES,
         }
     }
 }
@@ -249,7 +252,7 @@ pub fn recover(data_dir: &Path, core: usize, opts: &DurableOptions) -> Result<(C
     let started = Instant::now();
     let dir = core_dir(data_dir, core);
     let (wal, recovery) = Wal::open(&dir.join("wal"), opts.wal.clone())?;
-    let store = Arc::new(StateStore::open(&dir.join("state"))?);
+    let store = Arc::new(StateStore::open_with_cache(&dir.join("state"), opts.store_cache_bytes)?);
     let (evict_tx, evictions) = flume::bounded(1);
     let mut apply = NodeApply {
         idempotency_ttl: opts.idempotency_ttl,
@@ -259,15 +262,31 @@ pub fn recover(data_dir: &Path, core: usize, opts: &DurableOptions) -> Result<(C
         evictions: evict_tx,
     };
     let replayed = store.replay(&wal, wal.last_index(), &mut apply)?;
-    let limits = &opts.limits;
-    let mut book = LikeBook::new(limits.clone());
-    let pairs = store.scan_prefix(RELATION_PREFIX, limits.max_relations.saturating_add(1))?;
-    if pairs.len() > limits.max_relations {
+    // The memory budget may bound the book below what an earlier run stored:
+    // load what is there (up to the hard limit) and refuse new likes instead.
+    let hard_limit = opts.limits.max_relations.max(LikeLimits::default().max_relations);
+    let pairs = store.scan_prefix(RELATION_PREFIX, hard_limit.saturating_add(1))?;
+    if pairs.len() > hard_limit {
         return Err(StorageError::Corrupt {
             what: format!("core {core} like relations"),
-            detail: format!("more than the limit of {}", limits.max_relations),
+            detail: format!("more than the limit of {hard_limit}"),
         });
     }
+    let mut limits = opts.limits.clone();
+    if pairs.len() > limits.max_relations {
+        tracing::warn!(
+            core,
+            relations = pairs.len(),
+            limit = limits.max_relations,
+            "core {core} stores {} like relations, more than the memory budget's {}: all are loaded; new likes are \
+             refused (503 STORAGE_BUSY) until unlikes make room (raise --memory-mb)",
+            pairs.len(),
+            limits.max_relations
+        );
+        limits.max_relations = pairs.len();
+    }
+    let limits = &limits;
+    let mut book = LikeBook::new(limits.clone());
     book.load_kv(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).map_err(|e| StorageError::Decode(e.to_string()))?;
     let answers = load_idempotency(&store, now_ms(), opts.idempotency_ttl, limits.max_idempotency_keys)?;
     let applier_opts = ApplierOptions { maintain_every: opts.maintain_every, ..ApplierOptions::default() };

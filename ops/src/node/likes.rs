@@ -68,6 +68,8 @@ pub struct LikeShard {
     log: Rc<CoreLog>,
     poisoned: RefCell<Option<String>>,
     metrics: Rc<CoreMetrics>,
+    /// "Like book full" lines: at most one per period, with the count.
+    full_log: RefCell<crate::logging::Throttle>,
 }
 
 impl LikeShard {
@@ -79,6 +81,7 @@ impl LikeShard {
             log,
             poisoned: RefCell::new(None),
             metrics,
+            full_log: RefCell::new(crate::logging::Throttle::new(crate::logging::SUMMARY_EVERY)),
         }
     }
 
@@ -128,10 +131,30 @@ impl LikeShard {
         Ok(result)
     }
 
+    /// The book is at its relation limit (the like book's share of
+    /// `--memory-mb`): logged at most once per period, with the count.
+    fn log_full(&self) {
+        if let Some(suppressed) = self.full_log.borrow_mut().allow(std::time::Instant::now()) {
+            let core = self.log.storage.core;
+            let relations = self.book.borrow().relations();
+            tracing::warn!(
+                core,
+                relations,
+                suppressed,
+                "like book of core {core} is full ({relations} relations, its share of --memory-mb): new likes are \
+                 answered 503 STORAGE_BUSY until unlikes make room ({suppressed} more refusals since the previous line)"
+            );
+        }
+    }
+
     /// Flip the like in the book and submit its record (synchronously: no
     /// await between the two, see the module doc).
     fn toggle(&self, user: &str, character: &str, idempotency_key: Option<String>, now_ms: u64) -> Result<LikeResult, LikeFail> {
-        let toggled = self.book.borrow_mut().toggle(user, character, None).map_err(invalid)?;
+        let toggled = self.book.borrow_mut().toggle(user, character, None);
+        if let Err(LikeError::Full) = toggled {
+            self.log_full();
+        }
+        let toggled = toggled.map_err(invalid)?;
         let mut record = toggled.record.expect("a toggle without a key always yields a record");
         record.idempotency_key = idempotency_key;
         if let Err(e) = self.log.append(durable::like_payload(&record, now_ms)) {
@@ -149,11 +172,30 @@ impl LikeShard {
         Ok(toggled.result)
     }
 
+    /// The log failed: refuse every later like request until a restart.
+    /// The client is told which core's log failed, never the error itself
+    /// (it names files): that goes to the log, once — the log's own
+    /// "write-ahead log poisoned" line when it poisoned itself, else here.
     fn poison(&self, why: String) -> LikeFail {
-        let why = format!("like log failed, restart needed: {why}");
-        *self.poisoned.borrow_mut() = Some(why.clone());
-        LikeFail::Unavailable(why)
+        let core = self.log.storage.core;
+        let public = storage_down_reason(core);
+        let first = self.poisoned.borrow().is_none();
+        if first {
+            if self.log.storage.wal.poisoned().is_some() {
+                tracing::debug!(core, error = %why, "like shard: refusing likes until a restart");
+            } else {
+                tracing::error!(core, error = %why, "like log failed: like requests of core {core} refused until a restart");
+            }
+            *self.poisoned.borrow_mut() = Some(public.clone());
+        }
+        LikeFail::Unavailable(public)
     }
+}
+
+/// What clients and readiness are told when a core's log failed (no paths:
+/// those are in the log line).
+pub fn storage_down_reason(core: usize) -> String {
+    format!("storage: write-ahead log of core {core} failed; restart needed")
 }
 
 fn check_idempotency_key(key: &str) -> Result<(), LikeFail> {

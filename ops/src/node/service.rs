@@ -22,6 +22,19 @@ use crate::config::UpstreamTarget;
 use crate::metrics::CoreMetrics;
 use crate::upstream::{BreakerConfig, Nexon, Transport};
 
+/// Why the node cannot serve writes, if it cannot: a core's log is poisoned
+/// or its state applier stopped. Both last until a restart. The reason names
+/// the core, not files (the storage's own log line has the path and error).
+pub fn storage_down(storage: &[Arc<super::durable::CoreStorage>]) -> Option<String> {
+    storage.iter().find_map(|s| {
+        if s.wal.poisoned().is_some() {
+            Some(super::likes::storage_down_reason(s.core))
+        } else {
+            s.applier.failure().map(|_| format!("storage: state store of core {} stopped applying the log; restart needed", s.core))
+        }
+    })
+}
+
 /// Longest accepted `Idempotency-Key` header (the like book's own limit).
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
@@ -48,6 +61,8 @@ pub struct CoreService {
     metrics: Rc<CoreMetrics>,
     /// This core's log appender (awaited at shutdown: see `drain`).
     log: Rc<CoreLog>,
+    /// "Cannot compute from the upstream equipment" lines: one per period.
+    calc_log: RefCell<crate::logging::Throttle>,
 }
 
 impl CoreService {
@@ -60,7 +75,8 @@ impl CoreService {
             (UpstreamTarget::Http { base_url, api_key }, _) => Transport::http(base_url, api_key.as_deref(), shared.cfg.upstream_timeout),
             (UpstreamTarget::InProcess { .. }, None) => unreachable!("cmd_serve builds the simulator for in-process mode"),
         };
-        let nexon = Nexon::new(transport, shared.cfg.upstream_timeout, BreakerConfig::default(), metrics.clone());
+        let breaker = BreakerConfig { open_for: shared.cfg.breaker_open, ..BreakerConfig::default() };
+        let nexon = Nexon::new(transport, shared.cfg.upstream_timeout, breaker, metrics.clone());
         let cache = CacheConfig {
             equipment_bytes: shared.cfg.cache_equipment_bytes,
             expectation_bytes: shared.cfg.cache_expectation_bytes,
@@ -101,6 +117,7 @@ impl CoreService {
         CoreService {
             core,
             log,
+            calc_log: RefCell::new(crate::logging::Throttle::new(crate::logging::SUMMARY_EVERY)),
             likes,
             read_copies: RefCell::new(ByteLru::new(shared.cfg.cache_read_copy_bytes.max(1), shared.cfg.cache_ttl)),
             shared,
@@ -127,6 +144,9 @@ impl CoreService {
             (Route::Ready, _) => {
                 if self.shared.shutdown.is_triggered() {
                     Response::json(503, r#"{"status":"DRAINING"}"#)
+                } else if let Some(reason) = storage_down(&self.shared.storage) {
+                    let body = serde_json::json!({ "status": "DOWN", "reason": reason });
+                    Response::json(503, serde_json::to_vec(&body).expect("json value serialises"))
                 } else {
                     Response::json(200, r#"{"status":"UP"}"#)
                 }
@@ -171,9 +191,15 @@ impl CoreService {
                     Route::Equipment => Op::Equipment,
                     _ => Op::Basic,
                 };
+                let key = name.key.clone();
                 match self.answer(op, name).await {
                     Ok(served) => doc_response(req, &served),
-                    Err(e) => e.to_response(),
+                    Err(e) => {
+                        if let NodeError::Calc(why) = &e {
+                            self.log_calc_failure(&key, why);
+                        }
+                        e.to_response()
+                    }
                 }
             }
             (_, None) => unreachable!("character routes always carry a name"),
@@ -206,6 +232,22 @@ impl CoreService {
             self.read_copies.borrow_mut().insert(key, copy, Instant::now());
         }
         Ok(served)
+    }
+
+    /// Upstream equipment the engine cannot compute from (502
+    /// UPSTREAM_BAD_EQUIPMENT): one line per period on this core, with the count.
+    fn log_calc_failure(&self, key: &str, why: &str) {
+        if let Some(suppressed) = self.calc_log.borrow_mut().allow(Instant::now()) {
+            let core = self.core;
+            tracing::warn!(
+                core,
+                character = key,
+                error = why,
+                suppressed,
+                "cannot compute from the upstream equipment of {key:?} on core {core}: {why} ({suppressed} more such \
+                 failures not logged since the previous line)"
+            );
+        }
     }
 
     /// The caller: `sub` of the HS256 token in `Authorization: Bearer`.

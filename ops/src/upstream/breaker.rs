@@ -32,6 +32,14 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+
     /// Gauge value: 0 closed, 1 open, 2 half-open.
     pub fn as_gauge(self) -> i64 {
         match self {
@@ -49,16 +57,38 @@ enum State {
     HalfOpen { issued: usize, successes: usize, failures: usize },
 }
 
+/// A change of state, for the log: from, to, and the calls that decided it
+/// (`failed` of `calls`: the window when it opened, the probes otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub from: BreakerState,
+    pub to: BreakerState,
+    pub failed: usize,
+    pub calls: usize,
+}
+
 #[derive(Debug)]
 pub struct CircuitBreaker {
     cfg: BreakerConfig,
     state: State,
+    /// The last change of state, until taken.
+    transition: Option<Transition>,
 }
 
 impl CircuitBreaker {
     pub fn new(cfg: BreakerConfig) -> CircuitBreaker {
         assert!(cfg.window > 0 && cfg.half_open_probes > 0 && cfg.failure_rate_percent <= 100);
-        CircuitBreaker { cfg, state: State::Closed { outcomes: VecDeque::with_capacity(cfg.window) } }
+        CircuitBreaker { cfg, state: State::Closed { outcomes: VecDeque::with_capacity(cfg.window) }, transition: None }
+    }
+
+    /// The change of state the last `try_acquire` or `record` made, if any
+    /// (taken: a second call returns `None`).
+    pub fn take_transition(&mut self) -> Option<Transition> {
+        self.transition.take()
+    }
+
+    pub fn config(&self) -> &BreakerConfig {
+        &self.cfg
     }
 
     pub fn state(&self, now: Instant) -> BreakerState {
@@ -79,6 +109,7 @@ impl CircuitBreaker {
                     return false;
                 }
                 self.state = State::HalfOpen { issued: 1, successes: 0, failures: 0 };
+                self.transition = Some(Transition { from: BreakerState::Open, to: BreakerState::HalfOpen, failed: 0, calls: 0 });
                 true
             }
             State::HalfOpen { issued, .. } => {
@@ -103,6 +134,8 @@ impl CircuitBreaker {
                 let failures = outcomes.iter().filter(|ok| !**ok).count();
                 if outcomes.len() == cfg.window && tripped(failures, cfg.window) {
                     self.state = State::Open { until: now + cfg.open_for };
+                    self.transition =
+                        Some(Transition { from: BreakerState::Closed, to: BreakerState::Open, failed: failures, calls: cfg.window });
                 }
             }
             // A call let through before the breaker opened finished late: ignore it.
@@ -115,11 +148,14 @@ impl CircuitBreaker {
                 }
                 let done = *successes + *failures;
                 if done >= cfg.half_open_probes {
-                    self.state = if tripped(*failures, done) {
-                        State::Open { until: now + cfg.open_for }
+                    let failed = *failures;
+                    let (state, to) = if tripped(failed, done) {
+                        (State::Open { until: now + cfg.open_for }, BreakerState::Open)
                     } else {
-                        State::Closed { outcomes: VecDeque::with_capacity(cfg.window) }
+                        (State::Closed { outcomes: VecDeque::with_capacity(cfg.window) }, BreakerState::Closed)
                     };
+                    self.state = state;
+                    self.transition = Some(Transition { from: BreakerState::HalfOpen, to, failed, calls: done });
                 }
             }
         }
@@ -147,8 +183,10 @@ mod tests {
         }
         fail_n(&mut b, 5, now);
         assert_eq!(b.state(now), BreakerState::Closed, "9 calls: window not full");
+        assert_eq!(b.take_transition(), None);
         fail_n(&mut b, 1, now); // 6 of 10 failed
         assert_eq!(b.state(now), BreakerState::Open);
+        assert_eq!(b.take_transition(), Some(Transition { from: BreakerState::Closed, to: BreakerState::Open, failed: 6, calls: 10 }));
         assert!(!b.try_acquire(now + Duration::from_secs(29)));
     }
 
@@ -178,6 +216,9 @@ mod tests {
         b.record(false, t1);
         b.record(true, t1); // 1 of 3 failed = 33 %
         assert_eq!(b.state(t1), BreakerState::Closed);
+        let closed = Transition { from: BreakerState::HalfOpen, to: BreakerState::Closed, failed: 1, calls: 3 };
+        assert_eq!(b.take_transition(), Some(closed));
+        assert_eq!(b.take_transition(), None, "taken once");
     }
 
     #[test]
@@ -186,9 +227,12 @@ mod tests {
         let mut b = CircuitBreaker::new(BreakerConfig::default());
         fail_n(&mut b, 10, t0);
         let t1 = t0 + Duration::from_secs(31);
+        let _ = b.take_transition();
         for _ in 0..3 {
             assert!(b.try_acquire(t1));
         }
+        let half = Transition { from: BreakerState::Open, to: BreakerState::HalfOpen, failed: 0, calls: 0 };
+        assert_eq!(b.take_transition(), Some(half), "the first probe moves it to half-open");
         b.record(false, t1);
         b.record(false, t1);
         b.record(true, t1);

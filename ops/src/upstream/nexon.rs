@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::breaker::{BreakerConfig, CircuitBreaker};
+use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker, Transition};
 use super::transport::Transport;
+use crate::logging::{Throttle, SUMMARY_EVERY};
 use crate::metrics::CoreMetrics;
 
 /// Largest upstream body we accept (a real equipment response is ~360 KB).
@@ -59,17 +60,94 @@ impl UpstreamError {
     }
 }
 
+/// The endpoints, for the per-endpoint log throttles.
+const ENDPOINTS: [&str; 3] = ["id", "equipment", "basic"];
+
 /// One per core.
 pub struct Nexon {
     transport: Transport,
     timeout: Duration,
     breaker: RefCell<CircuitBreaker>,
     metrics: Rc<CoreMetrics>,
+    /// Failure lines per endpoint: at most one per [`SUMMARY_EVERY`].
+    failure_log: RefCell<[Throttle; 3]>,
 }
 
 impl Nexon {
     pub fn new(transport: Transport, timeout: Duration, breaker: BreakerConfig, metrics: Rc<CoreMetrics>) -> Nexon {
-        Nexon { transport, timeout, breaker: RefCell::new(CircuitBreaker::new(breaker)), metrics }
+        Nexon {
+            transport,
+            timeout,
+            breaker: RefCell::new(CircuitBreaker::new(breaker)),
+            metrics,
+            failure_log: RefCell::new([Throttle::new(SUMMARY_EVERY), Throttle::new(SUMMARY_EVERY), Throttle::new(SUMMARY_EVERY)]),
+        }
+    }
+
+    /// Log a breaker transition once, with the core and the reason.
+    fn log_transition(&self, t: Transition, last_error: Option<&UpstreamError>) {
+        let core = self.metrics.core_index();
+        let (from, to) = (t.from.as_str(), t.to.as_str());
+        let open_s = self.breaker.borrow().config().open_for.as_secs();
+        match (t.from, t.to) {
+            (BreakerState::Closed, BreakerState::Open) => tracing::warn!(
+                core,
+                from,
+                to,
+                failed = t.failed,
+                calls = t.calls,
+                "upstream circuit breaker closed -> open on core {core}: {} of the last {} calls failed (last: {}); \
+                 upstream calls refused for {open_s} s",
+                t.failed,
+                t.calls,
+                last_error.map_or_else(|| "?".to_string(), |e| e.to_string())
+            ),
+            (BreakerState::Open, BreakerState::HalfOpen) => tracing::info!(
+                core,
+                from,
+                to,
+                "upstream circuit breaker open -> half-open on core {core}: {open_s} s passed; probing upstream"
+            ),
+            (BreakerState::HalfOpen, BreakerState::Open) => tracing::warn!(
+                core,
+                from,
+                to,
+                failed = t.failed,
+                calls = t.calls,
+                "upstream circuit breaker half-open -> open on core {core}: {} of {} probes failed (last: {}); \
+                 upstream calls refused for {open_s} s",
+                t.failed,
+                t.calls,
+                last_error.map_or_else(|| "?".to_string(), |e| e.to_string())
+            ),
+            _ => tracing::info!(
+                core,
+                from,
+                to,
+                failed = t.failed,
+                calls = t.calls,
+                "upstream circuit breaker {from} -> {to} on core {core}: {} of {} probes succeeded",
+                t.calls - t.failed,
+                t.calls
+            ),
+        }
+    }
+
+    /// A failed call: one line per endpoint per [`SUMMARY_EVERY`] on this
+    /// core, saying how many were not logged since the previous one.
+    fn log_failure(&self, endpoint: &'static str, error: &UpstreamError) {
+        let i = ENDPOINTS.iter().position(|e| *e == endpoint).unwrap_or(0);
+        if let Some(suppressed) = self.failure_log.borrow_mut()[i].allow(Instant::now()) {
+            let core = self.metrics.core_index();
+            tracing::warn!(
+                core,
+                endpoint,
+                error = %error,
+                suppressed,
+                "upstream {endpoint} call failed on core {core}: {error} ({suppressed} more failures of this endpoint \
+                 not logged since the previous line)"
+            );
+        }
     }
 
     pub fn breaker_state(&self) -> super::BreakerState {
@@ -80,11 +158,17 @@ impl Nexon {
     pub async fn ocid(&self, name: &str) -> Result<String, UpstreamError> {
         let path = format!("/maplestory/v1/id?character_name={}", utf8_percent_encode(name, NON_ALPHANUMERIC));
         let body = self.get("id", &path).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| UpstreamError::BadBody(e.to_string()))?;
-        match v.get("ocid").and_then(|o| o.as_str()) {
-            Some(o) if !o.is_empty() && o.len() <= 256 => Ok(o.to_owned()),
-            _ => Err(UpstreamError::BadBody("no ocid in the id response".into())),
+        let ocid = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Err(e) => Err(UpstreamError::BadBody(e.to_string())),
+            Ok(v) => match v.get("ocid").and_then(|o| o.as_str()) {
+                Some(o) if !o.is_empty() && o.len() <= 256 => Ok(o.to_owned()),
+                _ => Err(UpstreamError::BadBody("no ocid in the id response".into())),
+            },
+        };
+        if let Err(e) = &ocid {
+            self.log_failure("id", e);
         }
+        ocid
     }
 
     /// `GET /maplestory/v1/character/item-equipment?ocid=` → the JSON as sent.
@@ -101,6 +185,10 @@ impl Nexon {
 
     async fn get(&self, endpoint: &'static str, path_and_query: &str) -> Result<Bytes, UpstreamError> {
         let permitted = self.breaker.borrow_mut().try_acquire(Instant::now());
+        let transition = self.breaker.borrow_mut().take_transition();
+        if let Some(t) = transition {
+            self.log_transition(t, None);
+        }
         self.metrics.breaker_state(self.breaker_state().as_gauge());
         if !permitted {
             self.metrics.upstream(endpoint, "rejected");
@@ -112,7 +200,14 @@ impl Nexon {
             Ok(Ok((status, body))) => classify(status, body),
         };
         let failed = result.as_ref().err().is_some_and(UpstreamError::is_failure);
+        if let (true, Err(e)) = (failed, &result) {
+            self.log_failure(endpoint, e);
+        }
         self.breaker.borrow_mut().record(!failed, Instant::now());
+        let transition = self.breaker.borrow_mut().take_transition();
+        if let Some(t) = transition {
+            self.log_transition(t, result.as_ref().err());
+        }
         self.metrics.breaker_state(self.breaker_state().as_gauge());
         self.metrics.upstream(endpoint, result.as_ref().err().map_or("ok", UpstreamError::outcome));
         result

@@ -24,7 +24,11 @@ impl Transport {
             max_idle_per_host: 64,
             default_headers: api_key.map(|k| vec![("x-nxopen-api-key".to_owned(), k.to_owned())]).unwrap_or_default(),
         };
-        Transport::Http(Box::new(net::HttpClient::new(cfg).map_err(|e| e.to_string())))
+        let client = net::HttpClient::new(cfg).map_err(|e| e.to_string());
+        if let Err(e) = &client {
+            tracing::error!(base_url, error = %e, "upstream client cannot be built: every upstream call will fail");
+        }
+        Transport::Http(Box::new(client))
     }
 
     /// `GET path_and_query` → (status, body).
