@@ -21,13 +21,19 @@
 //! randomised hasher.
 
 pub mod codec;
+pub mod host;
 pub mod log_store;
+pub mod network;
+pub mod placement;
 pub mod slot;
 pub mod state_machine;
 pub mod testkit;
 pub mod types;
 
+pub use host::{default_config, GroupStatus, Host, HostLimits, Raft, ReadError, WriteError};
 pub use log_store::{AppendError, GroupLog, LogRecord, LogStore, MemLog, PurgeFloor};
+pub use network::{MsgKind, Transport, TransportError};
+pub use placement::{balance_leaders, bootstrap_groups, default_rf, Placement, PlacementError};
 pub use slot::{crc16_xmodem, normalize_name, slot_of, NameError, SlotMap, MAX_NAME_CHARS, SLOT_COUNT};
 pub use state_machine::{AppliedState, CommittedRecord, PartitionMachine, SnapshotJob, StateMachine, SNAPSHOT_CHUNK_BYTES};
 pub use types::{GroupId, NodeId, NodeInfo, Record, SnapshotChunks, TypeConfig};
