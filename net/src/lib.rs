@@ -7,6 +7,7 @@ pub mod chunked;
 pub mod client;
 pub mod http;
 pub mod jwt;
+pub mod peer;
 pub mod server;
 pub mod shutdown;
 

@@ -24,6 +24,7 @@ pub mod codec;
 pub mod host;
 pub mod log_store;
 pub mod network;
+pub mod peer;
 pub mod placement;
 pub mod slot;
 pub mod state_machine;
