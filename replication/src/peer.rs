@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
-use net::peer::{DropSwitch, Forward, Frame, Hello, PeerClient, PeerError, PeerHandler, PeerLimits, KIND_ERROR, KIND_FORWARD, KIND_FORWARD_REPLY, KIND_REPLY};
+use net::peer::{
+    DropSwitch, Forward, Frame, Hello, PeerClient, PeerError, PeerHandler, PeerLimits, KIND_ERROR, KIND_FORWARD, KIND_FORWARD_REPLY,
+    KIND_REPLY,
+};
 
 use crate::host::Host;
 use crate::network::{MsgKind, Transport, TransportError};
@@ -81,7 +84,14 @@ impl TcpTransport {
 }
 
 impl Transport for Rc<TcpTransport> {
-    fn call(&self, target: NodeId, group: GroupId, kind: MsgKind, body: Bytes, timeout: Duration) -> LocalBoxFuture<'static, Result<Bytes, TransportError>> {
+    fn call(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        kind: MsgKind,
+        body: Bytes,
+        timeout: Duration,
+    ) -> LocalBoxFuture<'static, Result<Bytes, TransportError>> {
         let this = self.clone();
         Box::pin(async move {
             let core = this.book.core_for(target, group);

@@ -182,7 +182,10 @@ impl PeerClient {
         self.next_id.set(id.wrapping_add(1).max(1));
         let frame = Frame::new(kind, id, group, body);
         if frame.body.len() + super::frame::HEADER_LEN > self.limits.max_frame {
-            return Err(PeerError::Frame(FrameError::TooLarge { len: frame.body.len() + super::frame::HEADER_LEN, max: self.limits.max_frame }));
+            return Err(PeerError::Frame(FrameError::TooLarge {
+                len: frame.body.len() + super::frame::HEADER_LEN,
+                max: self.limits.max_frame,
+            }));
         }
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, tx);
@@ -334,7 +337,14 @@ async fn read_hello(stream: &mut TcpStream, dec: &mut FrameDecoder) -> Result<He
 }
 
 /// Serve one established peer connection until it closes.
-pub async fn serve_conn(stream: TcpStream, hello: Hello, mut dec: FrameDecoder, handler: Rc<dyn PeerHandler>, limits: PeerLimits, switch: DropSwitch) {
+pub async fn serve_conn(
+    stream: TcpStream,
+    hello: Hello,
+    mut dec: FrameDecoder,
+    handler: Rc<dyn PeerHandler>,
+    limits: PeerLimits,
+    switch: DropSwitch,
+) {
     let (mut rd, mut wr) = stream.into_split();
     let (out, mut rx) = mpsc::unbounded::<Vec<u8>>();
     let writer = monoio::spawn(async move {

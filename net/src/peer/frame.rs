@@ -210,7 +210,12 @@ mod tests {
         let frames = vec![
             Frame::new(1, 7, 3, Bytes::from_static(b"append")),
             Frame::new(KIND_REPLY, 7, 3, Bytes::new()),
-            Frame::new(KIND_FORWARD, u64::MAX, u32::MAX, Forward { traceparent: "00-abc-def-01".into(), request: Bytes::from_static(b"GET /")}.encode()),
+            Frame::new(
+                KIND_FORWARD,
+                u64::MAX,
+                u32::MAX,
+                Forward { traceparent: "00-abc-def-01".into(), request: Bytes::from_static(b"GET /") }.encode(),
+            ),
         ];
         let mut wire = Vec::new();
         for f in &frames {
