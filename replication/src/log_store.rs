@@ -49,6 +49,11 @@ pub struct LogRecord {
     pub payload: Bytes,
 }
 
+/// `(term, index)` of a log position.
+pub type TermIndex = (u64, u64);
+/// `(last purged, last)` positions of a log.
+pub type LogBounds = (Option<TermIndex>, Option<TermIndex>);
+
 /// Why an append was not taken.
 #[derive(Debug)]
 pub enum AppendError {
@@ -73,7 +78,7 @@ pub trait GroupLog: 'static {
     /// at least one record when one is in range). A hole is an error.
     fn read(&self, start: u64, end: u64, max_bytes: usize) -> io::Result<Vec<LogRecord>>;
     /// `(term, index)` of the last purged record and of the last record.
-    fn bounds(&self) -> (Option<(u64, u64)>, Option<(u64, u64)>);
+    fn bounds(&self) -> LogBounds;
     /// Remove every record after `index` (`None`: all of them).
     fn truncate_after(&mut self, index: Option<u64>) -> io::Result<Self::Durable>;
     /// Drop records up to and including `index`; remember `(term, index)`.
@@ -439,7 +444,7 @@ impl GroupLog for MemLog {
         Ok(out)
     }
 
-    fn bounds(&self) -> (Option<(u64, u64)>, Option<(u64, u64)>) {
+    fn bounds(&self) -> LogBounds {
         (self.purged, self.records.back().map(|r| (r.term, r.index)))
     }
 
