@@ -92,11 +92,12 @@ pub fn decode_frame(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize
     if len + 4 > max_frame {
         return Err(FrameError::TooLarge { len: len + 4, max: max_frame });
     }
-    if buf[4] != VERSION {
-        return Err(FrameError::Version(buf[4]));
-    }
+    // The whole frame first: the version byte is only there once it arrived.
     if buf.len() < len + 4 {
         return Ok(None);
+    }
+    if buf[4] != VERSION {
+        return Err(FrameError::Version(buf[4]));
     }
     let kind = buf[5];
     let request_id = u64::from_le_bytes(buf[6..14].try_into().expect("8 bytes"));
