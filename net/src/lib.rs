@@ -8,6 +8,7 @@ pub mod client;
 pub mod http;
 pub mod jwt;
 pub mod lograte;
+pub mod peer;
 pub mod server;
 pub mod shutdown;
 
