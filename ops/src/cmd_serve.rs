@@ -13,7 +13,7 @@ use crate::config::{Config, ServeFlags, UpstreamTarget};
 use crate::metrics::NodeMetrics;
 use crate::node::durable::{self, CoreStorage, DurableOptions};
 use crate::node::{CoreService, NodeShared};
-use crate::sim::Simulator;
+use crate::sim::{Fixtures, Simulator};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,10 +25,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = Config::resolve(&args.flags)?;
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let sim = match &cfg.upstream {
-        UpstreamTarget::InProcess { data_dir, latency, failure_rate } => Some(
-            Simulator::new(data_dir, *latency, *failure_rate)
-                .with_context(|| format!("starting the in-process upstream simulator from {}", data_dir.display()))?,
-        ),
+        UpstreamTarget::InProcess { fixtures_dir, latency, failure_rate } => {
+            let fixtures = Fixtures::open(fixtures_dir.as_deref()).context("loading the in-process upstream simulator's fixtures")?;
+            Some(Simulator::new(fixtures, *latency, *failure_rate).context("starting the in-process upstream simulator")?)
+        }
         UpstreamTarget::Http { .. } => None,
     };
     let limits = net::Limits {
@@ -43,7 +43,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = net::Shutdown::new();
     shutdown.install_signal_handlers().context("installing signal handlers")?;
     let upstream = match &cfg.upstream {
-        UpstreamTarget::InProcess { data_dir, .. } => format!("in-process simulator ({})", data_dir.display()),
+        UpstreamTarget::InProcess { fixtures_dir: Some(dir), .. } => format!("in-process simulator (fixtures {})", dir.display()),
+        UpstreamTarget::InProcess { fixtures_dir: None, .. } => "in-process simulator (embedded fixtures)".to_owned(),
         UpstreamTarget::Http { base_url, api_key } => {
             format!("{base_url} ({})", if api_key.is_some() { "with API key" } else { "no API key" })
         }
