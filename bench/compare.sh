@@ -46,7 +46,8 @@ NGINX_PORT=${NGINX_PORT:-18080}
 REDIS_PORT=${REDIS_PORT:-16379}
 NODE_PORT=${NODE_PORT:-18181}
 NOSYNC_PORT=${NOSYNC_PORT:-18182}
-SHARED=${MAPLE_SHARED_DATA:-../shared/data/maple}
+# The repository's fixtures (for the no-node fallback below), relative to the cwd.
+SHARED=${MAPLE_SHARED_DATA:-fixtures/maple}
 NGINX_URL="http://127.0.0.1:${NGINX_PORT}"
 ADEL="%EC%95%84%EB%8D%B8"   # 아델
 SEED_PATH="/api/v4/characters/$ADEL/expectation"

@@ -1,8 +1,8 @@
 //! The uncached expectation path on one real fixture, stage by stage:
 //! parse (Nexon JSON → borrowed structs), compute (parse + all presets),
 //! render (response → JSON bytes) and gzip (the bytes the server stores).
-//! `cargo bench -p engine --bench calc`; fixture dir from `MAPLE_SHARED_DATA`
-//! (default ../../shared/data/maple).
+//! `cargo bench -p engine --bench calc`; fixtures from the repository's
+//! `fixtures/maple/` (or `$MAPLE_SHARED_DATA`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use engine::expectation::{calculator::potential_part, equipment, Calculator};
 fn fixture(name: &str) -> Vec<u8> {
     let dir = std::env::var_os("MAPLE_SHARED_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/maple"));
     std::fs::read(dir.join(name)).expect("fixture")
 }
 

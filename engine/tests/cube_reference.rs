@@ -1,7 +1,7 @@
 //! Golden tests: our cube expectation against numbers computed by the
-//! original's own calculation code (`../shared/data/maple/derived/`).
+//! original's own calculation code (`fixtures/maple/derived/`).
 //!
-//! Fixtures: `$MAPLE_SHARED_DATA` or `<repo>/../shared/data/maple`.
+//! Fixtures: `<repo>/fixtures/maple`, or `$MAPLE_SHARED_DATA`.
 
 use engine::expectation::cube::{CubeKind, CubeOutcome, CubeQuery, CubeTables};
 use serde_json::Value;

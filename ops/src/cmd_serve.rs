@@ -15,7 +15,7 @@ use crate::logging;
 use crate::metrics::NodeMetrics;
 use crate::node::durable::{self, CoreStorage, DurableOptions};
 use crate::node::{CoreService, NodeShared};
-use crate::sim::Simulator;
+use crate::sim::{Fixtures, Simulator};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,16 +46,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let server = net::BoundServer::bind(net::ServerConfig { addr: cfg.listen, cores: cfg.cores, limits })
         .with_context(|| format!("binding {}", cfg.listen))?;
     let sim = match &cfg.upstream {
-        UpstreamTarget::InProcess { data_dir, latency, failure_rate } => Some(
-            Simulator::new(data_dir, *latency, *failure_rate)
-                .with_context(|| format!("starting the in-process upstream simulator from {}", data_dir.display()))?,
-        ),
+        UpstreamTarget::InProcess { fixtures_dir, latency, failure_rate } => {
+            let fixtures = Fixtures::open(fixtures_dir.as_deref()).context("loading the in-process upstream simulator's fixtures")?;
+            Some(Simulator::new(fixtures, *latency, *failure_rate).context("starting the in-process upstream simulator")?)
+        }
         UpstreamTarget::Http { .. } => None,
     };
     let shutdown = net::Shutdown::new();
     install_signal_handlers(&shutdown, cfg.drain).context("installing signal handlers")?;
     let upstream = match &cfg.upstream {
-        UpstreamTarget::InProcess { data_dir, .. } => format!("in-process simulator ({})", data_dir.display()),
+        UpstreamTarget::InProcess { fixtures_dir: Some(dir), .. } => format!("in-process simulator (fixtures {})", dir.display()),
+        UpstreamTarget::InProcess { fixtures_dir: None, .. } => "in-process simulator (embedded fixtures)".to_owned(),
         UpstreamTarget::Http { base_url, api_key } => {
             format!("{base_url} ({})", if api_key.is_some() { "with API key" } else { "no API key" })
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::sim::{default_data_dir, Simulator};
+use crate::sim::{Fixtures, Simulator};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -16,9 +16,10 @@ pub struct Args {
     #[arg(long, env = "MAPLE_SIM_ADDR", default_value = "127.0.0.1:9090")]
     pub addr: SocketAddr,
     /// Fixture directory (evan_equip.json, mechanic_equip.json, basic_character_info.json)
-    /// [default: $MAPLE_SHARED_DATA, else ../shared/data/maple next to the cwd or the binary].
+    /// [default: the fixtures compiled into the binary]. Formerly `--data-dir`, renamed because
+    /// `maple serve --data-dir` is the node's log and state.
     #[arg(long, env = "MAPLE_SIM_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub fixtures_dir: Option<PathBuf>,
     /// Added latency per call, ms.
     #[arg(long, env = "MAPLE_SIM_LATENCY_MS", default_value_t = 0)]
     pub latency_ms: u64,
@@ -43,17 +44,19 @@ impl net::Service for SimService {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dir = args.data_dir.unwrap_or_else(default_data_dir);
-    let sim = Simulator::new(&dir, Duration::from_millis(args.latency_ms), args.failure_rate)
-        .with_context(|| format!("loading fixtures from {}", dir.display()))?;
+    let fixtures = Fixtures::open(args.fixtures_dir.as_deref()).context("loading the simulator's fixtures")?;
+    let sim = Simulator::new(fixtures, Duration::from_millis(args.latency_ms), args.failure_rate)?;
+    let source = match &args.fixtures_dir {
+        Some(dir) => dir.display().to_string(),
+        None => "embedded".to_owned(),
+    };
     let server = net::BoundServer::bind(net::ServerConfig { addr: args.addr, cores: args.cores, limits: net::Limits::default() })
         .with_context(|| format!("binding {}", args.addr))?;
     let shutdown = net::Shutdown::new();
     shutdown.install_signal_handlers()?;
     tracing::info!(
-        "maple upstream-sim: listening on {} (fixtures {}, latency {} ms, failure rate {})",
+        "maple upstream-sim: listening on {} (fixtures {source}, latency {} ms, failure rate {})",
         server.local_addr(),
-        dir.display(),
         args.latency_ms,
         args.failure_rate
     );

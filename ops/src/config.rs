@@ -36,7 +36,8 @@ pub struct ServeFlags {
     /// Upstream request timeout, ms [default: 3000].
     #[arg(long, env = "MAPLE_UPSTREAM_TIMEOUT_MS")]
     pub upstream_timeout_ms: Option<u64>,
-    /// Fixture directory of the in-process simulator [default: $MAPLE_SHARED_DATA or ../shared/data/maple].
+    /// Fixture directory of the in-process simulator (evan_equip.json, mechanic_equip.json,
+    /// basic_character_info.json) [default: the fixtures compiled into the binary].
     #[arg(long, env = "MAPLE_SIM_DATA_DIR")]
     pub sim_data_dir: Option<PathBuf>,
     /// In-process simulator: added latency per upstream call, ms [default: 0].
@@ -148,8 +149,9 @@ pub const NEXON_URL: &str = "https://open.api.nexon.com";
 pub enum UpstreamTarget {
     /// An HTTP(S) upstream (Nexon or a separate simulator).
     Http { base_url: String, api_key: Option<String> },
-    /// The simulator, called in-process (no key, no URL given).
-    InProcess { data_dir: PathBuf, latency: Duration, failure_rate: f64 },
+    /// The simulator, called in-process (no key, no URL given); its
+    /// fixtures from `fixtures_dir`, else the ones compiled in.
+    InProcess { fixtures_dir: Option<PathBuf>, latency: Duration, failure_rate: f64 },
 }
 
 #[derive(Debug, Clone)]
@@ -326,7 +328,7 @@ impl Config {
                 let failure_rate = pick!(sim_failure_rate, 0.0);
                 anyhow::ensure!((0.0..=1.0).contains(&failure_rate), "sim_failure_rate must be in 0..=1");
                 UpstreamTarget::InProcess {
-                    data_dir: pick!(sim_data_dir, crate::sim::default_data_dir()),
+                    fixtures_dir: f.sim_data_dir.clone().or(file.sim_data_dir),
                     latency: Duration::from_millis(pick!(sim_latency_ms, 0)),
                     failure_rate,
                 }
@@ -477,7 +479,11 @@ mod tests {
         let cfg = Config::merge(&flags, FileConfig::default()).unwrap();
         assert_eq!(cfg.upstream, UpstreamTarget::Http { base_url: NEXON_URL.into(), api_key: Some("k".into()) });
         let cfg = Config::merge(&ServeFlags::default(), FileConfig::default()).unwrap();
-        assert!(matches!(cfg.upstream, UpstreamTarget::InProcess { .. }));
+        let embedded = UpstreamTarget::InProcess { fixtures_dir: None, latency: Duration::ZERO, failure_rate: 0.0 };
+        assert_eq!(cfg.upstream, embedded, "the simulator's fixtures default to the embedded ones");
+        let file: FileConfig = toml::from_str("sim_data_dir = \"/srv/fixtures\"").unwrap();
+        let cfg = Config::merge(&ServeFlags::default(), file).unwrap();
+        assert!(matches!(cfg.upstream, UpstreamTarget::InProcess { fixtures_dir: Some(ref d), .. } if d == Path::new("/srv/fixtures")));
     }
 
     #[test]
@@ -493,6 +499,60 @@ mod tests {
         assert!(Config::merge(&tiny_wal, FileConfig::default()).is_err());
         let bad_sync = ServeFlags { wal_sync: Some("sometimes".into()), ..Default::default() };
         assert!(Config::merge(&bad_sync, FileConfig::default()).is_err());
+    }
+
+    /// `maple.example.toml` at the repository root, through the real loader:
+    /// it names every flag (active or as `#key = value`), no key the flags
+    /// lack, parses as written to exactly the defaults, and parses with every
+    /// `#key` line switched on.
+    #[test]
+    fn the_example_config_names_every_flag_and_parses() {
+        use clap::Args;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../maple.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let flags: std::collections::BTreeSet<String> = ServeFlags::augment_args(clap::Command::new("serve"))
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|long| *long != "config")
+            .map(|long| long.replace('-', "_"))
+            .collect();
+        let key_of = |line: &str| {
+            let line = line.strip_prefix('#').unwrap_or(line);
+            let (key, _) = line.split_once('=')?;
+            let key = key.trim();
+            (!key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')).then(|| key.to_owned())
+        };
+        let mut keys = std::collections::BTreeSet::new();
+        for key in text.lines().filter_map(key_of) {
+            assert!(keys.insert(key.clone()), "{key} twice in the example");
+        }
+        let missing: Vec<_> = flags.difference(&keys).collect();
+        let unknown: Vec<_> = keys.difference(&flags).collect();
+        assert!(missing.is_empty(), "flags without a key in maple.example.toml: {missing:?}");
+        assert!(unknown.is_empty(), "keys in maple.example.toml that are no flag: {unknown:?}");
+
+        let as_written = Config::resolve(&ServeFlags { config: Some(path.clone()), ..Default::default() }).unwrap();
+        let defaults = Config::merge(&ServeFlags::default(), FileConfig::default()).unwrap();
+        assert_eq!(format!("{as_written:?}"), format!("{defaults:?}"), "the example's active values are the defaults");
+
+        let all_on: String =
+            text.lines().map(|l| if l.starts_with('#') && key_of(l).is_some() { &l[1..] } else { l }).collect::<Vec<_>>().join("\n");
+        let file: FileConfig = toml::from_str(&all_on).unwrap();
+        let cfg = Config::merge(&ServeFlags::default(), file).unwrap();
+        assert!(matches!(cfg.upstream, UpstreamTarget::Http { .. }), "upstream_url switched on");
+        assert!(cfg.jwt_secret.is_some());
+    }
+
+    /// An unknown key in a file passed to the loader is named in the error.
+    #[test]
+    fn an_unknown_key_in_the_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("maple-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:0\"\nsim_fixtures = \"x\"\n").unwrap();
+        let err = format!("{:#}", Config::resolve(&ServeFlags { config: Some(path), ..Default::default() }).unwrap_err());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(err.contains("sim_fixtures"), "{err}");
     }
 
     #[test]

@@ -244,6 +244,36 @@ fn standalone_simulator_serves_the_nexon_paths() {
     assert_eq!(get(a, "/sim/stats").json()["total"], 4);
 }
 
+/// Nothing beside the binary: it serves from the fixtures compiled into it;
+/// the override flags read a directory and fail naming the missing file.
+#[test]
+fn the_binary_carries_its_fixtures_and_the_overrides_read_a_dir() {
+    let bare = DataDir::new("bare-cwd");
+    let data = DataDir::new("bare-data");
+    let node = Launch::serve(data.path()).arg("--cores", "1").in_bare_dir(bare.path()).start();
+    assert_eq!(node.log_lines("in-process simulator (embedded fixtures)").len(), 1, "{}", node.log());
+    let evan = get(node.addr, "/api/v4/characters/evan/expectation");
+    assert_eq!(evan.status, 200);
+    assert_eq!(evan.json()["presets"].as_array().map(Vec::len), Some(3));
+    assert_eq!(get(node.addr, &format!("/api/v1/characters/{}", enc("아델"))).json()["character_class"], "아델");
+    let sim = Launch::upstream_sim(&[]).in_bare_dir(bare.path()).start();
+    assert_eq!(sim.log_lines("(fixtures embedded").len(), 1, "{}", sim.log());
+    assert_eq!(get(sim.addr, "/maplestory/v1/id?character_name=evan").status, 200);
+
+    let nowhere = bare.path().join("no-such-dir");
+    let nowhere = nowhere.to_str().unwrap();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_maple")).args(args).current_dir(bare.path()).output().unwrap();
+    let out = run(&["upstream-sim", "--addr", "127.0.0.1:0", "--fixtures-dir", nowhere]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir/evan_equip.json"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data.path().join("d2").to_str().unwrap(), "--sim-data-dir", nowhere]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir/evan_equip.json"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The simulator's old `--data-dir` (fixtures) is gone: it meant the log for `serve`.
+    let out = run(&["upstream-sim", "--data-dir", nowhere]);
+    assert_eq!(out.status.code(), Some(2), "clap rejects the old flag");
+}
+
 #[test]
 fn serve_help_documents_every_setting() {
     let out = Command::new(env!("CARGO_BIN_EXE_maple")).args(["serve", "--help"]).output().unwrap();

@@ -472,13 +472,10 @@ mod tests {
     /// for every item of both fixtures (black and additional cubes).
     #[test]
     fn memoised_cubes_equal_the_tables() {
-        let dir = std::env::var_os("MAPLE_SHARED_DATA")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"));
         let calc = Calculator::embedded();
         let mut queries = 0;
         for file in ["evan_equip.json", "mechanic_equip.json"] {
-            let json = std::fs::read(dir.join(file)).expect("fixture");
+            let json = crate::expectation::test_fixture(file);
             let doc = equipment::parse(&json).unwrap();
             for item in (1..=3).flat_map(|n| doc.preset(n)) {
                 let part = potential_part(&item.item_equipment_slot, item.item_equipment_part.as_deref());

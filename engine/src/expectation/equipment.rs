@@ -649,10 +649,7 @@ mod tests {
 
     #[test]
     fn real_documents_scan_like_the_definition() {
-        let dir = std::env::var_os("MAPLE_SHARED_DATA")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"));
-        let json = std::fs::read(dir.join("evan_equip.json")).expect("fixture");
+        let json = crate::expectation::test_fixture("evan_equip.json");
         assert_eq!(too_deep_at(&json), None);
         // Too deep late in the document, with escapes before it, at every alignment.
         for pad in 0..64 {

@@ -215,10 +215,7 @@ mod tests {
     use crate::expectation::Calculator;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let dir = std::env::var_os("MAPLE_SHARED_DATA")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/maple"));
-        std::fs::read(dir.join(name)).expect("fixture")
+        crate::expectation::test_fixture(name)
     }
 
     fn response(name: &str) -> ExpectationResponse {

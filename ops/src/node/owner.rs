@@ -496,7 +496,7 @@ mod tests {
     fn equipment_is_compressed_on_its_first_read_not_on_the_cold_path() {
         let dir = std::env::temp_dir().join(format!("maple-owner-equipment-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let sim = crate::sim::Simulator::new(&crate::sim::default_data_dir(), Duration::ZERO, 0.0).unwrap();
+        let sim = crate::sim::Simulator::new(crate::sim::Fixtures::load(&crate::sim::test_dir()).unwrap(), Duration::ZERO, 0.0).unwrap();
         let node_metrics = NodeMetrics::new();
         let (storage, _book) = recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
@@ -511,7 +511,7 @@ mod tests {
 
             let eq = owner.serve(Op::Equipment, &name).await.unwrap();
             assert_eq!(eq.cache, CacheStatus::Hit, "served from the entry the expectation stored");
-            let want = crate::sim::Fixtures::load(&crate::sim::default_data_dir()).unwrap().equipment_json("someone-cold");
+            let want = crate::sim::Fixtures::load(&crate::sim::test_dir()).unwrap().equipment_json("someone-cold");
             assert_eq!(eq.doc.plain(8 << 20).unwrap().as_ref(), &want[..], "the gzip holds the JSON as fetched");
             assert!(matches!(owner.equipment.borrow_mut().get(&name.key, Instant::now()), Some((Equipment::Gzip(_), _))));
             assert!(owner.equipment.borrow().bytes() * 4 < plain_bytes, "the cached entry shrank");
@@ -581,7 +581,7 @@ mod tests {
     fn unusable_upstream_bodies_are_errors_never_cached() {
         let dir = std::env::temp_dir().join(format!("maple-owner-bad-upstream-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let sim = crate::sim::Simulator::new(&crate::sim::default_data_dir(), Duration::ZERO, 0.0).unwrap();
+        let sim = crate::sim::Simulator::new(crate::sim::Fixtures::load(&crate::sim::test_dir()).unwrap(), Duration::ZERO, 0.0).unwrap();
         let node_metrics = NodeMetrics::new();
         let (storage, _book) = recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
         let warnings = Warnings::default();
@@ -663,7 +663,7 @@ mod tests {
             let err = check_basic(body).expect_err(says);
             assert!(err.contains(says), "{err}");
         }
-        let fixture = std::fs::read(crate::sim::default_data_dir().join("basic_character_info.json")).unwrap();
+        let fixture = std::fs::read(crate::sim::test_dir().join("basic_character_info.json")).unwrap();
         assert_eq!(check_basic(&fixture), Ok(()));
     }
 }

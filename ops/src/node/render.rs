@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn presets_are_the_same_documents_as_rendering_them_alone() {
-        let dir = crate::sim::default_data_dir();
+        let dir = crate::sim::test_dir();
         for file in ["evan_equip.json", "mechanic_equip.json"] {
             let equipment = std::fs::read(dir.join(file)).expect("fixture");
             let r = render("tester", &equipment).unwrap();

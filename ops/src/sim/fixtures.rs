@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use serde_json::Value;
@@ -78,29 +78,41 @@ pub struct Fixtures {
     additionals: Vec<Vec<LineSet>>,
 }
 
-/// The default fixture directory: `$MAPLE_SHARED_DATA`, else the first of
-/// `../shared/data/maple` relative to the cwd and to the binary's ancestors.
-pub fn default_data_dir() -> PathBuf {
-    if let Ok(p) = std::env::var("MAPLE_SHARED_DATA") {
-        return PathBuf::from(p);
-    }
-    let rel = Path::new("../shared/data/maple");
-    let mut candidates = vec![rel.to_path_buf(), PathBuf::from("shared/data/maple")];
-    if let Ok(exe) = std::env::current_exe() {
-        for anc in exe.ancestors().skip(1) {
-            candidates.push(anc.join(rel));
-        }
-    }
-    candidates.into_iter().find(|p| p.join(BASIC_FILE).is_file()).unwrap_or_else(|| rel.to_path_buf())
-}
+/// The three fixtures compiled into the binary (`fixtures/maple/` of the
+/// repository), so `maple serve` and `maple upstream-sim` read no file.
+const EMBEDDED: [(&str, &[u8]); 3] = [
+    (EQUIP_FILES[0], include_bytes!("../../../fixtures/maple/evan_equip.json")),
+    (EQUIP_FILES[1], include_bytes!("../../../fixtures/maple/mechanic_equip.json")),
+    (BASIC_FILE, include_bytes!("../../../fixtures/maple/basic_character_info.json")),
+];
 
 impl Fixtures {
+    /// The fixtures of `dir` (an override), else the embedded ones.
+    pub fn open(dir: Option<&Path>) -> anyhow::Result<Fixtures> {
+        match dir {
+            Some(dir) => Fixtures::load(dir),
+            None => Fixtures::embedded(),
+        }
+    }
+
+    /// The fixtures compiled into the binary.
+    pub fn embedded() -> anyhow::Result<Fixtures> {
+        Fixtures::build(|name| {
+            let (_, bytes) = EMBEDDED.iter().find(|(n, _)| *n == name).with_context(|| format!("no embedded fixture {name}"))?;
+            serde_json::from_slice(bytes).with_context(|| format!("parsing embedded fixture {name}"))
+        })
+    }
+
+    /// `evan_equip.json`, `mechanic_equip.json` and `basic_character_info.json` of `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Fixtures> {
-        let read = |name: &str| -> anyhow::Result<Value> {
+        Fixtures::build(|name| {
             let path = dir.join(name);
             let bytes = std::fs::read(&path).with_context(|| format!("reading fixture {}", path.display()))?;
             serde_json::from_slice(&bytes).with_context(|| format!("parsing fixture {}", path.display()))
-        };
+        })
+    }
+
+    fn build(read: impl Fn(&str) -> anyhow::Result<Value>) -> anyhow::Result<Fixtures> {
         let equipment: Vec<Value> = EQUIP_FILES.iter().map(|f| read(f)).collect::<anyhow::Result<_>>()?;
         let basic = read(BASIC_FILE)?;
         // (part, level) → pool index, in first-seen order.
@@ -554,9 +566,32 @@ impl SplitMix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::test_dir;
 
     fn fixtures() -> Fixtures {
-        Fixtures::load(&default_data_dir()).expect("fixtures in ../shared/data/maple or $MAPLE_SHARED_DATA")
+        Fixtures::load(&test_dir()).unwrap()
+    }
+
+    /// The embedded fixtures are the repository's files, parsed the same way.
+    #[test]
+    fn embedded_fixtures_are_the_repository_files() {
+        let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/maple");
+        for (name, bytes) in EMBEDDED {
+            assert_eq!(std::fs::read(repo.join(name)).unwrap(), bytes, "{name}");
+        }
+        let (embedded, loaded) = (Fixtures::open(None).unwrap(), Fixtures::load(&repo).unwrap());
+        assert_eq!(embedded.equipment, loaded.equipment);
+        assert_eq!(embedded.basic, loaded.basic);
+        for name in ["evan", "아델", "someone-else"] {
+            assert_eq!(embedded.equipment_json(name), loaded.equipment_json(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_dir_without_the_files_is_an_error_naming_the_file() {
+        let missing = std::env::temp_dir().join(format!("maple-no-fixtures-{}", std::process::id()));
+        let err = format!("{:#}", Fixtures::open(Some(&missing)).err().expect("no fixtures there"));
+        assert!(err.contains("evan_equip.json"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-pub use fixtures::{default_data_dir, name_for_ocid, ocid_for, Fixtures};
+pub use fixtures::{name_for_ocid, ocid_for, Fixtures};
 
 /// Names starting with this prefix do not exist upstream (Nexon answers 400
 /// OPENAPI00004 for an unknown name): lets tests reach the 404 path.
@@ -83,10 +83,11 @@ impl SimReply {
 }
 
 impl Simulator {
-    pub fn new(data_dir: &std::path::Path, latency: Duration, failure_rate: f64) -> anyhow::Result<Arc<Simulator>> {
+    /// A simulator over `fixtures` (see [`Fixtures::open`]).
+    pub fn new(fixtures: Fixtures, latency: Duration, failure_rate: f64) -> anyhow::Result<Arc<Simulator>> {
         anyhow::ensure!((0.0..=1.0).contains(&failure_rate), "failure rate must be in 0..=1, got {failure_rate}");
         Ok(Arc::new(Simulator {
-            fixtures: Fixtures::load(data_dir)?,
+            fixtures,
             stats: SimStats::default(),
             latency_ms: AtomicU64::new(latency.as_millis().min(60_000) as u64),
             failure_rate_bits: AtomicU64::new(failure_rate.to_bits()),
@@ -192,6 +193,16 @@ impl Simulator {
     }
 }
 
+/// The fixture directory of the tests: the repository's `fixtures/maple`,
+/// or `$MAPLE_SHARED_DATA` (same layout) when set.
+#[cfg(test)]
+pub fn test_dir() -> std::path::PathBuf {
+    match std::env::var_os("MAPLE_SHARED_DATA") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/maple"),
+    }
+}
+
 /// First value of `key` in a query string, percent- and '+'-decoded.
 pub fn query_param(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
@@ -209,7 +220,7 @@ mod tests {
     use super::*;
 
     fn sim(rate: f64) -> Arc<Simulator> {
-        Simulator::new(&default_data_dir(), Duration::ZERO, rate).unwrap()
+        Simulator::new(Fixtures::load(&test_dir()).unwrap(), Duration::ZERO, rate).unwrap()
     }
 
     #[test]

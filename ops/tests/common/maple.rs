@@ -16,9 +16,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(120);
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `MAPLE_*` variables a child inherits: the network driver under test
-/// (CI runs the suite with `MAPLE_NET_DRIVER=epoll` too) and where the
-/// fixtures are.
-pub const KEPT_ENV: [&str; 2] = ["MAPLE_NET_DRIVER", "MAPLE_SHARED_DATA"];
+/// (CI runs the suite with `MAPLE_NET_DRIVER=epoll` too). The child's
+/// simulator uses the fixtures compiled into it, or `$MAPLE_SHARED_DATA`
+/// when the test run sets it (passed on as `MAPLE_SIM_DATA_DIR`).
+pub const KEPT_ENV: [&str; 1] = ["MAPLE_NET_DRIVER"];
 
 /// Lines of a child's stderr kept in memory (the oldest are dropped past it).
 const MAX_LOG_LINES: usize = 20_000;
@@ -57,6 +58,10 @@ pub struct Launch {
     env: Vec<(String, String)>,
     /// Poll `/health/ready` until 200 after the "listening" line.
     wait_ready: bool,
+    /// Working directory of the child (default: the test's).
+    cwd: Option<PathBuf>,
+    /// Pass `$MAPLE_SHARED_DATA` on as the child's `MAPLE_SIM_DATA_DIR`.
+    fixtures_from_env: bool,
 }
 
 impl Launch {
@@ -64,7 +69,14 @@ impl Launch {
     /// developer may have exported (`MAPLE_NEXON_API_KEY` would send the node
     /// to Nexon) except [`KEPT_ENV`]; add settings with [`Launch::env`].
     pub fn command(args: &[&str]) -> Launch {
-        Launch { args: args.iter().map(OsString::from).collect(), listen: None, env: Vec::new(), wait_ready: false }
+        Launch {
+            args: args.iter().map(OsString::from).collect(),
+            listen: None,
+            env: Vec::new(),
+            wait_ready: false,
+            cwd: None,
+            fixtures_from_env: true,
+        }
     }
 
     /// `maple serve` on `data_dir`, any free port of 127.0.0.1 (see
@@ -107,6 +119,14 @@ impl Launch {
         self
     }
 
+    /// Run in `dir` with nothing pointing at a fixture file (not even
+    /// `$MAPLE_SHARED_DATA`): the child has only what is compiled into it.
+    pub fn in_bare_dir(mut self, dir: &Path) -> Launch {
+        self.cwd = Some(dir.to_path_buf());
+        self.fixtures_from_env = false;
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Launch {
         self.env.push((key.to_owned(), value.to_owned()));
         self
@@ -140,6 +160,17 @@ impl Launch {
             }
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        match std::env::var_os("MAPLE_SHARED_DATA") {
+            Some(dir) if self.fixtures_from_env => {
+                cmd.env("MAPLE_SIM_DATA_DIR", dir);
+            }
+            _ => {
+                cmd.env_remove("MAPLE_SIM_DATA_DIR");
+            }
+        }
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
