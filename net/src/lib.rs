@@ -1,4 +1,4 @@
-//! Wire: HTTP/1.1 server and client on monoio, TLS (rustls), binary protocol.
+//! Wire: HTTP/1.1 server and client on monoio, TLS (rustls), RESP server.
 //!
 //! The server calls a per-core [`Service`] for every parsed request; the
 //! service never sees sockets, and the server never sees the domain.
@@ -7,6 +7,7 @@ pub mod chunked;
 pub mod client;
 pub mod http;
 pub mod jwt;
+pub mod resp;
 pub mod server;
 pub mod shutdown;
 
@@ -14,3 +15,4 @@ pub use client::{ClientConfig, ClientError, ClientResponse, HttpClient};
 pub use http::{Request, Response, Service};
 pub use server::{error_response, run_server, BoundServer, CoreCounters, CoreSnapshot, Limits, ServerConfig, ServerStats};
 pub use shutdown::Shutdown;
+pub use resp::{RespConfig, RespLimits, RespServer, RespService, RespStats};
