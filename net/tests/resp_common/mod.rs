@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 /// Commands: `INCR.LOCAL key` (per-core counter), `DELAY ms tag`
 /// (CONCURRENT: sleeps, answers tag), `MAXCONC` (most DELAYs seen at once),
 /// `WHOAMI` (AUTH), `BIG n` (n bytes), `SHAPES` (one of each reply type),
-/// `BOOM` (panics), `FAIL` (service error).
+/// `SHAPES [nobig]` (one of each reply type), `BOOM` (panics), `FAIL` (service error).
 pub struct TestService {
     pub core: usize,
     counters: std::cell::RefCell<std::collections::HashMap<Vec<u8>, i64>>,
@@ -39,7 +39,7 @@ impl RespService for TestService {
             CommandSpec::new("maxconc", 1).flags(Flags::READONLY),
             CommandSpec::new("whoami", 1).flags(Flags::AUTH | Flags::READONLY),
             CommandSpec::new("big", 2).flags(Flags::READONLY),
-            CommandSpec::new("shapes", 1).flags(Flags::READONLY),
+            CommandSpec::new("shapes", -1).flags(Flags::READONLY),
             CommandSpec::new("boom", 1),
             CommandSpec::new("fail", 1),
         ]
@@ -67,6 +67,14 @@ impl RespService for TestService {
                 let n: usize = std::str::from_utf8(&cmd.args()[0]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
                 Reply::Bulk(Bytes::from(vec![b'x'; n.min(16 << 20)]))
             }
+            "shapes" if cmd.argc() > 1 => Reply::map([
+                // Without a big number: redis-cli 7.0 cannot print one ("Unknown reply type: 13").
+                ("bool", Reply::Bool(true)),
+                ("double", Reply::Double(2.5)),
+                ("null", Reply::Null),
+                ("set", Reply::Set(vec![Reply::Int(1)])),
+                ("verbatim", Reply::Verbatim { format: *b"txt", text: Bytes::from_static(b"hi") }),
+            ]),
             "shapes" => Reply::map([
                 ("bool", Reply::Bool(true)),
                 ("double", Reply::Double(2.5)),
