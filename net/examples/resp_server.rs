@@ -20,7 +20,11 @@ struct Demo {
 impl RespService for Demo {
     fn commands(&self) -> Vec<CommandSpec> {
         vec![
-            CommandSpec::new("incr", 2).key_at(1).flags(Flags::WRITE | Flags::FAST | Flags::DENYOOM).doc("string", "Increments a per-core counter.", "key"),
+            CommandSpec::new("incr", 2).key_at(1).flags(Flags::WRITE | Flags::FAST | Flags::DENYOOM).doc(
+                "string",
+                "Increments a per-core counter.",
+                "key",
+            ),
             CommandSpec::new("get", 2).key_at(1).flags(Flags::READONLY | Flags::FAST).doc("string", "Gets a per-core value.", "key"),
             CommandSpec::new("set", -3).key_at(1).flags(Flags::WRITE | Flags::DENYOOM).doc("string", "Sets a per-core value.", "key value"),
         ]

@@ -13,6 +13,6 @@ pub mod shutdown;
 
 pub use client::{ClientConfig, ClientError, ClientResponse, HttpClient};
 pub use http::{Request, Response, Service};
+pub use resp::{RespConfig, RespLimits, RespServer, RespService, RespStats};
 pub use server::{error_response, run_server, BoundServer, CoreCounters, CoreSnapshot, Limits, ServerConfig, ServerStats};
 pub use shutdown::Shutdown;
-pub use resp::{RespConfig, RespLimits, RespServer, RespService, RespStats};

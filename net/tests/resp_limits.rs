@@ -12,7 +12,12 @@ fn protocol_error(input: &[u8], limits: RespLimits, expect: &str) {
     let srv = TestServer::start(1, limits);
     let mut c = srv.client();
     c.send(input);
-    assert_eq!(c.read_reply(), format!("-ERR Protocol error: {expect}"), "input {:?}", String::from_utf8_lossy(&input[..input.len().min(80)]));
+    assert_eq!(
+        c.read_reply(),
+        format!("-ERR Protocol error: {expect}"),
+        "input {:?}",
+        String::from_utf8_lossy(&input[..input.len().min(80)])
+    );
     assert!(c.closed(), "closed after a protocol error");
     // The server itself is fine.
     assert_eq!(srv.client().cmd(&["PING"]), "+PONG");
@@ -174,7 +179,8 @@ fn connections_per_core() {
 
 #[test]
 fn idle_and_request_timeouts() {
-    let limits = RespLimits { idle_timeout: Duration::from_millis(300), request_timeout: Duration::from_millis(300), ..RespLimits::default() };
+    let limits =
+        RespLimits { idle_timeout: Duration::from_millis(300), request_timeout: Duration::from_millis(300), ..RespLimits::default() };
     let srv = TestServer::start(1, limits);
     let mut idle = srv.client();
     assert_eq!(idle.cmd(&["PING"]), "+PONG");

@@ -96,7 +96,9 @@ fn hello_3_switches_to_resp3_and_maps() {
     assert!(r2.starts_with("[\"bool\", :1, \"double\", \"2.5\", \"null\", nil, \"set\", [:1], \"nested\", [\"n\", :-1], \"verbatim\", \"hi\", \"big\", \"123456789012345678901234567890\"]"), "{r2}");
     let hello = c.cmd(&["HELLO", "3"]);
     assert!(hello.starts_with("{\"id\": :"), "{hello}");
-    for part in ["\"mode\": \"standalone\"", "\"modules\": []", "\"proto\": :3", "\"role\": \"master\"", "\"server\": \"maple\"", "\"version\": "] {
+    for part in
+        ["\"mode\": \"standalone\"", "\"modules\": []", "\"proto\": :3", "\"role\": \"master\"", "\"server\": \"maple\"", "\"version\": "]
+    {
         assert!(hello.contains(part), "{part} in {hello}");
     }
     assert_eq!(
@@ -174,7 +176,10 @@ fn command_count_info_docs_config() {
     assert!(all.contains("[\"incr.local\", :2, [+write, +fast], :1, :1, :1, [+@write, +@fast], [], [], []]"), "{all}");
     assert_eq!(c.cmd(&["COMMAND", "INFO", "DELAY", "nosuch"]), "[[\"delay\", :3, [+readonly], :0, :0, :0, [+@read], [], [], []], nil]");
     let docs = c.cmd(&["COMMAND", "DOCS", "incr.local"]);
-    assert!(docs.starts_with("[\"incr.local\", [\"summary\", \"Increments a per-core counter.\", \"since\", \"1.0.0\", \"group\", \"generic\""), "{docs}");
+    assert!(
+        docs.starts_with("[\"incr.local\", [\"summary\", \"Increments a per-core counter.\", \"since\", \"1.0.0\", \"group\", \"generic\""),
+        "{docs}"
+    );
     c.cmd(&["HELLO", "3"]);
     let docs3 = c.cmd(&["COMMAND", "DOCS", "client"]);
     assert!(docs3.contains("\"subcommands\": {") && docs3.contains("\"client|setname\""), "{docs3}");

@@ -246,21 +246,43 @@ pub(crate) fn connection_specs() -> Vec<(ConnCmd, CommandSpec, Vec<CommandSpec>)
         (ConnCmd::Reset, c("reset", 1, conn | Flags::NO_AUTH, "Resets the connection.", ""), vec![]),
         (
             ConnCmd::Command,
-            CommandSpec::new("command", -1).flags(Flags::LOADING | Flags::STALE).doc("server", "Returns detailed information about all commands.", ""),
+            CommandSpec::new("command", -1).flags(Flags::LOADING | Flags::STALE).doc(
+                "server",
+                "Returns detailed information about all commands.",
+                "",
+            ),
             vec![
                 c("command|count", 2, Flags::LOADING | Flags::STALE, "Returns a count of commands.", ""),
-                c("command|info", -2, Flags::LOADING | Flags::STALE, "Returns information about one, multiple or all commands.", "[command-name ...]"),
-                c("command|docs", -2, Flags::LOADING | Flags::STALE, "Returns documentary information about one, multiple or all commands.", "[command-name ...]"),
+                c(
+                    "command|info",
+                    -2,
+                    Flags::LOADING | Flags::STALE,
+                    "Returns information about one, multiple or all commands.",
+                    "[command-name ...]",
+                ),
+                c(
+                    "command|docs",
+                    -2,
+                    Flags::LOADING | Flags::STALE,
+                    "Returns documentary information about one, multiple or all commands.",
+                    "[command-name ...]",
+                ),
                 c("command|list", -2, Flags::LOADING | Flags::STALE, "Returns a list of command names.", ""),
                 c("command|help", 2, Flags::LOADING | Flags::STALE, "Returns helpful text about the different subcommands.", ""),
             ],
         ),
         (
             ConnCmd::Config,
-            CommandSpec::new("config", -2).flags(Flags::LOADING | Flags::STALE).doc("server", "A container for server configuration commands.", "subcommand"),
-            vec![CommandSpec::new("config|get", -3)
-                .flags(Flags::LOADING | Flags::STALE)
-                .doc("server", "Returns the effective values of configuration parameters.", "parameter [parameter ...]")],
+            CommandSpec::new("config", -2).flags(Flags::LOADING | Flags::STALE).doc(
+                "server",
+                "A container for server configuration commands.",
+                "subcommand",
+            ),
+            vec![CommandSpec::new("config|get", -3).flags(Flags::LOADING | Flags::STALE).doc(
+                "server",
+                "Returns the effective values of configuration parameters.",
+                "parameter [parameter ...]",
+            )],
         ),
     ]
 }
@@ -290,7 +312,10 @@ impl CommandTable {
         for (i, spec) in service.into_iter().enumerate() {
             let key = spec.name.to_ascii_lowercase().into_bytes();
             if key.len() > MAX_NAME || by_name.contains_key(&key) {
-                tracing::warn!(command = spec.name, "RESP service command ignored: name taken by a connection command, duplicated, or too long");
+                tracing::warn!(
+                    command = spec.name,
+                    "RESP service command ignored: name taken by a connection command, duplicated, or too long"
+                );
                 continue;
             }
             by_name.insert(key, entries.len());

@@ -114,7 +114,8 @@ pub(crate) async fn serve<S: RespService>(core: &Core<S>, stream: TcpStream) {
     let state = ConnState::new(id, core.index, stream.peer_addr().ok(), stream.local_addr().ok());
     let (rd, mut wr) = stream.into_split();
     let out = Output::default();
-    let mut conn = Conn { core, rd, buf: BytesMut::with_capacity(READ_CHUNK), decoder: Decoder::new(core.limits.decode()), state, out: &out };
+    let mut conn =
+        Conn { core, rd, buf: BytesMut::with_capacity(READ_CHUNK), decoder: Decoder::new(core.limits.decode()), state, out: &out };
     let end = {
         let reader = async {
             let end = conn.run().await;
@@ -127,7 +128,11 @@ pub(crate) async fn serve<S: RespService>(core: &Core<S>, stream: TcpStream) {
         let writer = write_loop(core, &mut wr, &out);
         let both = async {
             let (end, written) = futures::join!(reader, writer);
-            if written { end } else { End::Abort }
+            if written {
+                end
+            } else {
+                End::Abort
+            }
         };
         monoio::select! {
             end = both => end,
@@ -230,7 +235,10 @@ enum Prepared {
     /// Answered without running anything (unknown command, arity, NOAUTH).
     Reply(Reply),
     Conn(ConnCmd, Command),
-    Service { cmd: Command, concurrent: bool },
+    Service {
+        cmd: Command,
+        concurrent: bool,
+    },
 }
 
 struct Conn<'a, S> {

@@ -226,7 +226,11 @@ fn read_count_line(buf: &mut BytesMut, what: &'static str) -> Result<Option<i64>
     if buf[cr + 1] != b'\n' {
         return Err(ProtocolError::ExpectedCrlf("a length"));
     }
-    let n = parse_i64(&buf[1..cr]).ok_or(if what == "bulk" { ProtocolError::InvalidBulkLength } else { ProtocolError::InvalidMultibulkLength })?;
+    let n = parse_i64(&buf[1..cr]).ok_or(if what == "bulk" {
+        ProtocolError::InvalidBulkLength
+    } else {
+        ProtocolError::InvalidMultibulkLength
+    })?;
     buf.advance(cr + 2);
     Ok(Some(n))
 }

@@ -21,8 +21,8 @@ mod server;
 mod service;
 mod stats;
 
-pub use command::{Command, CommandSpec, Flags};
 pub(crate) use command::CommandTable;
+pub use command::{Command, CommandSpec, Flags};
 pub use decode::{DecodeLimits, Decoder, ProtocolError};
 pub use reply::{Protocol, Reply, MAX_REPLY_DEPTH};
 pub use server::{RespConfig, RespCore, RespLimits, RespServer};

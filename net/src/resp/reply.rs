@@ -55,7 +55,10 @@ pub enum Reply {
     /// RESP3 `(`; RESP2 a bulk string. Digits with an optional leading `-`.
     BigNumber(Cow<'static, str>),
     /// RESP3 `=` with a 3-byte format (`txt`, `mkd`); RESP2 a bulk string.
-    Verbatim { format: [u8; 3], text: Bytes },
+    Verbatim {
+        format: [u8; 3],
+        text: Bytes,
+    },
 }
 
 impl Reply {

@@ -90,7 +90,8 @@ impl RespLimits {
 
     pub fn validate(&self) -> io::Result<()> {
         let bad = |what: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, format!("resp limits: {what}")));
-        if self.max_args == 0 || self.max_pipeline_in_flight == 0 || self.max_in_flight_per_core == 0 || self.max_connections_per_core == 0 {
+        if self.max_args == 0 || self.max_pipeline_in_flight == 0 || self.max_in_flight_per_core == 0 || self.max_connections_per_core == 0
+        {
             return bad("max_args, max_pipeline_in_flight, max_in_flight_per_core and max_connections_per_core must be >= 1");
         }
         if self.max_inline_bytes < 64 || self.max_reply_buffer_bytes < 1024 {

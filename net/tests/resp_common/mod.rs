@@ -34,7 +34,11 @@ pub const TOKEN: &str = "secret-token";
 impl RespService for TestService {
     fn commands(&self) -> Vec<CommandSpec> {
         vec![
-            CommandSpec::new("incr.local", 2).key_at(1).flags(Flags::WRITE | Flags::FAST).doc("generic", "Increments a per-core counter.", "key"),
+            CommandSpec::new("incr.local", 2).key_at(1).flags(Flags::WRITE | Flags::FAST).doc(
+                "generic",
+                "Increments a per-core counter.",
+                "key",
+            ),
             CommandSpec::new("delay", 3).flags(Flags::CONCURRENT | Flags::READONLY).doc("generic", "Sleeps ms, answers tag.", "ms tag"),
             CommandSpec::new("maxconc", 1).flags(Flags::READONLY),
             CommandSpec::new("whoami", 1).flags(Flags::AUTH | Flags::READONLY),
