@@ -69,7 +69,26 @@ fn time(label: &str, rounds: usize, per_round: usize, f: impl Fn() -> usize) -> 
     rate
 }
 
+/// `DEEP=1`: what each decoder does with 100,000 nested one-element
+/// arrays on a 2 MiB thread stack (a core thread's default). Ours refuses
+/// at the second level; redis-protocol recurses once per level.
+fn deep() {
+    let mut input = b"*1\r\n".repeat(100_000);
+    input.extend_from_slice(b":1\r\n");
+    let mut d = Decoder::new(DecodeLimits::default());
+    println!("ours: {:?}", d.decode(&mut BytesMut::from(&input[..])));
+    println!("redis-protocol resp3 on a 2 MiB stack (a stack overflow aborts the process):");
+    let t = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || redis_protocol::resp3::decode::complete::decode(&input).map(|o| o.map(|(_, n)| n)))
+        .expect("thread");
+    println!("redis-protocol: {:?}", t.join());
+}
+
 fn main() {
+    if std::env::var("DEEP").is_ok() {
+        return deep();
+    }
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
     let ping: Vec<u8> = (0..16).flat_map(|_| encode_cmd(&[b"PING"])).collect();
     let set: Vec<u8> = (0..16).flat_map(|_| encode_cmd(&[b"LIKE.TOGGLE", b"character-name-01", b"IDEMPOTENCY"])).collect();
