@@ -20,10 +20,26 @@ run() { # port pipeline n -> "test rps" lines
     awk -F'[: ]+' '/requests per second/ {print $1, $2}'
 }
 printf "%-12s %-3s %12s %12s %7s\n" test P ours redis ratio
+RESULTS=$(mktemp)
 for p in 1 16; do
   n=$N; [ "$p" = 16 ] && n=$NP
   for r in $(seq "$ROUNDS"); do
-    paste <(run "$OURS_PORT" "$p" "$n") <(run "$REDIS_PORT" "$p" "$n") |
-      awk -v p="$p" '{printf "%-12s %-3s %12.0f %12.0f %7.2f\n", $1, p, $2, $4, $2/$4}'
+    # One after the other (never both at once), alternating which goes first.
+    if [ $((r % 2)) = 1 ]; then ours=$(run "$OURS_PORT" "$p" "$n"); theirs=$(run "$REDIS_PORT" "$p" "$n")
+    else theirs=$(run "$REDIS_PORT" "$p" "$n"); ours=$(run "$OURS_PORT" "$p" "$n"); fi
+    paste <(echo "$ours") <(echo "$theirs") |
+      awk -v p="$p" '{printf "%-12s %-3s %12.0f %12.0f %7.2f\n", $1, p, $2, $4, $2/$4}' | tee -a "$RESULTS"
   done
 done
+echo "median over $ROUNDS rounds (ours, redis, ratio of the medians):"
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    t, p, ours, redis, _ = line.split()
+    rows.setdefault((t, int(p)), []).append((float(ours), float(redis)))
+for (t, p), v in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    o = statistics.median(x for x, _ in v); r = statistics.median(y for _, y in v)
+    print(f"{t:<12} {p:<3} {o:12.0f} {r:12.0f} {o / r:7.2f}")
+PY
+rm -f "$RESULTS"
