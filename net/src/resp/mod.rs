@@ -10,8 +10,19 @@
 //! checks arity and authentication, and hands a [`Command`] to the service.
 //!
 //! Codec: our own request decoder and reply encoder, not `redis-protocol`
-//! (which the tests use as an independent decoder of what we write); see
-//! `decode.rs` for why (measured in `benches/resp_codec.rs`).
+//! 6 (which the tests and the fuzz target use as an independent decoder of
+//! what we write). Measured reasons (`benches/resp_codec.rs`):
+//! - safety: `redis-protocol` decodes any RESP3 frame recursively, with no
+//!   depth bound — 100,000 nested `*1` arrays overflow a 2 MiB core stack
+//!   and abort the process (`DEEP=1` mode of the bench); it has no length
+//!   limits (a `$2147483648` header just waits for 2 GiB) and no inline
+//!   commands. A server only accepts arrays of bulk strings (and inline
+//!   lines), so our decoder never nests, checks every length against the
+//!   limits as soon as its header is read, and resumes where a partial
+//!   request stopped instead of re-parsing it.
+//! - speed: decoding 16 pipelined PINGs or 3-argument commands is ~2.2×
+//!   `redis-protocol`'s rate (plus its frame → arguments conversion);
+//!   encoding a small RESP3 map ~3×.
 
 mod command;
 mod conn;
