@@ -27,14 +27,19 @@
 //! # Ok::<(), StorageError>(())
 //! ```
 
+mod completion;
 pub mod envelope;
 mod error;
 pub mod failpoint;
 mod frame;
 mod fsutil;
+mod kv;
+pub mod log;
 mod segment;
+mod spare;
 mod state;
 mod stats;
+mod timer;
 mod wal;
 
 pub use error::StorageError;
