@@ -112,3 +112,81 @@ pub fn wait_until(mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+/// One frame of a v2 segment, parsed independently of the crate.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame {
+    pub offset: u64,
+    pub len: u64,
+    pub kind: u8,
+    /// `(group, index)` of an entry record.
+    pub entry: Option<(u32, u64)>,
+}
+
+/// The frames of a segment file, from its header to the first zero header.
+pub fn frames(path: &Path) -> Vec<Frame> {
+    let b = std::fs::read(path).unwrap();
+    let mut at = 32usize;
+    let mut out = Vec::new();
+    while at + 8 <= b.len() && b[at..at + 8].iter().any(|&x| x != 0) {
+        let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        let body = &b[at + 8..at + 8 + len];
+        let entry = (body[0] == 1)
+            .then(|| (u32::from_le_bytes(body[1..5].try_into().unwrap()), u64::from_le_bytes(body[13..21].try_into().unwrap())));
+        out.push(Frame { offset: at as u64, len: (8 + len) as u64, kind: body[0], entry });
+        at += 8 + len;
+    }
+    out
+}
+
+/// Re-seal the frame at `offset` of segment `seq` after its body was edited.
+pub fn reseal(path: &Path, seq: u64, offset: u64) {
+    let mut b = std::fs::read(path).unwrap();
+    let at = offset as usize;
+    let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(&len.to_le_bytes());
+    h.update(&b[at + 8..at + 8 + len as usize]);
+    b[at + 4..at + 8].copy_from_slice(&h.finalize().to_le_bytes());
+    std::fs::write(path, b).unwrap();
+}
+
+/// A log of `groups` groups with `per_group` interleaved entries each
+/// (index 0 first), small segments; returns the directory.
+pub fn build_log(groups: u32, per_group: u64, opts: LogOptions) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(dir.path(), opts).unwrap();
+    let gs: Vec<GroupLog> = (0..groups).map(|g| log.group(g).unwrap()).collect();
+    for i in 0..per_group {
+        let futs: Vec<_> = gs.iter().map(|g| g.append(vec![Entry::new(1, i, payload(g.id(), i))]).unwrap()).collect();
+        for f in futs {
+            block_on(f).unwrap();
+        }
+    }
+    dir
+}
+
+pub fn flip(path: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], at).unwrap();
+}
+
+/// Open must be refused, and nothing in the directory may change.
+pub fn assert_refused(dir: &Path, what: &str) -> StorageError {
+    let before = snapshot_dir(dir);
+    let err = match Log::open(dir, small_opts()) {
+        Ok(_) => panic!("{what}: the damaged log was opened"),
+        Err(e) => e,
+    };
+    assert!(err.is_damage(), "{what}: not a damage error: {err}");
+    let after = snapshot_dir(dir);
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "{what}: files changed");
+    for (k, v) in &before {
+        assert!(v == &after[k], "{what}: {} changed", k.display());
+    }
+    err
+}
