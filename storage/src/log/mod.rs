@@ -391,7 +391,17 @@ impl Log {
             groups: RwLock::new(cells),
             segments: RwLock::new(segments),
             metrics: SyncMetrics::new(),
-            gc: Mutex::new(GcInfo::default()),
+            gc: Mutex::new(GcInfo {
+                first_seq: rec.first_seq,
+                last_seq: active.seq,
+                segments: closed_bytes.len() + 1,
+                log_bytes: closed_bytes.values().sum::<u64>() + active.write_offset,
+                pinning: if rec.first_seq < active.seq {
+                    written.iter().filter(|(_, w)| w.runs.oldest() == Some(rec.first_seq)).map(|(g, _)| *g).collect()
+                } else {
+                    Vec::new()
+                },
+            }),
             poisoned: Mutex::new(None),
             recovery: report.clone(),
             syncer_thread: OnceLock::new(),

@@ -306,13 +306,22 @@ pub(crate) fn recover(dir: &Path, opts: &LogOptions) -> Result<Recovered, Storag
     let listing = list(dir)?;
     let manifest_path = dir.join(MANIFEST);
     let Some(mbytes) = fsutil::read_optional(&manifest_path)? else {
-        if let Some((_, p)) = listing.segments.iter().next() {
-            return Err(StorageError::Missing {
-                path: manifest_path,
-                detail: format!("{} segment files (e.g. {}) exist without it", listing.segments.len(), p.display()),
-            });
+        // No manifest: a new directory, or a first start that crashed
+        // before its manifest was written — then the only segment holds no
+        // record (checked). Segments with records and no manifest: refused.
+        let mut leftovers = listing.temps;
+        for (&seq, path) in &listing.segments {
+            let bytes = fs::read(path).ctx(|| format!("read {}", path.display()))?;
+            let empty = seq == 1 && bytes.len() >= SEGMENT_HEADER && nonzero_extent(&bytes[SEGMENT_HEADER..]) == 0;
+            if !empty || format::decode_segment_header(&bytes) != Ok(1) {
+                return Err(StorageError::Missing {
+                    path: manifest_path,
+                    detail: format!("{} segment files (e.g. {}) exist without it", listing.segments.len(), path.display()),
+                });
+            }
+            leftovers.push(path.clone());
         }
-        return create_fresh(dir, opts, listing.temps, started);
+        return create_fresh(dir, opts, leftovers, started);
     };
     let (first, last) = format::decode_manifest(&mbytes).map_err(|why| StorageError::damaged(&manifest_path, 0, why))?;
 
