@@ -39,6 +39,7 @@ mod segment;
 mod spare;
 mod state;
 mod stats;
+pub mod store;
 mod timer;
 mod wal;
 

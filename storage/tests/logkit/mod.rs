@@ -190,3 +190,55 @@ pub fn assert_refused(dir: &Path, what: &str) -> StorageError {
     }
     err
 }
+
+// ---- state store helpers ----
+use storage::store::{KvWrite, Partition, Store, StoreOptions};
+
+pub fn store_opts() -> StoreOptions {
+    StoreOptions { cache_bytes: 8 << 20, ..StoreOptions::default() }
+}
+
+/// The state-machine rule of the store tests: entry i of group g writes
+/// `key-{i % 7}` = i and `last` = i, and puts (i even) or deletes (i odd)
+/// `gone-{i % 5}` — so tombstones are written and compacted.
+pub fn writes_of(_g: u32, e: &Entry) -> Result<Vec<KvWrite>, StorageError> {
+    let v = e.index.to_le_bytes().to_vec();
+    let gone = format!("gone-{}", e.index % 5).into_bytes();
+    Ok(vec![
+        KvWrite::Put { key: format!("key-{}", e.index % 7).into_bytes(), value: v.clone() },
+        if e.index % 2 == 0 { KvWrite::Put { key: gone, value: v.clone() } } else { KvWrite::Delete { key: gone } },
+        KvWrite::Put { key: b"last".to_vec(), value: v },
+    ])
+}
+
+/// Expected state after applying entries `first..=last` with `writes_of`.
+pub fn check_state(p: &Partition, first: u64, last: u64, what: &str) {
+    for j in 0..7u64 {
+        let newest = (first..=last).rev().find(|i| i % 7 == j);
+        let got = p.get(format!("key-{j}").as_bytes()).unwrap();
+        assert_eq!(got, newest.map(|n| (n, n.to_le_bytes().to_vec())), "{what}: partition {} key-{j}", p.id());
+    }
+    for j in 0..5u64 {
+        let newest = (first..=last).rev().find(|i| i % 5 == j);
+        let got = p.get(format!("gone-{j}").as_bytes()).unwrap();
+        let want = newest.filter(|n| n % 2 == 0).map(|n| (n, n.to_le_bytes().to_vec()));
+        assert_eq!(got, want, "{what}: partition {} gone-{j} (deleted by odd entries)", p.id());
+    }
+    let (idx, _) = p.get(b"last").unwrap().unwrap();
+    assert_eq!(idx, last, "{what}: partition {} last", p.id());
+}
+
+/// Open log `log_dir` and store `state_dir`, attach the log as number 0,
+/// open partitions `groups`.
+pub fn open_node(
+    log_dir: &Path,
+    state_dir: &Path,
+    log_opts: LogOptions,
+    groups: &[u32],
+) -> Result<(Log, Store, Vec<Partition>), StorageError> {
+    let (log, _) = open_after_owner_exit(log_dir, log_opts)?;
+    let store = Store::open(state_dir, store_opts())?;
+    store.attach_log(0, log.clone())?;
+    let parts = groups.iter().map(|&g| store.partition(0, g)).collect::<Result<Vec<_>, _>>()?;
+    Ok((log, store, parts))
+}
