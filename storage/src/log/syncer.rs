@@ -228,11 +228,11 @@ impl Syncer {
             }
             Err(e) => {
                 let why = StorageError::Poisoned(e.to_string());
+                self.poison(e);
                 match ack {
                     Ack::Append(done, _) => drop(done.send(Err(why))),
                     Ack::Unit(done) => drop(done.send(Err(why))),
                 }
-                self.poison(e);
             }
         }
     }
@@ -424,6 +424,8 @@ impl Syncer {
     fn poison(&mut self, e: StorageError) {
         let why = e.to_string();
         tracing::error!(error = %why, dir = %self.shared.dir.display(), "write-ahead log poisoned");
+        // Published before any waiter learns of the failure.
+        *self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
         for ack in self.acks.drain(..) {
             let err = StorageError::Poisoned(why.clone());
             match ack {
@@ -434,7 +436,6 @@ impl Syncer {
         self.buf.clear();
         self.publish.clear();
         self.touched.clear();
-        *self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
         self.poisoned = Some(why);
     }
 }
