@@ -197,7 +197,7 @@ fn crash_at_each_log_step_loses_nothing() {
 /// segment without records and no manifest: the next start begins afresh.
 #[test]
 fn a_crash_while_creating_the_log_is_recovered() {
-    for point in [FailPoint::ManifestTemp] {
+    for point in [FailPoint::LogRollAfterInstall, FailPoint::ManifestTemp] {
         let dir = tempfile::tempdir().unwrap();
         let mut acked = Acked::default();
         let status = run_script(dir.path(), Some(point), &mut acked);

@@ -114,17 +114,20 @@ fn damaged(path: &Path, offset: usize, detail: impl Into<String>) -> StorageErro
     StorageError::damaged(path, offset as u64, detail)
 }
 
+/// Where a record is: its segment, file and frame.
+struct Pos<'a> {
+    seq: u64,
+    path: &'a Path,
+    at: usize,
+    frame_len: usize,
+    /// The first record of its segment / of the first live segment.
+    first_rec: bool,
+    first_seg: bool,
+}
+
 impl Replay<'_> {
-    fn apply(
-        &mut self,
-        seq: u64,
-        path: &Path,
-        at: usize,
-        rec: &Record<'_>,
-        frame_len: usize,
-        first_rec: bool,
-        first_seg: bool,
-    ) -> Result<(), StorageError> {
+    fn apply(&mut self, pos: &Pos<'_>, rec: &Record<'_>) -> Result<(), StorageError> {
+        let Pos { seq, path, at, frame_len, first_rec, first_seg } = *pos;
         self.records += 1;
         if let Record::State(groups) = rec {
             if !first_rec {
@@ -374,7 +377,8 @@ pub(crate) fn recover(dir: &Path, opts: &LogOptions) -> Result<Recovered, Storag
         loop {
             match format::decode(&bytes[at..], seq, bytes.len() - at) {
                 Decoded::Record { rec, frame_len } => {
-                    replay.apply(seq, path, at, &rec, frame_len, records == 0, seq == first)?;
+                    let pos = Pos { seq, path, at, frame_len, first_rec: records == 0, first_seg: seq == first };
+                    replay.apply(&pos, &rec)?;
                     records += 1;
                     at += frame_len;
                 }
@@ -465,6 +469,7 @@ fn create_fresh(dir: &Path, opts: &LogOptions, temps: Vec<PathBuf>, started: Ins
     let path = dir.join(format::segment_name(1));
     let spare = spare::prepare_spare(dir, opts.segment_bytes, opts.preallocate, opts.fsyncs())?;
     let (file, capacity) = spare.install_as(dir, &format::encode_segment_header(1), &path, opts.fsyncs())?;
+    crate::failpoint::hit(crate::failpoint::FailPoint::LogRollAfterInstall);
     if let Err(e) = super::syncer::write_manifest(dir, 1, 1, opts.fsyncs()) {
         // Leave nothing behind a failed first start (a full disk).
         let _ = fs::remove_file(&path);

@@ -206,7 +206,7 @@ pub fn writes_of(_g: u32, e: &Entry) -> Result<Vec<KvWrite>, StorageError> {
     let gone = format!("gone-{}", e.index % 5).into_bytes();
     Ok(vec![
         KvWrite::Put { key: format!("key-{}", e.index % 7).into_bytes(), value: v.clone() },
-        if e.index % 2 == 0 { KvWrite::Put { key: gone, value: v.clone() } } else { KvWrite::Delete { key: gone } },
+        if e.index.is_multiple_of(2) { KvWrite::Put { key: gone, value: v.clone() } } else { KvWrite::Delete { key: gone } },
         KvWrite::Put { key: b"last".to_vec(), value: v },
     ])
 }
