@@ -514,6 +514,14 @@ enum Item {
     Disk { index: u64, term: u64, loc: Loc, seg: Arc<SegFile> },
 }
 
+/// A control operation of a group, planned before it is queued.
+enum Ctl {
+    Truncate(Option<LogId>),
+    Purge(LogId),
+    Vote(Vec<u8>),
+    Committed(Option<LogId>),
+}
+
 /// Why a submit did not queue the operation.
 enum Refused<T> {
     /// The queue is full: the input comes back for a retry.
@@ -598,47 +606,42 @@ impl GroupLog {
         AppendWithin { group: self.clone(), entries: Some(entries), deadline, queued: None, timer_armed: None }
     }
 
+    /// Plan a control operation, queue it, then apply it to the in-memory
+    /// view — only once it is queued, all under the group's lock.
     fn submit_control(
         &self,
-        make: impl FnOnce(&mut group::GroupInner, u64) -> Result<Option<Op>, StorageError>,
+        plan: impl FnOnce(&group::GroupInner) -> Result<Option<Ctl>, StorageError>,
     ) -> Result<Completion<()>, StorageError> {
         self.log.check_poisoned()?;
         let mut g = self.cell.lock();
-        if !self.shared().queue.has_room(false) {
-            return Err(self.backpressure());
-        }
+        let Some(ctl) = plan(&g)? else { return Ok(Completion::ready(Ok(()))) };
         let op_seq = g.next_op;
-        let Some(op) = make(&mut g, op_seq)? else { return Ok(Completion::ready(Ok(()))) };
-        Ok(self.finish_control(g, op_seq, op))
-    }
-
-    fn finish_control(&self, mut g: std::sync::MutexGuard<'_, group::GroupInner>, op_seq: u64, op: Op) -> Completion<()> {
         let (done, fut) = Completion::channel();
-        let op = match op {
-            Op::Truncate { last, .. } => Op::Truncate { last, done },
-            Op::Purge { upto, .. } => Op::Purge { upto, done },
-            Op::Vote { vote, .. } => Op::Vote { vote, done },
-            Op::Committed { committed, .. } => Op::Committed { committed, done },
-            Op::Append { .. } => unreachable!("appends go through submit_append"),
+        let op = match &ctl {
+            Ctl::Truncate(last) => Op::Truncate { last: *last, done },
+            Ctl::Purge(upto) => Op::Purge { upto: *upto, done },
+            Ctl::Vote(vote) => Op::Vote { vote: vote.clone(), done },
+            Ctl::Committed(c) => Op::Committed { committed: *c, done },
         };
         match self.shared().queue.push(Request { group: self.cell.clone(), op_seq, op }, None) {
-            Ok(()) => {
-                g.next_op += 1;
-                fut
-            }
-            Err(None) => Completion::ready(Err(StorageError::Closed)),
-            Err(Some(_)) => Completion::ready(Err(self.backpressure())),
+            Ok(()) => {}
+            Err(None) => return Err(StorageError::Closed),
+            Err(Some(_)) => return Err(self.backpressure()),
         }
+        g.next_op += 1;
+        match ctl {
+            Ctl::Truncate(last) => g.apply_truncate(last),
+            Ctl::Purge(upto) => g.apply_purge(upto),
+            Ctl::Vote(vote) => g.meta.vote = Some(vote),
+            Ctl::Committed(c) => g.meta.committed = c,
+        }
+        Ok(fut)
     }
 
     /// Remove every entry after `after` (`None`: every entry after the
     /// purge point). Readers see the result at once; resolves when durable.
     pub fn truncate_after(&self, after: Option<u64>) -> Result<Completion<()>, StorageError> {
-        self.submit_control(|g, _| {
-            let Some(last) = g.plan_truncate(after)? else { return Ok(None) };
-            g.apply_truncate(last);
-            Ok(Some(Op::Truncate { last, done: Completion::channel().0 }))
-        })
+        self.submit_control(|g| Ok(g.plan_truncate(after)?.map(Ctl::Truncate)))
     }
 
     /// Drop entries up to and including `upto` (after a snapshot or a
@@ -646,13 +649,7 @@ impl GroupLog {
     /// past the last entry continues the log after `upto`. Resolves when
     /// the purge mark is durable; whole segments go once no group needs them.
     pub fn purge_upto(&self, upto: LogId) -> Result<Completion<()>, StorageError> {
-        self.submit_control(|g, _| {
-            if !g.plan_purge(upto)? {
-                return Ok(None);
-            }
-            g.apply_purge(upto);
-            Ok(Some(Op::Purge { upto, done: Completion::channel().0 }))
-        })
+        self.submit_control(|g| Ok(g.plan_purge(upto)?.then_some(Ctl::Purge(upto))))
     }
 
     /// Durably store the Raft vote (opaque bytes, at most `max_vote_bytes`).
@@ -661,10 +658,7 @@ impl GroupLog {
         if vote.len() > limit {
             return Err(StorageError::EntryTooLarge { bytes: vote.len(), limit });
         }
-        self.submit_control(|g, _| {
-            g.meta.vote = Some(vote.to_vec());
-            Ok(Some(Op::Vote { vote: vote.to_vec(), done: Completion::channel().0 }))
-        })
+        self.submit_control(|_| Ok(Some(Ctl::Vote(vote.to_vec()))))
     }
 
     /// The last vote saved, if any.
@@ -674,10 +668,7 @@ impl GroupLog {
 
     /// Durably store the committed log id (restart replays only up to it).
     pub fn save_committed(&self, committed: Option<LogId>) -> Result<Completion<()>, StorageError> {
-        self.submit_control(|g, _| {
-            g.meta.committed = committed;
-            Ok(Some(Op::Committed { committed, done: Completion::channel().0 }))
-        })
+        self.submit_control(|_| Ok(Some(Ctl::Committed(committed))))
     }
 
     pub fn read_committed(&self) -> Option<LogId> {
@@ -865,5 +856,25 @@ impl Future for AppendWithin {
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn handles_cross_threads() {
+        send_sync::<Log>();
+        send_sync::<GroupLog>();
+        send::<AppendFuture>();
+        send::<AppendWithin>();
+        send::<Completion<()>>();
+        send_sync::<crate::store::Store>();
+        send_sync::<crate::store::Partition>();
+        send::<crate::store::Snapshot>();
     }
 }

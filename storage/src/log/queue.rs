@@ -59,12 +59,6 @@ impl Queue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a request of this kind would be admitted now.
-    pub fn has_room(&self, append: bool) -> bool {
-        let q = self.lock();
-        self.room(&q, append)
-    }
-
     fn room(&self, q: &Inner, append: bool) -> bool {
         if append {
             q.appends < self.max_appends
