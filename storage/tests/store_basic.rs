@@ -339,3 +339,40 @@ fn store_options_and_misuse() {
     assert!(matches!(store.partition(1, 1), Err(StorageError::InvalidArgument(_))), "a partition lives in one log");
     assert!(!store.checkpoint(0).unwrap().written || p.applied().is_some());
 }
+
+/// The applier runs `Apply::maintain` after each checkpoint (with the store
+/// and its log number) and checkpoints by itself after enough entries.
+#[test]
+fn the_applier_maintains_and_checkpoints_periodically() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    struct Counting(Arc<AtomicU64>);
+    impl storage::store::Apply for Counting {
+        fn writes(&mut self, g: u32, e: &Entry) -> Result<Vec<KvWrite>, StorageError> {
+            writes_of(g, e)
+        }
+        fn maintain(&mut self, store: &Store, log_no: u32) -> Result<(), StorageError> {
+            assert_eq!(log_no, 0);
+            assert!(store.partitions_of(0).iter().all(|p| p.checkpointed().is_some()));
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, store, parts) = open_node(&dir.path().join("log"), &dir.path().join("state"), small_opts(), &[0, 1]).unwrap();
+    let calls = Arc::new(AtomicU64::new(0));
+    let opts = ApplierOptions { checkpoint_every_entries: 50, maintain_every: Duration::from_secs(3600), ..Default::default() };
+    let applier = LogApplier::spawn(store.clone(), 0, Counting(calls.clone()), opts).unwrap();
+    for p in &parts {
+        applier.notify_committed(p.id(), append_n(p.group(), 0, 40));
+    }
+    // 80 entries applied >= 50: a checkpoint of its own, then a sweep.
+    wait_until(|| store.checkpoint_stats(0).checkpoints >= 1);
+    wait_until(|| calls.load(Ordering::SeqCst) >= 1);
+    for p in &parts {
+        assert_eq!(p.checkpointed(), Some(id(1, 39)));
+        assert_eq!(p.group().last_purged(), Some(id(1, 39)));
+        assert_eq!(p.stats().apply_lag, 0);
+    }
+    assert!(store.checkpoint_stats(0).age.is_some());
+}
