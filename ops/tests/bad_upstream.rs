@@ -10,17 +10,10 @@ use common::http::get;
 use common::maple::{DataDir, Launch};
 use common::{metric, Resp};
 
-/// The fixture directory: `MAPLE_SHARED_DATA`, else `shared/data/maple`
-/// beside one of this crate's ancestors.
 fn fixture(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("MAPLE_SHARED_DATA") {
-        return PathBuf::from(dir).join(name);
-    }
-    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .map(|a| a.join("../shared/data/maple").join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("fixture {name} not found beside {}", here.display()))
+    let path = common::fixture_dir().join(name);
+    assert!(path.is_file(), "fixture {} not found", path.display());
+    path
 }
 
 fn calc(file: &std::path::Path) -> (i32, String, String) {

@@ -2,6 +2,7 @@
 //! these; nothing in this crate panics on bad input or bad bytes on disk.
 
 use std::io;
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -51,11 +52,44 @@ pub enum StorageError {
     },
     #[error("state store: {0}")]
     Sled(#[from] sled::Error),
+    /// Bytes on disk that recovery must not repair (anything but a torn
+    /// last record of the last segment): names the file and the byte
+    /// offset. Nothing on disk was changed; an operator (or, in a cluster,
+    /// a replica) decides.
+    #[error("damaged {}: at byte {offset}: {detail}; nothing on disk was changed", path.display())]
+    Damaged { path: PathBuf, offset: u64, detail: String },
+    /// A file the log's manifest or a checkpoint says exists is missing.
+    #[error("missing {}: {detail}; nothing on disk was changed", path.display())]
+    Missing { path: PathBuf, detail: String },
+    /// The state store (sled) cannot be opened, or holds less than its
+    /// durable checkpoint says it does (sled drops damaged data silently).
+    #[error("state store {}: {detail}", path.display())]
+    StateStore { path: PathBuf, detail: String },
 }
 
 impl StorageError {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         StorageError::Io { context: context.into(), source }
+    }
+
+    pub(crate) fn damaged(path: impl Into<PathBuf>, offset: u64, detail: impl Into<String>) -> Self {
+        StorageError::Damaged { path: path.into(), offset, detail: detail.into() }
+    }
+
+    /// A state-store error as one line naming `path` (sled's own messages
+    /// may span lines).
+    pub(crate) fn state_store(path: impl Into<PathBuf>, detail: impl std::fmt::Display) -> Self {
+        let detail = detail.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        StorageError::StateStore { path: path.into(), detail }
+    }
+
+    /// True when the files on disk are damaged or missing (the process
+    /// should refuse to start rather than retry).
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Damaged { .. } | StorageError::Missing { .. } | StorageError::Corrupt { .. } | StorageError::StateStore { .. }
+        )
     }
 
     /// True when the caller should retry the same request later (503 + Retry-After).

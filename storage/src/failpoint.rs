@@ -28,9 +28,29 @@ pub enum FailPoint {
     /// Checkpoint done, tombstone compaction: one tombstone deleted from
     /// the state, its index row not yet.
     MidTombstoneCompaction,
+    // --- v2 multi-group log ([`crate::log`]) ---
+    /// Roll: the new segment file is in place (header durable, renamed),
+    /// the manifest does not list it yet.
+    LogRollAfterInstall,
+    /// Roll: the manifest lists the new segment; no record is in it yet.
+    LogRollAfterManifest,
+    /// Manifest update: `MANIFEST.tmp` written and fsynced, not renamed.
+    ManifestTemp,
+    /// Purge: the purge record is durable, no segment collected yet.
+    LogPurgeDurable,
+    /// Segment collection: the manifest no longer lists the old
+    /// segments, none is unlinked yet.
+    LogGcAfterManifest,
+    /// Segment collection: the first of several old segments unlinked.
+    LogGcMidUnlink,
+    // --- v2 state store ([`crate::store`]) ---
+    /// Snapshot install: rows loaded into the new generation's trees, the
+    /// checkpoint that switches to it not written.
+    StoreInstallLoaded,
 }
 
 impl FailPoint {
+    /// The crash points of the v1 log + state store checkpoint.
     pub const ALL: [FailPoint; 7] = [
         FailPoint::AfterSledFlush,
         FailPoint::AfterSledSync,
@@ -39,6 +59,30 @@ impl FailPoint {
         FailPoint::MidSegmentDelete,
         FailPoint::MidApply,
         FailPoint::MidTombstoneCompaction,
+    ];
+
+    /// The crash points of the v2 log.
+    pub const LOG: [FailPoint; 6] = [
+        FailPoint::LogRollAfterInstall,
+        FailPoint::LogRollAfterManifest,
+        FailPoint::ManifestTemp,
+        FailPoint::LogPurgeDurable,
+        FailPoint::LogGcAfterManifest,
+        FailPoint::LogGcMidUnlink,
+    ];
+
+    /// The crash points a v2 store checkpoint (+ log purge) or snapshot
+    /// install passes through.
+    pub const STORE: [FailPoint; 9] = [
+        FailPoint::AfterSledFlush,
+        FailPoint::AfterSledSync,
+        FailPoint::AfterCheckpointTemp,
+        FailPoint::AfterCheckpointRename,
+        FailPoint::MidApply,
+        FailPoint::MidTombstoneCompaction,
+        FailPoint::LogPurgeDurable,
+        FailPoint::LogGcAfterManifest,
+        FailPoint::StoreInstallLoaded,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,11 +94,18 @@ impl FailPoint {
             FailPoint::MidSegmentDelete => "mid-segment-delete",
             FailPoint::MidApply => "mid-apply",
             FailPoint::MidTombstoneCompaction => "mid-tombstone-compaction",
+            FailPoint::LogRollAfterInstall => "log-roll-after-install",
+            FailPoint::LogRollAfterManifest => "log-roll-after-manifest",
+            FailPoint::ManifestTemp => "manifest-temp",
+            FailPoint::LogPurgeDurable => "log-purge-durable",
+            FailPoint::LogGcAfterManifest => "log-gc-after-manifest",
+            FailPoint::LogGcMidUnlink => "log-gc-mid-unlink",
+            FailPoint::StoreInstallLoaded => "store-install-loaded",
         }
     }
 
     pub fn from_name(s: &str) -> Option<FailPoint> {
-        FailPoint::ALL.into_iter().find(|f| f.name() == s)
+        FailPoint::ALL.into_iter().chain(FailPoint::LOG).chain([FailPoint::StoreInstallLoaded]).find(|f| f.name() == s)
     }
 }
 

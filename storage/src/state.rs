@@ -26,6 +26,8 @@ use futures::channel::oneshot;
 use crate::error::{IoContext, StorageError};
 use crate::failpoint::{self, FailPoint};
 use crate::fsutil;
+use crate::kv::KvTrees;
+pub use crate::kv::{Applied, KvPair, KvWrite, Visit};
 use crate::stats::StateStats;
 use crate::wal::{decode_u64_record, encode_u64_file, Completion, Wal};
 use crate::Entry;
@@ -35,35 +37,10 @@ const SLED_DIR: &str = "sled";
 /// sled tree of the tombstones not yet compacted: `index (u64 BE) | key` → ``.
 /// Ordered by index, so a checkpoint finds the compactable ones with one range scan.
 const TOMBS_TREE: &str = "tombs";
-const TAG_VALUE: u8 = 0;
-const TAG_TOMBSTONE: u8 = 1;
 /// sled's own default page cache (`cache_capacity`), bytes.
 pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
 /// Entries read from the log per apply step.
 const APPLY_CHUNK: u64 = 1024;
-
-/// A live `(key, value)` of the state store.
-pub type KvPair = (Vec<u8>, Vec<u8>);
-
-/// One key write produced by a committed entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvWrite {
-    Put {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Delete {
-        key: Vec<u8>,
-    },
-    /// Delete `key` only if it holds a live value written by entry
-    /// `written_by` or earlier: an eviction decided from a read of the state
-    /// must not remove a newer value written after that read. A key that is
-    /// already absent is left alone (no tombstone is written).
-    Evict {
-        key: Vec<u8>,
-        written_by: u64,
-    },
-}
 
 /// Turns a committed entry into key writes. Replay calls it again for the
 /// same entry, so it must depend on the entry alone (log records should
@@ -89,27 +66,10 @@ where
     }
 }
 
-/// Outcome of applying one entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Applied {
-    pub written: usize,
-    pub skipped: usize,
-}
-
-/// A live value seen by [`StateStore::visit_prefix`].
-#[derive(Debug, Clone, Copy)]
-pub struct Visit<'a> {
-    pub key: &'a [u8],
-    /// Index of the entry that wrote the value.
-    pub index: u64,
-    pub value: &'a [u8],
-}
-
 pub struct StateStore {
     dir: PathBuf,
     db: sled::Db,
-    kv: sled::Tree,
-    tombs: sled::Tree,
+    trees: KvTrees,
     opened: Instant,
     applied_index: AtomicU64,
     checkpoint_index: AtomicU64,
@@ -148,13 +108,11 @@ impl StateStore {
             Some(b) => decode_u64_record(&b, "checkpoint file")?,
         };
         let db = sled::Config::new().path(dir.join(SLED_DIR)).cache_capacity(cache_bytes).open()?;
-        let kv = db.open_tree("kv")?;
-        let tombs = db.open_tree(TOMBS_TREE)?;
+        let trees = KvTrees { kv: db.open_tree("kv")?, tombs: db.open_tree(TOMBS_TREE)? };
         Ok(StateStore {
             dir: dir.to_path_buf(),
             db,
-            kv,
-            tombs,
+            trees,
             opened: Instant::now(),
             applied_index: AtomicU64::new(checkpoint),
             checkpoint_index: AtomicU64::new(checkpoint),
@@ -216,39 +174,8 @@ impl StateStore {
         if index <= applied {
             return Err(StorageError::InvalidArgument(format!("entry {index} applied out of order (applied up to {applied})")));
         }
-        let mut out = Applied::default();
         let fresh = index > self.fresh_after.load(Ordering::Acquire);
-        for (i, w) in writes.iter().enumerate() {
-            if i == writes.len() / 2 && i > 0 {
-                failpoint::hit(FailPoint::MidApply);
-            }
-            let (key, value, evicts) = match w {
-                KvWrite::Put { key, value } => (key, Some(value), None),
-                KvWrite::Delete { key } => (key, None, None),
-                KvWrite::Evict { key, written_by } => (key, None, Some(*written_by)),
-            };
-            // An eviction always looks at the value it may remove; other
-            // writes only when a replay could meet a newer value.
-            let old = if fresh && evicts.is_none() { None } else { self.kv.get(key)? };
-            let old_index = old.as_deref().map(value_index).transpose()?;
-            let skip = match (evicts, &old) {
-                // A key written by this entry or a later one stays (replay).
-                _ if old_index.is_some_and(|i| i >= index) => true,
-                (Some(written_by), Some(raw)) => is_tombstone(raw)? || old_index.is_some_and(|i| i > written_by),
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if skip {
-                out.skipped += 1;
-                continue;
-            }
-            self.kv.insert(key.as_slice(), encode_value(index, value))?;
-            if value.is_none() {
-                // Remember the tombstone for compaction once a checkpoint covers it.
-                self.tombs.insert(tomb_key(index, key), &[])?;
-            }
-            out.written += 1;
-        }
+        let out = self.trees.apply(index, writes, fresh)?;
         self.applied_index.store(index, Ordering::Release);
         self.entries_applied.fetch_add(1, Ordering::Relaxed);
         self.writes_skipped.fetch_add(out.skipped as u64, Ordering::Relaxed);
@@ -257,28 +184,13 @@ impl StateStore {
 
     /// The value of `key`, with the index of the entry that wrote it.
     pub fn get(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
-        match self.kv.get(key)? {
-            None => Ok(None),
-            Some(raw) => decode_value(&raw),
-        }
+        self.trees.get(key)
     }
 
     /// Call `f` for every live value whose key starts with `prefix`, in key
     /// order (or reverse order), until it returns `false`.
-    pub fn visit_prefix(&self, prefix: &[u8], reverse: bool, mut f: impl FnMut(Visit<'_>) -> bool) -> Result<(), StorageError> {
-        let mut iter = self.kv.scan_prefix(prefix);
-        loop {
-            let item = if reverse { iter.next_back() } else { iter.next() };
-            let Some(item) = item else { return Ok(()) };
-            let (k, raw) = item?;
-            let index = value_index(&raw)?;
-            if is_tombstone(&raw)? {
-                continue;
-            }
-            if !f(Visit { key: &k, index, value: &raw[9..] }) {
-                return Ok(());
-            }
-        }
+    pub fn visit_prefix(&self, prefix: &[u8], reverse: bool, f: impl FnMut(Visit<'_>) -> bool) -> Result<(), StorageError> {
+        self.trees.visit_prefix(prefix, reverse, f)
     }
 
     /// Delete keys directly, outside the log. Only for rows every reader
@@ -287,37 +199,24 @@ impl StateStore {
     /// harmless — it is still ignored and the next sweep forgets it again.
     /// Returns how many keys were present.
     pub fn forget(&self, keys: &[Vec<u8>]) -> Result<usize, StorageError> {
-        let mut n = 0;
-        for k in keys {
-            n += self.kv.remove(k.as_slice())?.is_some() as usize;
-        }
+        let n = self.trees.forget(keys)?;
         self.forgotten.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 
     /// Every live `(key, value)` whose key starts with `prefix`, at most `limit`.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<KvPair>, StorageError> {
-        let mut out = Vec::new();
-        for item in self.kv.scan_prefix(prefix) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, raw) = item?;
-            if let Some((_, v)) = decode_value(&raw)? {
-                out.push((k.to_vec(), v));
-            }
-        }
-        Ok(out)
+        self.trees.scan_prefix(prefix, limit)
     }
 
     /// Keys stored, tombstones included (O(n): diagnostics and tests).
     pub fn stored_keys(&self) -> usize {
-        self.kv.len()
+        self.trees.kv.len()
     }
 
     /// Tombstones not yet compacted (O(n): diagnostics and tests).
     pub fn pending_tombstones(&self) -> usize {
-        self.tombs.len()
+        self.trees.tombs.len()
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -353,36 +252,11 @@ impl StateStore {
         Ok(index)
     }
 
-    /// Drop the tombstones written by entries `<= checkpoint`.
-    ///
-    /// Why this is safe: a tombstone only stops a replayed *older* entry
-    /// from resurrecting its key. Replay starts after the durable checkpoint
-    /// (`replay`/`apply_from_log` begin at `checkpoint + 1`, and the log
-    /// before it may already be purged), so every entry a replay can apply
-    /// has an index above `checkpoint` >= the tombstone's index and would
-    /// overwrite the tombstone anyway. Deleting it changes no outcome.
-    /// The deletions become durable with the next checkpoint's flush; if we
-    /// crash before, sled may bring some back (with their `tombs` rows) and
-    /// a later checkpoint compacts them again.
+    /// Drop the tombstones written by entries `<= checkpoint` (see
+    /// [`KvTrees::compact_tombstones`] for why this is safe).
     fn compact_tombstones(&self, checkpoint: u64) -> Result<u64, StorageError> {
         assert!(checkpoint <= self.checkpoint_index(), "compaction beyond the durable checkpoint");
-        let mut n = 0;
-        let end = (checkpoint + 1).to_be_bytes();
-        for item in self.tombs.range(..&end[..]) {
-            let (tk, _) = item?;
-            let (index, key) = split_tomb_key(&tk)?;
-            debug_assert!(index <= checkpoint);
-            // Only if the key still holds exactly this tombstone (a later
-            // Put may have replaced it).
-            let cas = self.kv.compare_and_swap(key, Some(encode_value(index, None)), None::<&[u8]>)?;
-            n += cas.is_ok() as u64;
-            if n == 1 {
-                failpoint::hit(FailPoint::MidTombstoneCompaction);
-            }
-            // kv first, then the index row: a crash in between leaves a row
-            // whose tombstone is gone, which the next compaction just drops.
-            self.tombs.remove(&tk)?;
-        }
+        let n = self.trees.compact_tombstones(checkpoint)?;
         self.tombstones_compacted.fetch_add(n, Ordering::Relaxed);
         Ok(n)
     }
@@ -405,55 +279,6 @@ impl StateStore {
             tombstones_compacted: self.tombstones_compacted.load(Ordering::Relaxed),
             forgotten: self.forgotten.load(Ordering::Relaxed),
         }
-    }
-}
-
-fn tomb_key(index: u64, key: &[u8]) -> Vec<u8> {
-    [&index.to_be_bytes()[..], key].concat()
-}
-
-fn split_tomb_key(tk: &[u8]) -> Result<(u64, &[u8]), StorageError> {
-    if tk.len() < 8 {
-        return Err(StorageError::Corrupt { what: "tombstone index".into(), detail: "row shorter than its index".into() });
-    }
-    Ok((u64::from_be_bytes(tk[..8].try_into().expect("8 bytes")), &tk[8..]))
-}
-
-fn is_tombstone(raw: &[u8]) -> Result<bool, StorageError> {
-    value_index(raw)?;
-    match raw[8] {
-        TAG_VALUE => Ok(false),
-        TAG_TOMBSTONE => Ok(true),
-        t => Err(StorageError::Corrupt { what: "state value".into(), detail: format!("unknown tag {t}") }),
-    }
-}
-
-fn encode_value(index: u64, value: Option<&Vec<u8>>) -> Vec<u8> {
-    let mut v = Vec::with_capacity(9 + value.map_or(0, |v| v.len()));
-    v.extend_from_slice(&index.to_be_bytes());
-    match value {
-        Some(val) => {
-            v.push(TAG_VALUE);
-            v.extend_from_slice(val);
-        }
-        None => v.push(TAG_TOMBSTONE),
-    }
-    v
-}
-
-fn value_index(raw: &[u8]) -> Result<u64, StorageError> {
-    if raw.len() < 9 {
-        return Err(StorageError::Corrupt { what: "state value".into(), detail: "shorter than its header".into() });
-    }
-    Ok(u64::from_be_bytes(raw[..8].try_into().unwrap()))
-}
-
-fn decode_value(raw: &[u8]) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
-    let index = value_index(raw)?;
-    match raw[8] {
-        TAG_VALUE => Ok(Some((index, raw[9..].to_vec()))),
-        TAG_TOMBSTONE => Ok(None),
-        t => Err(StorageError::Corrupt { what: "state value".into(), detail: format!("unknown tag {t}") }),
     }
 }
 

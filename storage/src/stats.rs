@@ -1,11 +1,14 @@
 //! Plain-number snapshots of the log and the state store, for the ops layer
 //! to export (Prometheus) and for benchmarks to print.
 
+use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::error::{IoContext, StorageError};
 use crate::wal::{Recovery, Shared, WalSync};
 
 #[derive(Default, Debug)]
@@ -19,6 +22,54 @@ pub(crate) struct Counters {
     pub backpressure: AtomicU64,
     pub segments_created: AtomicU64,
     pub segments_deleted: AtomicU64,
+}
+
+/// Counters and histograms of one log's syncer (v1 and v2 logs alike).
+#[derive(Debug)]
+pub(crate) struct SyncMetrics {
+    pub counters: Counters,
+    pub fsync_latency_us: Mutex<Histogram<u64>>,
+    pub entries_per_fsync: Mutex<Histogram<u64>>,
+}
+
+impl SyncMetrics {
+    pub fn new() -> SyncMetrics {
+        SyncMetrics {
+            counters: Counters::default(),
+            fsync_latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+            entries_per_fsync: Mutex::new(Histogram::new_with_bounds(1, 1 << 24, 2).expect("valid bounds")),
+        }
+    }
+
+    /// fdatasync `file`, counting it and recording its latency.
+    pub fn fdatasync(&self, file: &File, what: impl FnOnce() -> String) -> Result<(), StorageError> {
+        let t = Instant::now();
+        // `wal-fsync-enospc` (tests): this fdatasync fails as on a full disk.
+        crate::failpoint::io_error(crate::failpoint::IoFailPoint::WalFsyncEnospc).map_or_else(|| file.sync_data(), Err).ctx(what)?;
+        let us = t.elapsed().as_micros() as u64;
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.counters.fsync_micros_total.fetch_add(us, Ordering::Relaxed);
+        if let Ok(mut h) = self.fsync_latency_us.lock() {
+            h.saturating_record(us.max(1));
+        }
+        Ok(())
+    }
+
+    /// One write + sync round that made `entries` entries durable.
+    pub fn record_round(&self, entries: u64) {
+        if let Ok(mut h) = self.entries_per_fsync.lock() {
+            h.saturating_record(entries);
+        }
+        self.counters.rounds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fsync_latency(&self) -> Histogram<u64> {
+        self.fsync_latency_us.lock().map(|h| h.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn entries_per_fsync(&self) -> Histogram<u64> {
+        self.entries_per_fsync.lock().map(|h| h.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
 }
 
 /// Snapshot of one write-ahead log.
@@ -63,7 +114,7 @@ impl WalStats {
         pending_requests: usize,
         recovery: &Recovery,
     ) -> WalStats {
-        let c = &shared.counters;
+        let c = &shared.metrics.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         WalStats {
             sync: shared.opts.sync,
@@ -81,8 +132,8 @@ impl WalStats {
             backpressure_rejections: get(&c.backpressure),
             segments_created: get(&c.segments_created),
             segments_deleted: get(&c.segments_deleted),
-            fsync_latency_us: shared.fsync_latency_us.lock().map(|h| h.clone()).unwrap_or_else(|p| p.into_inner().clone()),
-            entries_per_fsync: shared.entries_per_fsync.lock().map(|h| h.clone()).unwrap_or_else(|p| p.into_inner().clone()),
+            fsync_latency_us: shared.metrics.fsync_latency(),
+            entries_per_fsync: shared.metrics.entries_per_fsync(),
             recovery_duration: recovery.duration,
             recovery_entries: recovery.entries_replayed,
             recovery_dropped_tail_bytes: recovery.dropped_tail_bytes,

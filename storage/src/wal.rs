@@ -14,25 +14,23 @@
 //!   entry before it, was fdatasynced (and its segment's name was made durable).
 
 use std::fs;
-use std::future::Future;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use futures::FutureExt;
-use hdrhistogram::Histogram;
 
+pub use crate::completion::Completion;
+use crate::completion::Reply;
 use crate::error::{IoContext, StorageError};
 use crate::frame::{self, FRAME_HEADER, SEGMENT_HEADER};
 use crate::fsutil;
-use crate::segment::{self, Segment, Spare, Torn};
-use crate::stats::{Counters, WalStats};
+use crate::segment::{self, Segment, Torn};
+use crate::spare::SparePrep;
+use crate::stats::{SyncMetrics, WalStats};
 use crate::{failpoint, Entry};
 
 const VOTE_FILE: &str = "vote";
@@ -152,29 +150,8 @@ pub struct Recovery {
     pub duration: Duration,
 }
 
-/// Future of one syncer operation; resolves once the operation is durable.
-/// `Send`, runtime-agnostic, and dropping it does not cancel the write.
-pub struct Completion<T> {
-    rx: oneshot::Receiver<Result<T, StorageError>>,
-}
-
 /// Resolves to the index of the last entry of the append, once durable.
 pub type AppendFuture = Completion<u64>;
-
-impl<T> Completion<T> {
-    pub(crate) fn from_receiver(rx: oneshot::Receiver<Result<T, StorageError>>) -> Self {
-        Completion { rx }
-    }
-}
-
-impl<T> Future for Completion<T> {
-    type Output = Result<T, StorageError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.rx.poll_unpin(cx).map(|r| r.unwrap_or(Err(StorageError::Closed)))
-    }
-}
-
-type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
 
 enum Request {
     Append { entries: Vec<Entry>, done: Reply<u64> },
@@ -204,9 +181,7 @@ pub(crate) struct Shared {
     last_index: AtomicU64,
     durable_index: AtomicU64,
     vote: RwLock<Option<Vec<u8>>>,
-    pub(crate) counters: Counters,
-    pub(crate) fsync_latency_us: Mutex<Histogram<u64>>,
-    pub(crate) entries_per_fsync: Mutex<Histogram<u64>>,
+    pub(crate) metrics: SyncMetrics,
     recovery: Recovery,
     /// Why the log refuses writes (set once, by the syncer, when it is poisoned).
     poisoned: std::sync::OnceLock<String>,
@@ -299,7 +274,7 @@ impl Wal {
         if needs_fresh {
             // Empty directory, or everything up to the purge mark is gone.
             let spare = segment::prepare_spare(dir, opts.segment_bytes, opts.preallocate, opts.fsyncs())?;
-            let seg = spare.install(dir, purged + 1, opts.fsyncs())?;
+            let seg = segment::install(spare, dir, purged + 1, opts.fsyncs())?;
             let old: Vec<PathBuf> = list.drain(..).map(|s| s.path).collect();
             remove_in_order(dir, &old)?;
             list.push(seg);
@@ -327,9 +302,7 @@ impl Wal {
             last_index: AtomicU64::new(last_index),
             durable_index: AtomicU64::new(last_index),
             vote: RwLock::new(vote),
-            counters: Counters::default(),
-            fsync_latency_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
-            entries_per_fsync: Mutex::new(Histogram::new_with_bounds(1, 1 << 24, 2).expect("valid bounds")),
+            metrics: SyncMetrics::new(),
             recovery: rec.clone(),
             poisoned: std::sync::OnceLock::new(),
             _lock: lock,
@@ -344,10 +317,10 @@ impl Wal {
             dirty: Vec::new(),
             acks: Vec::new(),
             entries_in_round: 0,
-            spare: None,
+            spare: SparePrep::new(dir, opts.segment_bytes, opts.preallocate, opts.fsyncs()),
             poisoned: None,
         };
-        syncer.prepare_next_spare();
+        syncer.spare.start();
         let thread = std::thread::Builder::new()
             .name(format!("wal-sync:{}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("wal")))
             .spawn(move || syncer.run(rx))
@@ -359,9 +332,9 @@ impl Wal {
     fn submit<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<Completion<T>, StorageError> {
         let (done, rx) = oneshot::channel();
         match self.tx.try_send(make(done)) {
-            Ok(()) => Ok(Completion { rx }),
+            Ok(()) => Ok(Completion::from_receiver(rx)),
             Err(flume::TrySendError::Full(_)) => {
-                self.shared.counters.backpressure.fetch_add(1, Ordering::Relaxed);
+                self.shared.metrics.counters.backpressure.fetch_add(1, Ordering::Relaxed);
                 Err(StorageError::Backpressure { pending: self.tx.len() })
             }
             Err(flume::TrySendError::Disconnected(_)) => Err(StorageError::Closed),
@@ -494,7 +467,7 @@ struct Syncer {
     /// Appends waiting for the next fdatasync: (reply, last index).
     acks: Vec<(Reply<u64>, u64)>,
     entries_in_round: u64,
-    spare: Option<JoinHandle<Result<Spare, StorageError>>>,
+    spare: SparePrep,
     /// Set after a failed write or sync; the log then refuses all writes.
     poisoned: Option<String>,
 }
@@ -516,11 +489,7 @@ impl Syncer {
             self.commit_or_poison();
         }
         self.commit_or_poison();
-        if let Some(h) = self.spare.take() {
-            if let Ok(Ok(spare)) = h.join() {
-                spare.discard();
-            }
-        }
+        self.spare.discard();
     }
 
     fn handle(&mut self, req: Request) {
@@ -643,7 +612,7 @@ impl Syncer {
             self.dirty.push(cur.file.clone());
         }
         drop(segs);
-        let c = &self.shared.counters;
+        let c = &self.shared.metrics.counters;
         c.appended_bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         c.appended_entries.fetch_add(self.buf_offsets.len() as u64, Ordering::Relaxed);
         self.shared.last_index.store(last, Ordering::Release);
@@ -658,17 +627,7 @@ impl Syncer {
         self.write_buffer()?;
         if self.shared.opts.fsyncs() {
             for f in self.dirty.drain(..) {
-                let t = Instant::now();
-                failpoint::io_error(failpoint::IoFailPoint::WalFsyncEnospc)
-                    .map_or_else(|| f.sync_data(), Err)
-                    .ctx(|| format!("fdatasync of a segment in {}", self.shared.dir.display()))?;
-                let us = t.elapsed().as_micros() as u64;
-                let c = &self.shared.counters;
-                c.fsyncs.fetch_add(1, Ordering::Relaxed);
-                c.fsync_micros_total.fetch_add(us, Ordering::Relaxed);
-                if let Ok(mut h) = self.shared.fsync_latency_us.lock() {
-                    h.saturating_record(us.max(1));
-                }
+                self.shared.metrics.fdatasync(&f, || format!("fdatasync of a segment in {}", self.shared.dir.display()))?;
             }
         } else {
             self.dirty.clear();
@@ -676,10 +635,7 @@ impl Syncer {
         let durable = self.next_index - 1;
         self.shared.durable_index.store(durable, Ordering::Release);
         if self.entries_in_round > 0 {
-            if let Ok(mut h) = self.shared.entries_per_fsync.lock() {
-                h.saturating_record(self.entries_in_round);
-            }
-            self.shared.counters.rounds.fetch_add(1, Ordering::Relaxed);
+            self.shared.metrics.record_round(self.entries_in_round);
             self.entries_in_round = 0;
         }
         for (done, last) in self.acks.drain(..) {
@@ -709,33 +665,11 @@ impl Syncer {
         self.poisoned = Some(why);
     }
 
-    fn prepare_next_spare(&mut self) {
-        let dir = self.shared.dir.clone();
-        let o = self.shared.opts.clone();
-        self.spare = std::thread::Builder::new()
-            .name("wal-prealloc".into())
-            .spawn(move || segment::prepare_spare(&dir, o.segment_bytes, o.preallocate, o.fsyncs()))
-            .ok();
-    }
-
-    fn take_spare(&mut self) -> Result<Spare, StorageError> {
-        let ready = self.spare.take().and_then(|h| h.join().ok()).and_then(|r| r.ok());
-        let spare = match ready {
-            Some(s) => s,
-            None => {
-                let o = &self.shared.opts;
-                segment::prepare_spare(&self.shared.dir, o.segment_bytes, o.preallocate, o.fsyncs())?
-            }
-        };
-        self.prepare_next_spare();
-        Ok(spare)
-    }
-
     /// Start a new segment whose first entry will be `base`.
     fn roll(&mut self, base: u64) -> Result<(), StorageError> {
         assert!(self.buf.is_empty(), "roll with unwritten frames");
-        let seg = self.take_spare()?.install(&self.shared.dir, base, self.shared.opts.fsyncs())?;
-        self.shared.counters.segments_created.fetch_add(1, Ordering::Relaxed);
+        let seg = segment::install(self.spare.take()?, &self.shared.dir, base, self.shared.opts.fsyncs())?;
+        self.shared.metrics.counters.segments_created.fetch_add(1, Ordering::Relaxed);
         let mut segs = self.shared.segments.write().unwrap_or_else(|p| p.into_inner());
         segs.list.push(seg);
         Ok(())
@@ -818,7 +752,7 @@ impl Syncer {
         if fsync && !doomed.is_empty() {
             fsutil::sync_dir(&dir)?;
         }
-        self.shared.counters.segments_deleted.fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        self.shared.metrics.counters.segments_deleted.fetch_add(doomed.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

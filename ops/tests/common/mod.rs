@@ -56,3 +56,13 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// The fixture directory of the tests: `$MAPLE_SHARED_DATA` if set, else the
+/// repository's `fixtures/maple` (the same rule as `sim::test_dir`).
+#[allow(dead_code)]
+pub fn fixture_dir() -> std::path::PathBuf {
+    match std::env::var_os("MAPLE_SHARED_DATA") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/maple"),
+    }
+}
