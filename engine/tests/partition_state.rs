@@ -30,19 +30,20 @@ fn lr(liked: bool, like_count: u64) -> LikeResult {
 struct Leader {
     p: Partition,
     log: Vec<Record>,
+    /// The proposal number of each entry (settled when it is applied).
+    seqs: Vec<u64>,
     store: ModelStore,
 }
 
 impl Leader {
     fn new(limits: Limits) -> Leader {
-        Leader { p: Partition::new(limits), log: Vec::new(), store: ModelStore::default() }
+        Leader { p: Partition::new(limits), log: Vec::new(), seqs: Vec::new(), store: ModelStore::default() }
     }
 
     fn append(&mut self, record: Record) -> u64 {
         self.log.push(record.clone());
-        let index = self.log.len() as u64;
-        self.p.speculate(index, &record);
-        index
+        self.seqs.push(self.p.speculate(&record));
+        self.log.len() as u64
     }
 
     /// Apply every appended entry (commit up to the end).
@@ -52,6 +53,8 @@ impl Leader {
             let index = self.p.applied_index() + 1;
             let applied = self.p.apply(index, &self.log[index as usize - 1]);
             self.store.apply(index, &applied.writes);
+            // The write resolves after its apply.
+            self.p.settle(self.seqs[index as usize - 1]);
             out.push(applied.outcome);
         }
         out
@@ -200,7 +203,7 @@ fn speculation_lets_many_toggles_fly_and_matches_apply() {
     assert_eq!(l.p.like_status("a", "hero"), lr(false, 0), "nothing applied yet");
     let spec = l.p.speculative_status("c", "hero");
     assert_eq!((spec.value, spec.after), (lr(true, 1), Some(5)));
-    // The retry of c's keyed toggle: its first answer, after entry 4.
+    // The retry of c's keyed toggle: its first answer, once proposal 4 settles.
     assert_eq!(
         l.p.propose_toggle(&user("c"), &name("hero"), Some(&key("kc")), 6).unwrap(),
         Proposal::Answered { answer: lr(true, 2), after: Some(4) }
@@ -212,7 +215,7 @@ fn speculation_lets_many_toggles_fly_and_matches_apply() {
     let outcomes = l.commit_all();
     let applied: Vec<LikeResult> = outcomes.iter().map(|o| if let Outcome::Like(r) = o { *r } else { panic!("{o:?}") }).collect();
     assert_eq!(applied, answers.iter().map(|(_, a)| *a).collect::<Vec<_>>(), "speculation = apply");
-    assert_eq!(l.p.in_flight(), 0, "applies cleared the overlay");
+    assert_eq!(l.p.in_flight(), 0, "settles cleared the overlay");
     assert_eq!(l.p.speculative_status("c", "hero"), engine::partition::Speculative { value: lr(true, 1), after: None });
 }
 
@@ -223,14 +226,54 @@ fn dropping_speculation_returns_to_the_applied_state() {
     let mut l = Leader::new(Limits::default());
     l.toggle("a", "hero", None, 1).unwrap();
     let Proposal::Append { record, .. } = l.p.propose_toggle(&user("b"), &name("hero"), None, 2).unwrap() else { panic!() };
-    l.p.speculate(2, &record);
+    let seq = l.p.speculate(&record);
     assert_eq!(l.p.speculative_status("x", "hero").value.like_count, 2);
     l.p.drop_speculation();
     assert_eq!(l.p.in_flight(), 0);
     assert_eq!(l.p.speculative_status("x", "hero").value.like_count, 1);
-    // An overlay entry whose index is already applied is ignored (stale).
-    l.p.speculate(1, &record);
+    // The dropped proposal's late settle changes nothing, nor does an unknown number.
+    let again = l.p.speculate(&record);
+    assert!(again > seq, "numbers are never reused");
+    l.p.settle(seq);
+    l.p.settle(u64::MAX);
+    assert_eq!(l.p.speculative_status("b", "hero").value, lr(true, 2));
+    l.p.settle(again);
     assert_eq!(l.p.speculative_status("b", "hero").value, lr(false, 1));
+}
+
+/// A proposal's speculation lasts until its write settles, not until its
+/// entry is applied: between the two the view (the overlay) and the applied
+/// state agree; a failed write (settled without an apply) leaves the view
+/// at the applied state; an older proposal settling never hides a newer one.
+#[test]
+fn settle_clears_a_proposal_whatever_its_write_did() {
+    let mut l = Leader::new(Limits::default());
+    let propose = |p: &Partition, u: &str| match p.propose_toggle(&user(u), &name("hero"), None, 1).unwrap() {
+        Proposal::Append { record, answer } => (record, answer),
+        other => panic!("{other:?}"),
+    };
+    let (ra, a) = propose(&l.p, "a");
+    let sa = l.p.speculate(&ra);
+    let (rb, b) = propose(&l.p, "b");
+    let sb = l.p.speculate(&rb);
+    assert_eq!((a, b), (lr(true, 1), lr(true, 2)));
+    // a's entry is applied, its write not yet resolved: both views agree.
+    let out = l.p.apply(1, &ra);
+    assert_eq!(out.outcome, Outcome::Like(a));
+    assert_eq!(l.p.speculative_status("a", "hero"), engine::partition::Speculative { value: lr(true, 2), after: Some(sb) });
+    assert_eq!(l.p.like_status("a", "hero"), lr(true, 1));
+    // a settles: b (newer, not applied) still speaks for the count.
+    l.p.settle(sa);
+    assert_eq!(l.p.speculative_status("a", "hero").value, lr(true, 2));
+    assert_eq!(l.p.in_flight(), 1);
+    // b's write fails (never applied): the view is the applied state.
+    l.p.settle(sb);
+    assert_eq!(l.p.in_flight(), 0);
+    assert_eq!(l.p.speculative_status("b", "hero"), engine::partition::Speculative { value: lr(false, 1), after: None });
+    assert_eq!(l.p.speculative_relations(), 1);
+    // The next proposal starts from the applied state.
+    let (_, c) = propose(&l.p, "b");
+    assert_eq!(c, lr(true, 2));
 }
 
 #[test]
@@ -527,4 +570,28 @@ fn applied_writes_follow_the_records() {
     assert_eq!(p.idempotency_binding("u", "k").unwrap().answer, Some(lr(false, 0)));
     let n = p.apply(3, &Record::Noop);
     assert_eq!((n.writes.len(), n.outcome, p.applied_index()), (0, Outcome::Done, 3));
+}
+
+/// The outcome a Raft write carries back to its proposer: every kind
+/// round-trips; anything else is a typed error, never a panic.
+#[test]
+fn outcomes_round_trip_as_write_answers() {
+    let binding = KeyBinding { character: "아델".into(), op: Op::LikeToggle, at_ms: 7, answer: Some(lr(true, 3)) };
+    for o in [
+        Outcome::Done,
+        Outcome::Like(lr(true, 9)),
+        Outcome::Like(lr(false, 0)),
+        Outcome::Reserved(binding.clone()),
+        Outcome::Reserved(KeyBinding { answer: None, ..binding }),
+        Outcome::Expired { forgotten: 12 },
+    ] {
+        let b = o.encode();
+        assert_eq!(Outcome::decode(&b).unwrap(), o);
+        for cut in 0..b.len() {
+            let _ = Outcome::decode(&b[..cut]);
+        }
+    }
+    assert!(Outcome::decode(&[]).is_err());
+    assert!(Outcome::decode(&[1, 2, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+    assert!(Outcome::decode(&[9]).is_err());
 }

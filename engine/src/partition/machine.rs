@@ -90,14 +90,84 @@ pub enum Outcome {
     Expired { forgotten: usize },
 }
 
+impl Outcome {
+    /// Bytes of the outcome, as a Raft write's answer carries it from the
+    /// state machine back to the proposer (same process; not persisted):
+    /// `0` Done | `1 liked:u8 count:u64` | `2 op:u8 at_ms:u64 answer:(0 | 1 liked:u8 count:u64) character` |
+    /// `3 forgotten:u64`, little endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24);
+        match self {
+            Outcome::Done => out.push(0),
+            Outcome::Like(r) => {
+                out.push(1);
+                out.push(r.liked as u8);
+                out.extend_from_slice(&r.like_count.to_le_bytes());
+            }
+            Outcome::Reserved(b) => {
+                out.push(2);
+                out.push(b.op.code());
+                out.extend_from_slice(&b.at_ms.to_le_bytes());
+                match b.answer {
+                    None => out.push(0),
+                    Some(a) => {
+                        out.push(1);
+                        out.push(a.liked as u8);
+                        out.extend_from_slice(&a.like_count.to_le_bytes());
+                    }
+                }
+                out.extend_from_slice(b.character.as_bytes());
+            }
+            Outcome::Expired { forgotten } => {
+                out.push(3);
+                out.extend_from_slice(&(*forgotten as u64).to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// The outcome [`Outcome::encode`] wrote; a typed error for anything else.
+    pub fn decode(b: &[u8]) -> Result<Outcome, PartitionError> {
+        let bad = || PartitionError::BadRecord(format!("outcome of {} bytes is malformed", b.len()));
+        let u64_at = |i: usize| -> Result<u64, PartitionError> {
+            b.get(i..i + 8).map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes"))).ok_or_else(bad)
+        };
+        let like_at = |i: usize| -> Result<LikeResult, PartitionError> {
+            let liked = match b.get(i) {
+                Some(0) => false,
+                Some(1) => true,
+                _ => return Err(bad()),
+            };
+            Ok(LikeResult { liked, like_count: u64_at(i + 1)? })
+        };
+        match b.first() {
+            Some(0) if b.len() == 1 => Ok(Outcome::Done),
+            Some(1) if b.len() == 10 => Ok(Outcome::Like(like_at(1)?)),
+            Some(2) => {
+                let op = Op::from_code(*b.get(1).ok_or_else(bad)?)?;
+                let at_ms = u64_at(2)?;
+                let (answer, rest) = match b.get(10) {
+                    Some(0) => (None, 11),
+                    Some(1) => (Some(like_at(11)?), 20),
+                    _ => return Err(bad()),
+                };
+                let character = std::str::from_utf8(b.get(rest..).ok_or_else(bad)?).map_err(|_| bad())?.to_string();
+                Ok(Outcome::Reserved(KeyBinding { character, op, at_ms, answer }))
+            }
+            Some(3) if b.len() == 9 => Ok(Outcome::Expired { forgotten: u64_at(1)? as usize }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// A leader's decision on a like toggle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proposal {
     /// Append `record` (a [`Record::LikeToggled`]); once committed, answer `answer`.
     Append { record: Record, answer: LikeResult },
     /// A retry of a keyed toggle already made: answer its first answer,
-    /// append nothing — after entry `after` is committed, if set (the
-    /// first toggle is still in flight).
+    /// append nothing — once proposal `after` (a [`Partition::speculate`]
+    /// number) has settled applied, if set (the first toggle is in flight).
     Answered { answer: LikeResult, after: Option<u64> },
 }
 
@@ -106,72 +176,80 @@ pub enum Proposal {
 pub enum Reservation {
     /// Append this [`Record::IdempotencyReserved`], then go on once committed.
     Append(Record),
-    /// Already bound to the same character and operation: go on (after
-    /// entry `after` is committed, if set).
+    /// Already bound to the same character and operation: go on (once
+    /// proposal `after` has settled applied, if set).
     Held { after: Option<u64> },
 }
 
-/// A speculative read: the value, and the pending entry it depends on
-/// (answer only once that entry is committed).
+/// A speculative read: the value, and the pending proposal it depends on
+/// (answer only once that proposal has settled applied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Speculative<T> {
     pub value: T,
     pub after: Option<u64>,
 }
 
-/// Proposed-but-not-applied outcomes, each with the index of the entry
-/// that will apply it. An entry whose index is at or below the applied
-/// index is stale and ignored (its record has been applied), so a lost
-/// clear can never make the view wrong, only hold memory until a sweep.
+/// Proposed-but-not-settled outcomes, each with the proposal sequence
+/// number ([`Partition::speculate`]) that made it. An entry lives until its
+/// proposal settles ([`Partition::settle`]: its write resolved, applied or
+/// failed) — not until its record is applied, because the log index is
+/// assigned by the Raft core after the proposal, so the machine cannot tell
+/// which applied entry was which proposal. Between the apply and the settle
+/// the overlay and the applied state agree (every change the applied state
+/// got in that window came from a proposal of this leader, each newer one
+/// overwriting the entries of the older ones).
 #[derive(Debug, Default)]
 struct Overlay {
-    /// `character \0 user` → (liked, index).
+    /// `character \0 user` → (liked, seq).
     relations: HashMap<String, (bool, u64)>,
-    /// character → (count after, index).
+    /// character → (count after, seq).
     counts: HashMap<String, (u64, u64)>,
-    /// `user \0 key` → (binding, index).
+    /// `user \0 key` → (binding, seq).
     keys: HashMap<String, (KeyBinding, u64)>,
-    /// Highest index fed: once applied, the whole overlay is stale.
-    newest: u64,
-    /// Records fed and not yet applied: index → the change of the relation
-    /// count (+1, 0, -1) and of the binding count (+1, 0) it makes, as seen
-    /// when it was proposed. The sums are the speculative counts minus the
-    /// applied ones: exact for relations (on a leader every toggle is
-    /// proposed, and applied in index order, so each changes the applied
-    /// count by what it changed the view by); for bindings an expiry
-    /// applied meanwhile can make it off by the bindings it removed that a
-    /// pending record rewrites (a bound check only).
-    pending: std::collections::BTreeMap<u64, (i64, i64)>,
+    /// Sequence number of the next proposal (never reused, also across
+    /// [`Partition::drop_speculation`], so a late settle is harmless).
+    next_seq: u64,
+    /// Proposals fed and not yet settled: seq → what they changed.
+    pending: std::collections::BTreeMap<u64, Pending>,
+    /// Sum of the pending proposals' relation changes (+1, 0, -1) and new
+    /// bindings (+1, 0) as seen when each was proposed. Speculative counts
+    /// = applied + these: exact while no pending proposal is applied; a
+    /// proposal applied but not yet settled is counted twice (a bound check
+    /// only: it can refuse early, never admit past a bound).
     relation_delta: i64,
     key_delta: i64,
 }
 
+/// What one pending proposal put into the overlay.
+#[derive(Debug, Default)]
+struct Pending {
+    relations: i64,
+    keys: i64,
+    pair: Option<String>,
+    character: Option<String>,
+    key: Option<String>,
+}
+
 impl Overlay {
-    fn map_entries(&self) -> usize {
-        self.relations.len() + self.counts.len() + self.keys.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.relations.is_empty() && self.counts.is_empty() && self.keys.is_empty() && self.pending.is_empty()
-    }
-
-    /// Entries up to `index` are applied: their count deltas are in the
-    /// applied state now.
-    fn applied_upto(&mut self, index: u64) {
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() > index {
-                break;
+    fn settle(&mut self, seq: u64) {
+        let Some(p) = self.pending.remove(&seq) else { return };
+        self.relation_delta -= p.relations;
+        self.key_delta -= p.keys;
+        if let Some(pair) = p.pair {
+            if self.relations.get(&pair).is_some_and(|(_, s)| *s == seq) {
+                self.relations.remove(&pair);
             }
-            let (relations, keys) = entry.remove();
-            self.relation_delta -= relations;
-            self.key_delta -= keys;
         }
-    }
-
-    fn retain_after(&mut self, applied: u64) {
-        self.relations.retain(|_, (_, i)| *i > applied);
-        self.counts.retain(|_, (_, i)| *i > applied);
-        self.keys.retain(|_, (_, i)| *i > applied);
+        if let Some(c) = p.character {
+            if self.counts.get(&c).is_some_and(|(_, s)| *s == seq) {
+                self.counts.remove(&c);
+            }
+        }
+        if let Some(k) = p.key {
+            if self.keys.get(&k).is_some_and(|(_, s)| *s == seq) {
+                self.keys.remove(&k);
+            }
+        }
     }
 }
 
@@ -233,13 +311,6 @@ impl Partition {
             Record::IdempotencyExpired(e) => self.apply_expiry(index, e),
         };
         self.applied_index = self.applied_index.max(index);
-        if !self.overlay.is_empty() {
-            if self.overlay.newest <= self.applied_index {
-                self.overlay = Overlay::default();
-            } else {
-                self.overlay.applied_upto(self.applied_index);
-            }
-        }
         applied
     }
 
@@ -267,18 +338,6 @@ impl Partition {
         if let Some(k) = &t.idempotency_key {
             let answer = LikeResult { liked: t.liked, like_count: t.count_after };
             writes.extend(self.record_answer(index, t, k, answer));
-        }
-        if !self.overlay.is_empty() {
-            let pair = pair_id(&t.character, &t.user);
-            if self.overlay.relations.get(&pair).is_some_and(|(_, i)| *i <= index) {
-                self.overlay.relations.remove(&pair);
-            }
-            if self.overlay.counts.get(&t.character).is_some_and(|(_, i)| *i <= index) {
-                self.overlay.counts.remove(&t.character);
-            }
-            if let Some(k) = &t.idempotency_key {
-                self.clear_overlay_key(&key_id(&t.user, k), index);
-            }
         }
         Applied { writes, outcome: Outcome::Like(LikeResult { liked: t.liked, like_count: count }) }
     }
@@ -339,17 +398,10 @@ impl Partition {
         Some(KvWrite::Put { key: rows::key_row_key(user, key), value })
     }
 
-    fn clear_overlay_key(&mut self, id: &str, index: u64) {
-        if self.overlay.keys.get(id).is_some_and(|(_, i)| *i <= index) {
-            self.overlay.keys.remove(id);
-        }
-    }
-
     fn apply_reserved(&mut self, index: u64, r: &IdempotencyReserved) -> Applied {
         let binding = KeyBinding { character: r.character.clone(), op: r.op, at_ms: r.at_ms, answer: None };
         let writes: Vec<KvWrite> = self.bind(index, &r.user, &r.key, binding).into_iter().collect();
         let id = key_id(&r.user, &r.key);
-        self.clear_overlay_key(&id, index);
         let outcome = match self.keys.get(&id) {
             Some(e) => Outcome::Reserved(e.binding.clone()),
             None => Outcome::Done,
@@ -518,29 +570,23 @@ impl Partition {
 
     fn view_liked(&self, character: &str, user: &str) -> Speculative<bool> {
         if !self.overlay.relations.is_empty() {
-            if let Some(&(liked, i)) = self.overlay.relations.get(&pair_id(character, user)) {
-                if i > self.applied_index {
-                    return Speculative { value: liked, after: Some(i) };
-                }
+            if let Some(&(liked, seq)) = self.overlay.relations.get(&pair_id(character, user)) {
+                return Speculative { value: liked, after: Some(seq) };
             }
         }
         Speculative { value: self.likers.get(character).is_some_and(|s| s.contains(user)), after: None }
     }
 
     fn view_count(&self, character: &str) -> Speculative<u64> {
-        if let Some(&(count, i)) = self.overlay.counts.get(character) {
-            if i > self.applied_index {
-                return Speculative { value: count, after: Some(i) };
-            }
+        if let Some(&(count, seq)) = self.overlay.counts.get(character) {
+            return Speculative { value: count, after: Some(seq) };
         }
         Speculative { value: self.like_count(character), after: None }
     }
 
     fn view_key(&self, id: &str) -> Option<(KeyBinding, Option<u64>)> {
-        if let Some((b, i)) = self.overlay.keys.get(id) {
-            if *i > self.applied_index {
-                return Some((b.clone(), Some(*i)));
-            }
+        if let Some((b, seq)) = self.overlay.keys.get(id) {
+            return Some((b.clone(), Some(*seq)));
         }
         self.keys.get(id).map(|e| (e.binding.clone(), None))
     }
@@ -556,7 +602,7 @@ impl Partition {
     }
 
     /// `{liked, likeCount}` including the toggles proposed but not yet
-    /// applied; answer it once `after` (if any) is committed.
+    /// applied; answer it once proposal `after` (if any) has settled applied.
     pub fn speculative_status(&self, user: &str, character: &str) -> Speculative<LikeResult> {
         let liked = self.view_liked(character, user);
         let count = self.view_count(character);
@@ -656,62 +702,69 @@ impl Partition {
         })))
     }
 
-    /// Feed the overlay: `record` is in the log at `index` (not yet
-    /// applied). Its apply clears it. Records other than toggles and
-    /// reservations need no speculation and are ignored.
-    pub fn speculate(&mut self, index: u64, record: &Record) {
-        if index <= self.applied_index {
-            return;
-        }
-        if self.overlay.map_entries() >= 3 * self.limits.max_in_flight {
-            // Entries whose record was applied without clearing them (only
-            // if the caller fed a wrong index) are dropped here; live ones
-            // are bounded by the proposers' check (at most 3 per record).
-            self.overlay.retain_after(self.applied_index);
-        }
-        self.overlay.newest = self.overlay.newest.max(index);
+    /// Feed the overlay with a proposed `record` (from
+    /// [`Partition::propose_toggle`] / [`Partition::propose_reservation`]),
+    /// right after the proposal and before anything else can propose, and
+    /// hand it to the log at once (so the log holds proposals in the order
+    /// they were fed). Returns the proposal's sequence number: call
+    /// [`Partition::settle`] with it once the write resolved, whatever the
+    /// result. Other records need no speculation: they get a number with
+    /// nothing behind it.
+    pub fn speculate(&mut self, record: &Record) -> u64 {
+        self.overlay.next_seq += 1;
+        let seq = self.overlay.next_seq;
+        let mut pending = Pending::default();
         match record {
             Record::LikeToggled(t) => {
                 let was = self.view_liked(&t.character, &t.user).value;
-                let relations = t.liked as i64 - was as i64;
-                let keys = t.idempotency_key.as_ref().is_some_and(|k| self.view_key(&key_id(&t.user, k)).is_none()) as i64;
-                self.feed(index, relations, keys);
-                self.overlay.relations.insert(pair_id(&t.character, &t.user), (t.liked, index));
-                self.overlay.counts.insert(t.character.clone(), (t.count_after, index));
+                pending.relations = t.liked as i64 - was as i64;
+                pending.keys = t.idempotency_key.as_ref().is_some_and(|k| self.view_key(&key_id(&t.user, k)).is_none()) as i64;
+                let pair = pair_id(&t.character, &t.user);
+                self.overlay.relations.insert(pair.clone(), (t.liked, seq));
+                self.overlay.counts.insert(t.character.clone(), (t.count_after, seq));
+                pending.pair = Some(pair);
+                pending.character = Some(t.character.clone());
                 if let Some(k) = &t.idempotency_key {
                     let answer = LikeResult { liked: t.liked, like_count: t.count_after };
                     let binding = KeyBinding { character: t.character.clone(), op: Op::LikeToggle, at_ms: t.at_ms, answer: Some(answer) };
-                    self.overlay.keys.insert(key_id(&t.user, k), (binding, index));
+                    let id = key_id(&t.user, k);
+                    self.overlay.keys.insert(id.clone(), (binding, seq));
+                    pending.key = Some(id);
                 }
             }
             Record::IdempotencyReserved(r) => {
-                let keys = self.view_key(&key_id(&r.user, &r.key)).is_none() as i64;
-                self.feed(index, 0, keys);
+                let id = key_id(&r.user, &r.key);
+                pending.keys = self.view_key(&id).is_none() as i64;
                 let binding = KeyBinding { character: r.character.clone(), op: r.op, at_ms: r.at_ms, answer: None };
-                self.overlay.keys.insert(key_id(&r.user, &r.key), (binding, index));
+                self.overlay.keys.insert(id.clone(), (binding, seq));
+                pending.key = Some(id);
             }
-            _ => {}
+            _ => return seq,
         }
+        self.overlay.relation_delta += pending.relations;
+        self.overlay.key_delta += pending.keys;
+        self.overlay.pending.insert(seq, pending);
+        seq
     }
 
-    fn feed(&mut self, index: u64, relations: i64, keys: i64) {
-        let o = &mut self.overlay;
-        o.relation_delta += relations;
-        o.key_delta += keys;
-        let e = o.pending.entry(index).or_default();
-        e.0 += relations;
-        e.1 += keys;
+    /// The write of proposal `seq` resolved (applied, failed, or its outcome
+    /// unknown): its speculative outcomes leave the view, which falls back
+    /// to the applied state for what no newer proposal covers. Unknown or
+    /// already settled numbers are ignored.
+    pub fn settle(&mut self, seq: u64) {
+        self.overlay.settle(seq);
     }
 
-    /// Forget every speculative outcome (leadership lost, or a proposal
-    /// failed): the view is the applied state again. A new leader must
-    /// not propose before its first entry (a Noop) is applied, so that
-    /// the applied state holds every earlier entry.
+    /// Forget every speculative outcome (leadership lost): the view is the
+    /// applied state again. A new leader must not propose before its first
+    /// entry (a Noop) is applied, so that the applied state holds every
+    /// earlier entry.
     pub fn drop_speculation(&mut self) {
-        self.overlay = Overlay::default();
+        let next_seq = self.overlay.next_seq;
+        self.overlay = Overlay { next_seq, ..Overlay::default() };
     }
 
-    /// Proposals fed and not yet applied.
+    /// Proposals fed and not yet settled.
     pub fn in_flight(&self) -> usize {
         self.overlay.pending.len()
     }

@@ -21,15 +21,19 @@
 //! # Leader speculation
 //! A leader decides a toggle before it is committed:
 //! [`Partition::propose_toggle`] computes the record (`liked`, `count_after`)
-//! from the applied state plus an overlay of proposals not yet applied;
-//! the caller appends the record, then feeds it with
-//! [`Partition::speculate`]`(index, &record)` — no await between the
-//! proposal and the feed, so the next proposal sees this one, and many
-//! toggles can be in flight. Applying that index clears it. The answer is
-//! sent once the entry is committed. On leadership loss (or a failed
-//! proposal) [`Partition::drop_speculation`] returns the view to the
-//! applied state; a new leader proposes nothing before its first entry (a
-//! `Noop`) is applied, so the applied state then holds every earlier entry.
+//! from the applied state plus an overlay of proposals not yet settled;
+//! the caller feeds it with [`Partition::speculate`]`(&record)` (which
+//! returns the proposal's sequence number) and hands it to the log — no
+//! await between the proposal, the feed and the hand-over, so the next
+//! proposal sees this one, the log holds proposals in feed order, and many
+//! toggles can be in flight. When the write resolves (applied, failed, or
+//! its outcome unknown) the caller calls [`Partition::settle`]`(seq)`: the
+//! overlay is keyed by proposal, not by log index, because the Raft core
+//! assigns the index after the proposal. The answer sent is the applied
+//! outcome the write returns (equal to the speculative one). On leadership
+//! loss [`Partition::drop_speculation`] returns the view to the applied
+//! state; a new leader proposes nothing before its first entry (a `Noop`)
+//! is applied, so the applied state then holds every earlier entry.
 //!
 //! # Idempotency protocol (issue 9)
 //! A key identifies one request: `(user, key)` is bound to exactly one
