@@ -50,7 +50,7 @@ const EVAN_TOTAL: f64 = 3_325_625_981_940.0;
 /// `CHARS` names, Korean and Latin, half of them owned by each of the 2
 /// cores (so likes are served inline and forwarded across cores).
 fn characters() -> Vec<String> {
-    let slots = replication::SlotMap::single_node(2);
+    let slots = replication::SlotMap::new(16, 2);
     let mut per_core = [Vec::new(), Vec::new()];
     for i in 0.. {
         let name = if i % 2 == 0 { format!("롤링{i}") } else { format!("Rolling{i}") };

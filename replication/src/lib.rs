@@ -12,7 +12,8 @@
 //! - [`codec`]: binary encoding of Raft entries, votes and RPCs.
 //! - [`testkit`]: a counter machine and the conformance suite runner.
 //!
-//! Single node: partition = slot % cores and partition p is owned by core p.
+//! Placement: partition = the slot's contiguous range (`slot * P / 16384`,
+//! P fixed when the data dir is created), hosted by core `p % cores`.
 //! The hash is CRC16/XMODEM (polynomial 0x1021, init 0, no reflection) of the
 //! normalised name's UTF-8 bytes, modulo [`SLOT_COUNT`] — the same function
 //! Redis Cluster uses (without its `{hash tag}` rule), so a slot can be
@@ -35,6 +36,6 @@ pub use host::{default_config, GroupStatus, Host, HostLimits, Raft, ReadError, W
 pub use log_store::{AppendError, GroupLog, LogRecord, LogStore, MemLog, PurgeFloor};
 pub use network::{MsgKind, Transport, TransportError};
 pub use placement::{balance_leaders, bootstrap_groups, default_rf, Placement, PlacementError};
-pub use slot::{crc16_xmodem, normalize_name, slot_of, NameError, SlotMap, MAX_NAME_CHARS, SLOT_COUNT};
+pub use slot::{crc16_xmodem, normalize_name, slot_of, NameError, SlotMap, MAX_NAME_CHARS, MAX_PARTITIONS, SLOT_COUNT};
 pub use state_machine::{AppliedState, CommittedRecord, PartitionMachine, SnapshotJob, StateMachine, SNAPSHOT_CHUNK_BYTES};
 pub use types::{GroupId, NodeId, NodeInfo, Record, SnapshotChunks, TypeConfig};

@@ -1,92 +1,11 @@
-//! Name normalisation, the slot hash and the slot → core map.
+//! The slot hash and the slot → partition → core map. Names are
+//! normalised by the one normaliser, [`engine::name::normalize_name`]
+//! (re-exported here).
 
 /// Number of hash slots (as Redis Cluster).
 pub const SLOT_COUNT: u16 = 16384;
 
-/// Longest accepted character name, in chars. MapleStory names are at most
-/// 12 ASCII / 6 Hangul characters; we leave room but stay bounded.
-pub const MAX_NAME_CHARS: usize = 32;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameError {
-    Empty,
-    TooLong {
-        chars: usize,
-    },
-    /// Control characters, '/', or other bytes no character name contains.
-    InvalidChar(char),
-}
-
-impl std::fmt::Display for NameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NameError::Empty => write!(f, "character name is empty"),
-            NameError::TooLong { chars } => {
-                write!(f, "character name is {chars} characters long (max {MAX_NAME_CHARS})")
-            }
-            NameError::InvalidChar(c) => write!(f, "character name contains invalid character {c:?}"),
-        }
-    }
-}
-
-impl std::error::Error for NameError {}
-
-/// The canonical form of a character name: trimmed, ASCII lower-cased, and
-/// decomposed Hangul jamo composed into syllables (the part of Unicode NFC
-/// that matters for Korean names typed on systems that send NFD, e.g. macOS).
-/// Two spellings of one name map to the same key and so the same owner.
-pub fn normalize_name(raw: &str) -> Result<String, NameError> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty() {
-        return Err(NameError::Empty);
-    }
-    let mut out = String::with_capacity(trimmed.len());
-    let mut chars = trimmed.chars().peekable();
-    let mut count = 0usize;
-    while let Some(c) = chars.next() {
-        if c.is_control() || c == '/' || c == '\\' || c == '?' || c == '#' || c == '%' {
-            return Err(NameError::InvalidChar(c));
-        }
-        let c = compose_hangul(c, &mut chars);
-        out.push(c.to_ascii_lowercase());
-        count += 1;
-        if count > MAX_NAME_CHARS {
-            return Err(NameError::TooLong { chars: trimmed.chars().count() });
-        }
-    }
-    Ok(out)
-}
-
-// Unicode Hangul composition (Unicode §3.12): L + V [+ T] → one syllable.
-const L_BASE: u32 = 0x1100;
-const V_BASE: u32 = 0x1161;
-const T_BASE: u32 = 0x11A7;
-const S_BASE: u32 = 0xAC00;
-const L_COUNT: u32 = 19;
-const V_COUNT: u32 = 21;
-const T_COUNT: u32 = 28;
-
-fn compose_hangul(c: char, rest: &mut std::iter::Peekable<std::str::Chars<'_>>) -> char {
-    let l = c as u32;
-    if !(L_BASE..L_BASE + L_COUNT).contains(&l) {
-        return c;
-    }
-    let Some(&vc) = rest.peek() else { return c };
-    let v = vc as u32;
-    if !(V_BASE..V_BASE + V_COUNT).contains(&v) {
-        return c;
-    }
-    rest.next();
-    let mut s = S_BASE + ((l - L_BASE) * V_COUNT + (v - V_BASE)) * T_COUNT;
-    if let Some(&tc) = rest.peek() {
-        let t = tc as u32;
-        if t > T_BASE && t < T_BASE + T_COUNT {
-            rest.next();
-            s += t - T_BASE;
-        }
-    }
-    char::from_u32(s).expect("composed Hangul syllable is a valid scalar")
-}
+pub use engine::name::{normalize_name, NameError, MAX_NAME_CHARS};
 
 /// CRC16/XMODEM: poly 0x1021, init 0x0000, MSB first, no final xor.
 pub fn crc16_xmodem(bytes: &[u8]) -> u16 {
@@ -105,30 +24,63 @@ pub fn slot_of(normalized: &str) -> u16 {
     crc16_xmodem(normalized.as_bytes()) % SLOT_COUNT
 }
 
-/// Slot → partition → owner core for one node.
+/// Most partitions a data dir may have (`--partitions`).
+pub const MAX_PARTITIONS: u32 = 1024;
+
+/// Slot → partition → core of one node. Partition `p` owns the contiguous
+/// slots `[p * 16384 / P, (p + 1) * 16384 / P)` (so a Redis `CLUSTER SLOTS`
+/// answer is `P` ranges) and lives on core `p % cores`: the partition count
+/// is fixed when the data dir is created, the core count is not, and any
+/// core count serves every partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotMap {
+    partitions: u32,
     cores: u16,
 }
 
 impl SlotMap {
-    pub fn single_node(cores: usize) -> SlotMap {
+    /// Panics outside `1..=MAX_PARTITIONS` partitions or `1..=16384` cores
+    /// (the config checks both first).
+    pub fn new(partitions: u32, cores: usize) -> SlotMap {
+        assert!((1..=MAX_PARTITIONS).contains(&partitions), "partitions out of range: {partitions}");
         assert!(cores >= 1 && cores <= SLOT_COUNT as usize, "cores out of range: {cores}");
-        SlotMap { cores: cores as u16 }
+        SlotMap { partitions, cores: cores as u16 }
     }
 
     pub fn cores(&self) -> usize {
         self.cores as usize
     }
 
-    pub fn partition_of(&self, slot: u16) -> u16 {
-        debug_assert!(slot < SLOT_COUNT);
-        slot % self.cores
+    pub fn partitions(&self) -> u32 {
+        self.partitions
     }
 
-    /// The core owning this slot (single node: partition p lives on core p).
+    /// The partition of a slot (contiguous ranges).
+    pub fn partition_of(&self, slot: u16) -> u32 {
+        debug_assert!(slot < SLOT_COUNT);
+        (slot as u32 * self.partitions) / SLOT_COUNT as u32
+    }
+
+    /// The core hosting a partition.
+    pub fn core_of(&self, partition: u32) -> usize {
+        (partition % self.cores as u32) as usize
+    }
+
+    /// The core owning this slot.
     pub fn owner_core(&self, slot: u16) -> usize {
-        self.partition_of(slot) as usize
+        self.core_of(self.partition_of(slot))
+    }
+
+    /// The slots of a partition, `first..=last`.
+    pub fn slot_range(&self, partition: u32) -> (u16, u16) {
+        let first = (partition as u64 * SLOT_COUNT as u64).div_ceil(self.partitions as u64);
+        let next = ((partition as u64 + 1) * SLOT_COUNT as u64).div_ceil(self.partitions as u64);
+        (first as u16, (next - 1) as u16)
+    }
+
+    /// The partitions hosted by `core` (none when there are more cores than partitions).
+    pub fn partitions_of_core(&self, core: usize) -> impl Iterator<Item = u32> + '_ {
+        (0..self.partitions).filter(move |p| self.core_of(*p) == core)
     }
 
     /// Normalised name, its slot and its owner core in one step.
@@ -158,47 +110,55 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_trims_and_lowercases_ascii() {
+    fn names_go_through_the_engine_normaliser() {
         assert_eq!(normalize_name("  MapleUser ").unwrap(), "mapleuser");
-        assert_eq!(normalize_name("아델").unwrap(), "아델");
-        assert_eq!(normalize_name(" 진격캐넌\t").unwrap(), "진격캐넌");
-    }
-
-    #[test]
-    fn decomposed_hangul_composes_to_the_same_key() {
         // 강 = ᄀ + ᅡ + ᆼ ; 은 = ᄋ + ᅳ + ᆫ ; 호 = ᄒ + ᅩ
         let nfd = "\u{1100}\u{1161}\u{11BC}\u{110B}\u{1173}\u{11AB}\u{1112}\u{1169}";
-        assert_eq!(normalize_name(nfd).unwrap(), "강은호");
         assert_eq!(slot_of(&normalize_name(nfd).unwrap()), slot_of("강은호"));
+        assert_eq!(normalize_name("a b"), Err(NameError::InvalidChar(' ')), "one rule: inner whitespace is refused everywhere");
     }
 
     #[test]
-    fn bad_names_are_typed_errors() {
-        assert_eq!(normalize_name("   "), Err(NameError::Empty));
-        assert_eq!(normalize_name(""), Err(NameError::Empty));
-        assert!(matches!(normalize_name(&"a".repeat(33)), Err(NameError::TooLong { chars: 33 })));
-        assert!(normalize_name(&"a".repeat(32)).is_ok());
-        assert_eq!(normalize_name("a/b"), Err(NameError::InvalidChar('/')));
-        assert_eq!(normalize_name("a\u{0}b"), Err(NameError::InvalidChar('\u{0}')));
-    }
-
-    #[test]
-    fn every_slot_has_one_owner_and_cores_are_balanced() {
-        let map = SlotMap::single_node(3);
-        let mut per_core = [0usize; 3];
-        for slot in 0..SLOT_COUNT {
-            let owner = map.owner_core(slot);
-            assert!(owner < 3);
-            assert_eq!(owner, map.owner_core(slot), "placement is a function");
-            per_core[owner] += 1;
+    fn partitions_are_contiguous_slot_ranges_covering_every_slot() {
+        for p_count in [1u32, 2, 3, 7, 16, 1000, 1024] {
+            let map = SlotMap::new(p_count, 3);
+            let mut next = 0u32;
+            for p in 0..p_count {
+                let (first, last) = map.slot_range(p);
+                assert_eq!(first as u32, next, "P={p_count} p={p}: ranges are contiguous");
+                assert!(first <= last);
+                assert_eq!((map.partition_of(first), map.partition_of(last)), (p, p), "P={p_count} p={p}");
+                if first > 0 {
+                    assert_eq!(map.partition_of(first - 1), p - 1);
+                }
+                next = last as u32 + 1;
+            }
+            assert_eq!(next, SLOT_COUNT as u32, "P={p_count}: every slot has a partition");
         }
-        assert_eq!(per_core.iter().sum::<usize>(), SLOT_COUNT as usize);
-        assert!(per_core.iter().all(|&n| n >= 5461));
+        let map = SlotMap::new(16, 2);
+        assert_eq!(map.slot_range(0), (0, 1023));
+        assert_eq!(map.slot_range(15), (15360, 16383));
+    }
+
+    #[test]
+    fn any_core_count_serves_every_partition() {
+        for cores in [1usize, 2, 3, 16, 40] {
+            let map = SlotMap::new(16, cores);
+            let mut seen = Vec::new();
+            for core in 0..cores {
+                seen.extend(map.partitions_of_core(core));
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (0..16).collect::<Vec<_>>(), "cores {cores}");
+            // The partition of a key never depends on the core count.
+            assert_eq!(map.partition_of(slot_of("아델")), SlotMap::new(16, 1).partition_of(slot_of("아델")));
+        }
+        assert_eq!(SlotMap::new(16, 40).partitions_of_core(20).count(), 0, "a core without partitions");
     }
 
     #[test]
     fn locate_is_stable_for_equivalent_spellings() {
-        let map = SlotMap::single_node(2);
+        let map = SlotMap::new(16, 2);
         let a = map.locate("Adele").unwrap();
         let b = map.locate("  adele ").unwrap();
         assert_eq!(a, b);

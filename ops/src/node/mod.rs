@@ -89,7 +89,7 @@ impl NodeShared {
         let (like_to_core, like_inbox) = (0..cfg.cores).map(|_| flume::bounded(CROSS_CORE_QUEUE)).unzip();
         let (storage, books) = recovered.into_iter().map(|(s, b)| (Arc::new(s), Mutex::new(Some(b)))).unzip();
         NodeShared {
-            slots: SlotMap::single_node(cfg.cores),
+            slots: SlotMap::new(16, cfg.cores),
             versions: SlotVersions::new(replication::SLOT_COUNT as usize),
             cfg,
             metrics,
