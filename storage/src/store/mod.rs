@@ -48,6 +48,7 @@
 
 mod applier;
 mod checkpoint;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -58,6 +59,7 @@ use std::time::{Duration, Instant};
 
 pub use applier::{ApplierOptions, Apply, LogApplier};
 use checkpoint::{CkptEntry, CkptFile};
+pub use writer::{BatchWriter, OnCheckpoint, WriterOptions};
 
 use crate::error::{IoContext, StorageError};
 use crate::failpoint::{self, FailPoint};
@@ -749,6 +751,37 @@ impl Partition {
         drop(applied);
         self.inner.row_high.fetch_max(id.index + 1, Ordering::AcqRel);
         self.inner.entries_applied.fetch_add(1, Ordering::Relaxed);
+        self.inner.writes_skipped.fetch_add(out.skipped as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Apply the writes of several entries (in increasing index order, all
+    /// after the applied one) with as few sled batches as the rule allows
+    /// (see `KvTrees::apply_batch`): what the write-behind applier does with
+    /// what a Raft state machine hands it. Same outcome as [`Partition::apply`]
+    /// entry by entry; the applied log id becomes the last entry's.
+    pub fn apply_batch(&self, entries: &[(LogId, Vec<KvWrite>)]) -> Result<Applied, StorageError> {
+        let Some(last) = entries.last().map(|(id, _)| *id) else { return Ok(Applied::default()) };
+        let mut applied = self.inner.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prev = applied.map(|a| a.index);
+        for (id, _) in entries {
+            if prev.is_some_and(|p| id.index <= p) {
+                return Err(StorageError::InvalidArgument(format!(
+                    "entry {} applied out of order (applied up to {:?}, batch of {})",
+                    id.index,
+                    *applied,
+                    entries.len()
+                )));
+            }
+            prev = Some(id.index);
+        }
+        let fresh_from = self.inner.fresh_from.load(Ordering::Acquire);
+        let refs: Vec<(u64, &[KvWrite])> = entries.iter().map(|(id, w)| (id.index, w.as_slice())).collect();
+        let out = self.trees().apply_batch(&refs, fresh_from)?;
+        *applied = Some(last);
+        drop(applied);
+        self.inner.row_high.fetch_max(last.index + 1, Ordering::AcqRel);
+        self.inner.entries_applied.fetch_add(entries.len() as u64, Ordering::Relaxed);
         self.inner.writes_skipped.fetch_add(out.skipped as u64, Ordering::Relaxed);
         Ok(out)
     }
