@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 pub use applier::{ApplierOptions, Apply, LogApplier};
 use checkpoint::{CkptEntry, CkptFile};
-pub use writer::{BatchWriter, OnCheckpoint, WriterOptions};
+pub use writer::{BatchWriter, EntryWrites, OnCheckpoint, WriterOptions};
 
 use crate::error::{IoContext, StorageError};
 use crate::failpoint::{self, FailPoint};

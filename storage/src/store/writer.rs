@@ -173,9 +173,12 @@ impl BatchWriter {
     }
 }
 
+/// A partition's entries: log id and key writes of each.
+pub type EntryWrites = Vec<(LogId, Vec<KvWrite>)>;
+
 struct Round {
     /// Entries per partition, in the order they came.
-    applies: BTreeMap<GroupId, (Partition, Vec<(LogId, Vec<KvWrite>)>)>,
+    applies: BTreeMap<GroupId, (Partition, EntryWrites)>,
 }
 
 impl Round {
