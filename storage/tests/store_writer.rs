@@ -95,7 +95,8 @@ fn writer_applies_in_batches_checkpoints_and_reports() {
     for p in &parts {
         store.replay(p, None, &mut writes_of).unwrap();
     }
-    let reports: Arc<Mutex<Vec<Vec<(u32, Option<LogId>)>>>> = Arc::default();
+    type Reports = Arc<Mutex<Vec<Vec<(u32, Option<LogId>)>>>>;
+    let reports: Reports = Arc::default();
     let seen = reports.clone();
     let opts = WriterOptions { queue: 4, checkpoint_every_entries: u64::MAX, checkpoint_every: Duration::from_secs(3600) };
     let writer = BatchWriter::spawn(store.clone(), 0, opts, Box::new(move |r| seen.lock().unwrap().push(r.groups.clone()))).unwrap();
