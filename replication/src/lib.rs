@@ -6,7 +6,7 @@
 //! - [`types`]: the Raft type configuration (node id `u64`, node info =
 //!   peer/http/resp addresses, app data = an encoded partition record).
 //! - [`log_store`]: openraft's log storage over [`log_store::GroupLog`]
-//!   (storage v2 implements it; [`log_store::MemLog`] in memory).
+//!   ([`wal::WalGroup`] over storage v2; [`log_store::MemLog`] in memory).
 //! - [`state_machine`]: openraft's state machine over
 //!   [`state_machine::PartitionMachine`] (the node implements it).
 //! - [`codec`]: binary encoding of Raft entries, votes and RPCs.
@@ -31,6 +31,7 @@ pub mod slot;
 pub mod state_machine;
 pub mod testkit;
 pub mod types;
+pub mod wal;
 
 pub use host::{default_config, GroupStatus, Host, HostLimits, Raft, ReadError, WriteError};
 pub use log_store::{AppendError, GroupLog, LogRecord, LogStore, MemLog, PurgeFloor};
@@ -39,3 +40,4 @@ pub use placement::{balance_leaders, bootstrap_groups, default_rf, Placement, Pl
 pub use slot::{crc16_xmodem, normalize_name, slot_of, NameError, SlotMap, MAX_NAME_CHARS, MAX_PARTITIONS, SLOT_COUNT};
 pub use state_machine::{AppliedState, CommittedRecord, PartitionMachine, SnapshotJob, StateMachine, SNAPSHOT_CHUNK_BYTES};
 pub use types::{GroupId, NodeId, NodeInfo, Record, SnapshotChunks, TypeConfig};
+pub use wal::WalGroup;

@@ -21,12 +21,14 @@
 //!    above the floor stay on disk until the floor passes them, so a restart
 //!    never finds the state machine behind the first entry of its log.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt::Debug;
 use std::future::Future;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -90,28 +92,36 @@ pub trait GroupLog: 'static {
 }
 
 /// The index up to which the state machine is durable; purge never goes
-/// physically past it. Shared by the group's state machine (which advances
-/// it at each checkpoint) and its log store.
+/// physically past it. Shared by the group's log store and whatever makes
+/// the state machine durable (the store writer's checkpoints, on their own
+/// thread: `Send + Sync`).
 #[derive(Clone, Debug)]
-pub struct PurgeFloor(Rc<Cell<Option<u64>>>);
+pub struct PurgeFloor(Arc<AtomicU64>);
 
 impl PurgeFloor {
     /// No floor: for state machines that are durable when `apply` returns,
     /// and for tests.
     pub fn unlimited() -> PurgeFloor {
-        PurgeFloor(Rc::new(Cell::new(Some(u64::MAX))))
+        PurgeFloor::at(Some(u64::MAX))
     }
-    /// Nothing may be purged yet.
+    /// Purge may go up to `durable` (`None`: nothing may be purged yet).
     pub fn at(durable: Option<u64>) -> PurgeFloor {
-        PurgeFloor(Rc::new(Cell::new(durable)))
+        PurgeFloor(Arc::new(AtomicU64::new(Self::raw(durable))))
+    }
+    /// 0 = none, else index + 1 (saturating: `u64::MAX` is "no limit").
+    fn raw(v: Option<u64>) -> u64 {
+        v.map_or(0, |i| i.saturating_add(1))
     }
     pub fn get(&self) -> Option<u64> {
-        self.0.get()
-    }
-    pub fn set(&self, durable: Option<u64>) {
-        if durable > self.0.get() {
-            self.0.set(durable);
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            u64::MAX => Some(u64::MAX),
+            v => Some(v - 1),
         }
+    }
+    /// Raise the floor (never lowers it).
+    pub fn set(&self, durable: Option<u64>) {
+        self.0.fetch_max(Self::raw(durable), Ordering::AcqRel);
     }
 }
 
