@@ -9,5 +9,6 @@
 pub mod expectation;
 pub mod likes;
 pub mod name;
+pub mod owner;
 pub mod partition;
 pub mod shard;

@@ -22,8 +22,10 @@
 //! randomised hasher.
 
 pub mod codec;
+pub mod groups;
 pub mod host;
 pub mod log_store;
+pub mod machine;
 pub mod network;
 pub mod peer;
 pub mod placement;
@@ -33,9 +35,11 @@ pub mod testkit;
 pub mod types;
 pub mod wal;
 
+pub use groups::{open_log, CoreGroups, OpenedLog, PartitionStart};
 pub use host::{default_config, GroupStatus, Host, HostLimits, Raft, ReadError, WriteError};
 pub use log_store::{AppendError, GroupLog, LogRecord, LogStore, MemLog, PurgeFloor};
-pub use network::{MsgKind, Transport, TransportError};
+pub use machine::{recover_partition, GroupStats, NodeMachine, Recovered, SharedMachine};
+pub use network::{MsgKind, NoPeers, Transport, TransportError};
 pub use placement::{balance_leaders, bootstrap_groups, default_rf, Placement, PlacementError};
 pub use slot::{crc16_xmodem, normalize_name, slot_of, NameError, SlotMap, MAX_NAME_CHARS, MAX_PARTITIONS, SLOT_COUNT};
 pub use state_machine::{AppliedState, CommittedRecord, PartitionMachine, SnapshotJob, StateMachine, SNAPSHOT_CHUNK_BYTES};

@@ -248,6 +248,23 @@ fn next_transfer_id() -> u64 {
     (pid << 40) ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The transport of a node with no peers (a one-member group): every call
+/// fails at once. Single node runs the cluster's code path with it.
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn call(
+        &self,
+        target: NodeId,
+        _group: GroupId,
+        _kind: MsgKind,
+        _body: Bytes,
+        _timeout: Duration,
+    ) -> LocalBoxFuture<'static, Result<Bytes, TransportError>> {
+        Box::pin(std::future::ready(Err(TransportError::Unreachable(target, "this node has no peers".into()))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

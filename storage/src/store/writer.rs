@@ -265,8 +265,13 @@ fn run(
                         Some(why) => Err(StorageError::Poisoned(why.clone())),
                         None => store.install_snapshot(&part, applied, rows.into_iter().map(Ok)),
                     };
-                    if let Err(e) = &r {
-                        tracing::error!(error = %e, log = log_no, partition = part.id(), "snapshot install failed");
+                    match &r {
+                        // The install ended with a durable checkpoint: report
+                        // it like any other (it writes nothing new now).
+                        Ok(()) => {
+                            let _ = checkpoint(&failed);
+                        }
+                        Err(e) => tracing::error!(error = %e, log = log_no, partition = part.id(), "snapshot install failed"),
                     }
                     let _ = done.send(r);
                 }
