@@ -63,39 +63,7 @@ pub fn fatal(format: LogFormat, error: &anyhow::Error) {
     }
 }
 
-/// At most one log line per `every` for a recurring event; counts the
-/// events in between so the next line can say how many were not logged.
-/// Lives where the event happens (one per core and endpoint: no lock).
-#[derive(Debug)]
-pub struct Throttle {
-    every: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Throttle {
-    pub fn new(every: Duration) -> Throttle {
-        Throttle { every, last: None, suppressed: 0 }
-    }
-
-    /// `Some(n)`: log now, mentioning the `n` events not logged since the
-    /// previous line. `None`: counted, not logged.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.every => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
-/// Period of the load-shed summary and of the upstream failure lines.
-pub const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+pub use engine::owner::throttle::{Throttle, SUMMARY_EVERY};
 
 /// Counters of load the node refused on purpose, read by the summary.
 pub trait ShedCounters: Send + Sync + 'static {

@@ -38,12 +38,8 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
-
-use super::error::NodeError;
+use super::error::OwnerError;
+use super::sink::Sink;
 
 /// Cost assumed before the first computation on a core completes: about a
 /// release build's measured cold character (≈ 6 ms of one core, README).
@@ -131,78 +127,17 @@ impl ColdQueue {
     }
 }
 
-type Labels = Vec<(&'static str, String)>;
-
-/// The admission metrics (registered in the node's registry).
-#[derive(Clone, Default)]
-pub struct AdmissionMetrics {
-    shed: Family<Labels, Counter>,
-    admitted: Family<Labels, Counter>,
-    in_progress: Family<Labels, Gauge>,
-    cost: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    estimated_wait: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-}
-
-impl AdmissionMetrics {
-    pub fn register(registry: &mut Registry) -> AdmissionMetrics {
-        let m = AdmissionMetrics::default();
-        registry.register(
-            "admission_shed",
-            "Cold computations refused with 503 OVERLOADED: estimated wait over --max-queue-ms",
-            m.shed.clone(),
-        );
-        registry.register("admission_admitted", "Cold computations admitted on their owner core", m.admitted.clone());
-        registry.register(
-            "admission_cold_in_progress",
-            "Cold computations in progress on the core (the queue depth)",
-            m.in_progress.clone(),
-        );
-        registry.register("admission_cold_cost_seconds", "Smoothed core time of one cold computation", m.cost.clone());
-        registry.register(
-            "admission_estimated_wait_seconds",
-            "Estimated wait of a cold computation started now (in progress x cost)",
-            m.estimated_wait.clone(),
-        );
-        m
-    }
-
-    /// Cold computations shed on `core` so far (for the load-shed summary line).
-    pub fn shed_count(&self, core: usize) -> u64 {
-        self.shed.get_or_create(&vec![("core", core.to_string())]).get()
-    }
-
-    pub fn core(&self, core: usize) -> CoreAdmissionMetrics {
-        let l: Labels = vec![("core", core.to_string())];
-        CoreAdmissionMetrics {
-            shed: self.shed.get_or_create_owned(&l),
-            admitted: self.admitted.get_or_create_owned(&l),
-            in_progress: self.in_progress.get_or_create_owned(&l),
-            cost: self.cost.get_or_create_owned(&l),
-            estimated_wait: self.estimated_wait.get_or_create_owned(&l),
-        }
-    }
-}
-
-/// One core's handles.
-pub struct CoreAdmissionMetrics {
-    shed: Counter,
-    admitted: Counter,
-    in_progress: Gauge,
-    cost: Gauge<f64, std::sync::atomic::AtomicU64>,
-    estimated_wait: Gauge<f64, std::sync::atomic::AtomicU64>,
-}
-
 /// A core's admission controller (lives on the core, `Rc`).
 pub struct Admission {
     queue: RefCell<ColdQueue>,
     /// True while a metered flight task is being polled: a flight started
     /// then belongs to already admitted work.
     inside_cold_work: Cell<bool>,
-    metrics: CoreAdmissionMetrics,
+    metrics: Rc<dyn Sink>,
 }
 
 impl Admission {
-    pub fn new(max_wait: Duration, metrics: CoreAdmissionMetrics) -> Admission {
+    pub fn new(max_wait: Duration, metrics: Rc<dyn Sink>) -> Admission {
         let a = Admission { queue: RefCell::new(ColdQueue::new(max_wait)), inside_cold_work: Cell::new(false), metrics };
         a.publish();
         a
@@ -210,7 +145,7 @@ impl Admission {
 
     /// Called where a request would lead a new upstream flight. `Ok(None)`:
     /// the flight is started by admitted work (nothing to count).
-    pub fn try_start(self: &Rc<Self>) -> Result<Option<ColdTicket>, NodeError> {
+    pub fn try_start(self: &Rc<Self>) -> Result<Option<ColdTicket>, OwnerError> {
         if self.inside_cold_work.get() {
             return Ok(None);
         }
@@ -218,12 +153,12 @@ impl Admission {
         self.publish();
         match admitted {
             Ok(()) => {
-                self.metrics.admitted.inc();
+                self.metrics.admission_admitted();
                 Ok(Some(ColdTicket { admission: self.clone() }))
             }
             Err(shed) => {
-                self.metrics.shed.inc();
-                Err(NodeError::Shed(shed))
+                self.metrics.admission_shed();
+                Err(OwnerError::Shed(shed))
             }
         }
     }
@@ -255,9 +190,7 @@ impl Admission {
 
     fn publish(&self) {
         let q = self.queue.borrow();
-        self.metrics.in_progress.set(q.in_progress() as i64);
-        self.metrics.cost.set(q.cost().as_secs_f64());
-        self.metrics.estimated_wait.set(q.estimated_wait().as_secs_f64());
+        self.metrics.admission_state(q.in_progress(), q.cost().as_secs_f64(), q.estimated_wait().as_secs_f64());
     }
 }
 
@@ -380,14 +313,14 @@ mod tests {
     }
 
     fn admission(max: Duration) -> Rc<Admission> {
-        Rc::new(Admission::new(max, AdmissionMetrics::default().core(0)))
+        Rc::new(Admission::new(max, Rc::new(crate::owner::sink::NoSink)))
     }
 
     #[test]
     fn tickets_count_in_progress_and_flights_inside_cold_work_are_free() {
         let a = admission(Duration::ZERO);
         let first = a.try_start().unwrap().expect("a request's flight is counted");
-        assert!(matches!(a.try_start(), Err(NodeError::Shed(_))), "over the limit");
+        assert!(matches!(a.try_start(), Err(OwnerError::Shed(_))), "over the limit");
         // A flight started while a metered task is polled belongs to it.
         let nested = {
             let a2 = a.clone();

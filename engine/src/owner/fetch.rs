@@ -1,5 +1,7 @@
-//! The owner side of a core: the shard state for the keys this core owns,
-//! and the fetch → compute → store path behind single-flight.
+//! The owner side of a core for documents: the caches of the keys whose
+//! partitions this core hosts, and the fetch → compute → store path behind
+//! single-flight (a fresh expectation is written behind to its partition's
+//! group; after a restart it is served from the partition's store).
 //!
 //! Invariants:
 //! - only the owner core reads or writes these caches (local requests call
@@ -16,16 +18,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use engine::expectation::equipment;
-use engine::shard::{ByteLru, Doc, Join, SingleFlight, SlotVersions, Weigh};
 
 use super::admission::Admission;
-use super::durable::{expectation_payload, CoreLog, StoredExpectation, MAX_EXPECTATION_BYTES};
-use super::error::NodeError;
+use super::error::OwnerError;
+use super::groups::Groups;
 use super::render::{render, Rendered};
-use super::route::Name;
-use crate::metrics::CoreMetrics;
-use crate::upstream::Nexon;
+use super::sink::Sink;
+use super::upstream::Nexon;
+use super::Key;
+use crate::expectation::equipment;
+use crate::partition::{rows, ExpectationWritten, Record, MAX_EXPECTATION_BYTES};
+use crate::shard::{ByteLru, Doc, Join, SingleFlight, SlotVersions, Weigh};
 
 /// Bounds of single-flight tables (per core).
 const MAX_FLIGHTS: usize = 4096;
@@ -65,7 +68,7 @@ pub struct Served {
 
 /// What a request asks of the owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub enum DocOp {
     Expectation { force: bool },
     Preset(u8),
     Equipment,
@@ -110,7 +113,7 @@ impl Weigh for Ocid {
     }
 }
 
-type Flight<V> = SingleFlight<Result<(V, CacheStatus), NodeError>>;
+type Flight<V> = SingleFlight<Result<(V, CacheStatus), OwnerError>>;
 
 /// What a freshly fetched equipment body must pass before it is cached: the
 /// calculator's own parse. The equipment route parses only; the cold
@@ -157,9 +160,10 @@ pub struct Owner {
     expectation_flights: Flight<Rendered>,
     nexon: Nexon,
     versions: SlotVersions,
-    metrics: Rc<CoreMetrics>,
-    /// The core's log: fresh expectations are written behind to the store.
-    log: Rc<CoreLog>,
+    metrics: Rc<dyn Sink>,
+    /// The core's partition groups: fresh expectations are written behind
+    /// through them, stored ones read from their stores.
+    groups: Rc<dyn Groups>,
     /// Sheds new cold computations the core cannot start in time.
     admission: Rc<Admission>,
 }
@@ -169,8 +173,8 @@ impl Owner {
         cfg: CacheConfig,
         nexon: Nexon,
         versions: SlotVersions,
-        metrics: Rc<CoreMetrics>,
-        log: Rc<CoreLog>,
+        metrics: Rc<dyn Sink>,
+        groups: Rc<dyn Groups>,
         admission: Rc<Admission>,
     ) -> Owner {
         // The small caches (ocids, basic info) get a fixed share.
@@ -188,32 +192,32 @@ impl Owner {
             nexon,
             versions,
             metrics,
-            log,
+            groups,
             admission,
         }
     }
 
-    pub async fn serve(self: &Rc<Self>, op: Op, name: &Name) -> Result<Served, NodeError> {
+    pub async fn serve(self: &Rc<Self>, op: DocOp, name: &Key) -> Result<Served, OwnerError> {
         let (doc, cache) = match op {
-            Op::Expectation { force } => {
+            DocOp::Expectation { force } => {
                 let (r, cache) = self.expectation(name, force).await?;
                 (r.full, cache)
             }
-            Op::Preset(n) => {
+            DocOp::Preset(n) => {
                 let (r, cache) = self.expectation(name, false).await?;
-                let doc = r.preset(n).ok_or(NodeError::NotFound)?;
+                let doc = r.preset(n).ok_or(OwnerError::NotFound)?;
                 (doc, cache)
             }
-            Op::Equipment => {
+            DocOp::Equipment => {
                 let (equipment, cache) = self.equipment_doc(name, false, EquipmentCheck::Parse).await?;
                 (self.equipment_gzip(name, equipment), cache)
             }
-            Op::Basic => self.basic_doc(name).await?,
+            DocOp::Basic => self.basic_doc(name).await?,
         };
         Ok(Served { doc, cache, version: self.versions.get(name.slot) })
     }
 
-    async fn expectation(self: &Rc<Self>, name: &Name, force: bool) -> Result<(Rendered, CacheStatus), NodeError> {
+    async fn expectation(self: &Rc<Self>, name: &Key, force: bool) -> Result<(Rendered, CacheStatus), OwnerError> {
         if !force {
             if let Some(stored) = self.stored_expectation(name) {
                 return Ok((stored, CacheStatus::Store));
@@ -243,13 +247,13 @@ impl Owner {
             };
             let rendered = match fresh.take() {
                 Some(rendered) => rendered,
-                None => render(&n.display, input).map_err(NodeError::Calc)?,
+                None => render(&n.display, input).map_err(OwnerError::Calc)?,
             };
             if eq_cache != CacheStatus::Stale {
                 this.expectations.borrow_mut().insert(n.key.clone(), rendered.clone(), Instant::now());
                 this.versions.bump(n.slot);
                 this.metrics.cache_bytes("expectation", this.expectations.borrow().bytes());
-                this.write_behind(&n.key, &rendered);
+                this.write_behind(&n, &rendered);
             }
             Ok((rendered, if eq_cache == CacheStatus::Stale { CacheStatus::Stale } else { CacheStatus::Miss }))
         })
@@ -260,12 +264,20 @@ impl Owner {
     /// TTL from the state store, put back in the memory cache with its age.
     /// (A sled read on the core thread: served from sled's page cache, and
     /// only once per key per process.)
-    fn stored_expectation(&self, name: &Name) -> Option<Rendered> {
+    fn stored_expectation(&self, name: &Key) -> Option<Rendered> {
         let now = Instant::now();
         if self.expectations.borrow_mut().get(&name.key, now).is_some() {
             return None; // memory decides (hit, or refetch when expired)
         }
-        let stored = self.log.storage.expectation(&name.key)?;
+        let store = self.groups.store(name.partition)?;
+        let stored = match store.get(&rows::expectation_key(&name.key)) {
+            Ok(Some((_, value))) => rows::decode_expectation_row(&value).ok()?,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(partition = name.partition, character = %name.key, error = %e, "stored expectation unreadable");
+                return None;
+            }
+        };
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let age = Duration::from_millis(now_ms.saturating_sub(stored.calculated_at_ms));
         if age > self.cfg.ttl {
@@ -281,36 +293,41 @@ impl Owner {
         Some(rendered)
     }
 
-    /// Append a fresh rendering to the core's log (not awaited: it is a
-    /// cache), and have it applied to the store once durable. A full log
-    /// queue or an oversized rendering just skips the write.
-    fn write_behind(&self, key: &str, r: &Rendered) {
-        let stored = StoredExpectation {
-            etag: r.full.etag.to_string(),
-            calculated_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
-            gzip: r.full.gzip.to_vec(),
-            // Derived from the whole response when read back (`Rendered::from_full`).
-            presets: [None, None, None],
-        };
-        let bytes = stored.gzip.len() + stored.presets.iter().flatten().map(Vec::len).sum::<usize>();
-        if bytes > MAX_EXPECTATION_BYTES {
+    /// Write a fresh rendering behind to its partition's group (not
+    /// awaited: it is a cache): applied, it lands in the partition's store.
+    /// A partition not ready here, a full log or an oversized rendering
+    /// just skips the write.
+    fn write_behind(&self, name: &Key, r: &Rendered) {
+        if r.full.gzip.len() > MAX_EXPECTATION_BYTES {
             self.metrics.write_behind("too_large");
             return;
         }
-        match self.log.append(expectation_payload(key, &stored)) {
-            Ok(durable) => {
-                self.metrics.write_behind("appended");
-                let storage = self.log.storage.clone();
-                let metrics = self.metrics.clone();
-                monoio::spawn(async move {
-                    if let Ok(index) = durable.await {
-                        storage.applier.notify_committed(index);
-                        metrics.write_behind("durable");
-                    }
-                });
+        let record = Record::ExpectationWritten(ExpectationWritten {
+            key: name.key.clone(),
+            etag: r.full.etag.to_string(),
+            calculated_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            gzip: r.full.gzip.to_vec(),
+        });
+        let bytes = match record.encode() {
+            Ok(b) => b,
+            Err(_) => {
+                self.metrics.write_behind("too_large");
+                return;
             }
-            Err(_) => self.metrics.write_behind("refused"),
+        };
+        if self.groups.ready(name.partition).is_err() {
+            self.metrics.write_behind("refused");
+            return;
         }
+        self.metrics.write_behind("appended");
+        let write = self.groups.write(name.partition, bytes);
+        let metrics = self.metrics.clone();
+        monoio::spawn(async move {
+            match write.await {
+                Ok(_) => metrics.write_behind("durable"),
+                Err(_) => metrics.write_behind("refused"),
+            }
+        });
     }
 
     /// The character's equipment document. A fresh fetch is cached only
@@ -318,10 +335,10 @@ impl Owner {
     /// calculator rejects is `UPSTREAM_BAD_EQUIPMENT`, logged once here.
     async fn equipment_doc(
         self: &Rc<Self>,
-        name: &Name,
+        name: &Key,
         force: bool,
         check: EquipmentCheck,
-    ) -> Result<(Equipment, CacheStatus), NodeError> {
+    ) -> Result<(Equipment, CacheStatus), OwnerError> {
         let this = self.clone();
         let n = name.clone();
         self.cached_or_fetch("equipment", &self.equipment, &self.equipment_flights, name, force, move || async move {
@@ -333,7 +350,7 @@ impl Owner {
             };
             if let Err(reason) = checked {
                 tracing::warn!(character = %n.display, %reason, "upstream equipment rejected, not cached");
-                return Err(NodeError::Calc(reason));
+                return Err(OwnerError::Calc(reason));
             }
             // Stored as received (see `Equipment`): the render that follows
             // neither copies, compresses nor gunzips it.
@@ -348,7 +365,7 @@ impl Owner {
     /// The equipment route's document: gzip-stored. A plain entry is
     /// compressed now, and the cached entry (if it is still that one)
     /// replaced by the gzip form, keeping its age.
-    fn equipment_gzip(&self, name: &Name, equipment: Equipment) -> Doc {
+    fn equipment_gzip(&self, name: &Key, equipment: Equipment) -> Doc {
         let json = match equipment {
             Equipment::Gzip(doc) => return doc,
             Equipment::Plain(json) => json,
@@ -367,7 +384,7 @@ impl Owner {
         doc
     }
 
-    async fn basic_doc(self: &Rc<Self>, name: &Name) -> Result<(Doc, CacheStatus), NodeError> {
+    async fn basic_doc(self: &Rc<Self>, name: &Key) -> Result<(Doc, CacheStatus), OwnerError> {
         let this = self.clone();
         let n = name.clone();
         self.cached_or_fetch("basic", &self.basic, &self.basic_flights, name, false, move || async move {
@@ -375,7 +392,7 @@ impl Owner {
             let body = this.nexon.basic(&ocid.0).await?;
             if let Err(reason) = check_basic(&body) {
                 tracing::warn!(character = %n.display, %reason, "upstream basic info rejected, not cached");
-                return Err(NodeError::BadBasic(reason));
+                return Err(OwnerError::BadBasic(reason));
             }
             let doc = Doc::from_json(body.to_vec());
             this.basic.borrow_mut().insert(n.key.clone(), doc.clone(), Instant::now());
@@ -386,7 +403,7 @@ impl Owner {
 
     /// The ocid never changes for a name, so any cached one (up to the
     /// stale age) is used without a refetch.
-    async fn ocid(self: &Rc<Self>, name: &Name) -> Result<Ocid, NodeError> {
+    async fn ocid(self: &Rc<Self>, name: &Key) -> Result<Ocid, OwnerError> {
         if let Some((o, _)) = self.ocids.borrow_mut().get(&name.key, Instant::now()) {
             self.metrics.cache("ocid", "hit");
             return Ok(o.clone());
@@ -411,14 +428,14 @@ impl Owner {
         cache_name: &'static str,
         cache: &RefCell<ByteLru<V>>,
         flights: &Flight<V>,
-        name: &Name,
+        name: &Key,
         force: bool,
         fetch: F,
-    ) -> Result<(V, CacheStatus), NodeError>
+    ) -> Result<(V, CacheStatus), OwnerError>
     where
         V: Weigh + Clone + 'static,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(V, CacheStatus), NodeError>> + 'static,
+        Fut: Future<Output = Result<(V, CacheStatus), OwnerError>> + 'static,
     {
         if !force {
             if let Some((v, age)) = cache.borrow_mut().get(&name.key, Instant::now()) {
@@ -430,10 +447,10 @@ impl Owner {
         }
         self.metrics.cache(cache_name, "miss");
         let result = match flights.join(&name.key) {
-            Err(_full) => Err(NodeError::Overloaded("too many requests waiting on upstream")),
+            Err(_full) => Err(OwnerError::Overloaded("too many requests waiting on upstream")),
             Ok(Join::Follower(wait)) => {
                 self.metrics.flight_join();
-                wait.await.unwrap_or(Err(NodeError::Abandoned))
+                wait.await.unwrap_or(Err(OwnerError::Abandoned))
             }
             Ok(Join::Leader { guard, wait }) => match self.admission.try_start() {
                 // Shed: dropping the guard ends the flight nobody else has
@@ -448,7 +465,7 @@ impl Owner {
                         guard.complete(fut.await);
                         drop(ticket);
                     });
-                    wait.await.unwrap_or(Err(NodeError::Abandoned))
+                    wait.await.unwrap_or(Err(OwnerError::Abandoned))
                 }
             },
         };
@@ -462,208 +479,5 @@ impl Owner {
             },
             other => other,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::NodeMetrics;
-    use crate::node::admission::AdmissionMetrics;
-    use crate::node::durable::{recover_with, wal_options};
-    use crate::node::route::parse_name;
-    use crate::upstream::{BreakerConfig, Transport};
-
-    /// An owner on core 0 over the in-process simulator (call inside a runtime).
-    fn owner_on_sim(storage: crate::node::durable::CoreStorage, sim: &Arc<crate::sim::Simulator>, node_metrics: &NodeMetrics) -> Rc<Owner> {
-        let metrics = Rc::new(node_metrics.core(0));
-        let nexon = Nexon::new(Transport::Sim(sim.clone()), Duration::from_secs(5), BreakerConfig::default(), metrics.clone());
-        let cfg = CacheConfig {
-            equipment_bytes: 64 << 20,
-            expectation_bytes: 64 << 20,
-            ttl: Duration::from_secs(300),
-            stale: Duration::from_secs(3600),
-        };
-        let admission = Rc::new(Admission::new(Duration::from_secs(10), AdmissionMetrics::default().core(0)));
-        let log = Rc::new(CoreLog::new(Arc::new(storage)));
-        Rc::new(Owner::new(cfg, nexon, SlotVersions::new(16384), metrics, log, admission))
-    }
-
-    /// A cold expectation stores the equipment as fetched (no gzip); the
-    /// equipment route's first read compresses it, replaces the cached entry
-    /// (smaller, same JSON) and later reads are hits with no upstream call.
-    #[test]
-    fn equipment_is_compressed_on_its_first_read_not_on_the_cold_path() {
-        let dir = std::env::temp_dir().join(format!("maple-owner-equipment-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let sim = crate::sim::Simulator::new(crate::sim::Fixtures::load(&crate::sim::test_dir()).unwrap(), Duration::ZERO, 0.0).unwrap();
-        let node_metrics = NodeMetrics::new();
-        let (storage, _book) = recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
-        rt.block_on(async {
-            let owner = owner_on_sim(storage, &sim, &node_metrics);
-            let name = parse_name("someone-cold").unwrap();
-
-            let first = owner.serve(Op::Expectation { force: false }, &name).await.unwrap();
-            assert_eq!(first.cache, CacheStatus::Miss);
-            let plain_bytes = owner.equipment.borrow().bytes();
-            assert!(matches!(owner.equipment.borrow_mut().get(&name.key, Instant::now()), Some((Equipment::Plain(_), _))));
-
-            let eq = owner.serve(Op::Equipment, &name).await.unwrap();
-            assert_eq!(eq.cache, CacheStatus::Hit, "served from the entry the expectation stored");
-            let want = crate::sim::Fixtures::load(&crate::sim::test_dir()).unwrap().equipment_json("someone-cold");
-            assert_eq!(eq.doc.plain(8 << 20).unwrap().as_ref(), &want[..], "the gzip holds the JSON as fetched");
-            assert!(matches!(owner.equipment.borrow_mut().get(&name.key, Instant::now()), Some((Equipment::Gzip(_), _))));
-            assert!(owner.equipment.borrow().bytes() * 4 < plain_bytes, "the cached entry shrank");
-
-            let again = owner.serve(Op::Equipment, &name).await.unwrap();
-            assert_eq!(again.cache, CacheStatus::Hit);
-            assert!(Arc::ptr_eq(&again.doc.gzip, &eq.doc.gzip), "compressed once");
-            let stats: serde_json::Value = serde_json::from_str(&sim.stats.to_json()).unwrap();
-            assert_eq!(stats["equipment"], 1, "{stats}");
-            // A preset is cut out of the stored rendering.
-            let preset = owner.serve(Op::Preset(1), &name).await;
-            let preset = preset.unwrap();
-            assert!(preset.doc.json.starts_with(br#"{"presetNo":1,"#));
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Counts WARN events and keeps their fields as text.
-    #[derive(Clone, Default)]
-    struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
-
-    impl Warnings {
-        fn about(&self, character: &str) -> usize {
-            let needle = format!("character={character} ");
-            self.0.lock().unwrap().iter().filter(|w| w.contains(&needle)).count()
-        }
-    }
-
-    struct FieldText(String);
-
-    impl tracing::field::Visit for FieldText {
-        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-            use std::fmt::Write;
-            let _ = write!(self.0, "{}={:?} ", field.name(), value);
-        }
-        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-            use std::fmt::Write;
-            let _ = write!(self.0, "{}={} ", field.name(), value);
-        }
-    }
-
-    impl tracing::Subscriber for Warnings {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, event: &tracing::Event<'_>) {
-            if *event.metadata().level() == tracing::Level::WARN {
-                let mut text = FieldText(String::new());
-                event.record(&mut text);
-                self.0.lock().unwrap().push(text.0);
-            }
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-
-    /// A 200 whose body is not usable (truncated JSON, or an object without
-    /// the needed fields) is a 502 `UPSTREAM_BAD_*`, is not cached (the next
-    /// request fetches again), and is logged once per fetch — concurrent
-    /// requests share the fetch and the warning.
-    #[test]
-    fn unusable_upstream_bodies_are_errors_never_cached() {
-        let dir = std::env::temp_dir().join(format!("maple-owner-bad-upstream-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let sim = crate::sim::Simulator::new(crate::sim::Fixtures::load(&crate::sim::test_dir()).unwrap(), Duration::ZERO, 0.0).unwrap();
-        let node_metrics = NodeMetrics::new();
-        let (storage, _book) = recover_with(&dir, 0, Default::default(), wal_options(4 << 20, storage::WalSync::Fsync)).unwrap();
-        let warnings = Warnings::default();
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
-        tracing::subscriber::with_default(warnings.clone(), || {
-            rt.block_on(async {
-                let owner = owner_on_sim(storage, &sim, &node_metrics);
-                let calls = |what: &str| -> u64 {
-                    let stats: serde_json::Value = serde_json::from_str(&sim.stats.to_json()).unwrap();
-                    stats[what].as_u64().unwrap()
-                };
-                for (character, op, code, says) in [
-                    ("malformed-eq", Op::Equipment, "UPSTREAM_BAD_EQUIPMENT", "EOF while parsing"),
-                    ("hollow-eq", Op::Equipment, "UPSTREAM_BAD_EQUIPMENT", "item_equipment_preset_1"),
-                    ("malformed-exp", Op::Expectation { force: false }, "UPSTREAM_BAD_EQUIPMENT", "EOF while parsing"),
-                    ("hollow-exp", Op::Preset(1), "UPSTREAM_BAD_EQUIPMENT", "no equipment lists"),
-                    ("malformed-basic", Op::Basic, "UPSTREAM_BAD_BASIC", "not JSON"),
-                    ("hollow-basic", Op::Basic, "UPSTREAM_BAD_BASIC", "character_name"),
-                ] {
-                    let name = parse_name(character).unwrap();
-                    let endpoint = if op == Op::Basic { "basic" } else { "equipment" };
-                    let before = calls(endpoint);
-                    let (a, b, c) = futures::join!(owner.serve(op, &name), owner.serve(op, &name), owner.serve(op, &name));
-                    for r in [a, b, c] {
-                        let Err(e) = r else { panic!("{character}: served an unusable body") };
-                        assert_eq!((e.status(), e.code()), (502, code), "{character}: {e}");
-                        assert!(e.to_string().contains(says), "{character}: {e}");
-                    }
-                    assert_eq!(calls(endpoint), before + 1, "{character}: three requests, one fetch");
-                    assert_eq!(warnings.about(character), 1, "{character}: logged once");
-                    assert!(warnings.0.lock().unwrap().iter().any(|w| w.contains(says)), "{character}: the reason is logged");
-
-                    // Nothing was cached: the next request fetches (and fails) again,
-                    // whichever route asks.
-                    assert!(owner.equipment.borrow_mut().get(&name.key, Instant::now()).is_none());
-                    assert!(owner.basic.borrow_mut().get(&name.key, Instant::now()).is_none());
-                    assert!(owner.expectations.borrow_mut().get(&name.key, Instant::now()).is_none());
-                    let Err(again) = owner.serve(op, &name).await else { panic!("{character}: served from a cache") };
-                    assert_eq!(again.code(), code);
-                    assert_eq!(calls(endpoint), before + 2, "{character}: not served from a cache");
-                    assert_eq!(warnings.about(character), 2);
-                    if op != Op::Basic {
-                        let other = if op == Op::Equipment { Op::Expectation { force: false } } else { Op::Equipment };
-                        let Err(e) = owner.serve(other, &name).await else { panic!("{character}: {other:?} served") };
-                        assert_eq!(e.code(), code);
-                        assert_eq!(calls(endpoint), before + 3);
-                    }
-                }
-
-                // A good character on the cold expectation path: its equipment
-                // is cached once the render (the check) succeeded.
-                let good = parse_name("someone-good").unwrap();
-                assert_eq!(owner.serve(Op::Expectation { force: false }, &good).await.unwrap().cache, CacheStatus::Miss);
-                assert!(owner.equipment.borrow_mut().get(&good.key, Instant::now()).is_some());
-                assert_eq!(owner.serve(Op::Equipment, &good).await.unwrap().cache, CacheStatus::Hit);
-                assert_eq!(owner.serve(Op::Basic, &good).await.unwrap().cache, CacheStatus::Miss);
-                assert_eq!(owner.serve(Op::Basic, &good).await.unwrap().cache, CacheStatus::Hit);
-                assert_eq!(warnings.about("someone-good"), 0);
-            })
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn basic_documents_need_the_character_fields() {
-        let good = br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":295,"date":null}"#;
-        assert_eq!(check_basic(good), Ok(()));
-        assert_eq!(check_basic(br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":"295"}"#), Ok(()));
-        for (body, says) in [
-            (&br#"{"character_name":"x","#[..], "not JSON"),
-            (b"[]", "not a JSON object"),
-            (b"{}", "character_name"),
-            (br#"{"character_name":" ","world_name":"w","character_class":"c","character_level":1}"#, "character_name"),
-            (br#"{"character_name":"x","character_class":"c","character_level":1}"#, "world_name"),
-            (br#"{"character_name":"x","world_name":"w","character_class":null,"character_level":1}"#, "character_class"),
-            (br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":-1}"#, "character_level"),
-            (br#"{"character_name":"x","world_name":"w","character_class":"c"}"#, "character_level"),
-        ] {
-            let err = check_basic(body).expect_err(says);
-            assert!(err.contains(says), "{err}");
-        }
-        let fixture = std::fs::read(crate::sim::test_dir().join("basic_character_info.json")).unwrap();
-        assert_eq!(check_basic(&fixture), Ok(()));
     }
 }

@@ -1,17 +1,37 @@
-//! The three Nexon Open API calls the node makes, with the breaker, the
-//! timeout and the metrics around each.
+//! The three Nexon Open API calls the owner runtime makes, with the
+//! breaker, the timeout and the metrics around each. The bytes travel
+//! through a [`Transport`] the binary provides (its HTTP client, or the
+//! simulator in-process): `engine` knows no sockets.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use futures::future::LocalBoxFuture;
 
 use super::breaker::{BreakerConfig, BreakerState, CircuitBreaker, Transition};
-use super::transport::Transport;
-use crate::logging::{Throttle, SUMMARY_EVERY};
-use crate::metrics::CoreMetrics;
+use super::sink::Sink;
+use super::throttle::{Throttle, SUMMARY_EVERY};
+
+/// `GET path_and_query` on the upstream → `(status, body)`.
+pub trait Transport {
+    fn get(&self, path_and_query: &str) -> LocalBoxFuture<'_, Result<(u16, Bytes), UpstreamError>>;
+}
+
+/// Percent-encode everything but ASCII letters and digits (as the
+/// `percent-encoding` crate's `NON_ALPHANUMERIC` set).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 /// Largest upstream body we accept (a real equipment response is ~360 KB).
 pub const MAX_UPSTREAM_BODY: usize = 8 * 1024 * 1024;
@@ -65,17 +85,19 @@ const ENDPOINTS: [&str; 3] = ["id", "equipment", "basic"];
 
 /// One per core.
 pub struct Nexon {
-    transport: Transport,
+    core: usize,
+    transport: Rc<dyn Transport>,
     timeout: Duration,
     breaker: RefCell<CircuitBreaker>,
-    metrics: Rc<CoreMetrics>,
+    metrics: Rc<dyn Sink>,
     /// Failure lines per endpoint: at most one per [`SUMMARY_EVERY`].
     failure_log: RefCell<[Throttle; 3]>,
 }
 
 impl Nexon {
-    pub fn new(transport: Transport, timeout: Duration, breaker: BreakerConfig, metrics: Rc<CoreMetrics>) -> Nexon {
+    pub fn new(core: usize, transport: Rc<dyn Transport>, timeout: Duration, breaker: BreakerConfig, metrics: Rc<dyn Sink>) -> Nexon {
         Nexon {
+            core,
             transport,
             timeout,
             breaker: RefCell::new(CircuitBreaker::new(breaker)),
@@ -86,7 +108,7 @@ impl Nexon {
 
     /// Log a breaker transition once, with the core and the reason.
     fn log_transition(&self, t: Transition, last_error: Option<&UpstreamError>) {
-        let core = self.metrics.core_index();
+        let core = self.core;
         let (from, to) = (t.from.as_str(), t.to.as_str());
         let open_s = self.breaker.borrow().config().open_for.as_secs();
         match (t.from, t.to) {
@@ -138,7 +160,7 @@ impl Nexon {
     fn log_failure(&self, endpoint: &'static str, error: &UpstreamError) {
         let i = ENDPOINTS.iter().position(|e| *e == endpoint).unwrap_or(0);
         if let Some(suppressed) = self.failure_log.borrow_mut()[i].allow(Instant::now()) {
-            let core = self.metrics.core_index();
+            let core = self.core;
             tracing::warn!(
                 core,
                 endpoint,
@@ -150,13 +172,13 @@ impl Nexon {
         }
     }
 
-    pub fn breaker_state(&self) -> super::BreakerState {
+    pub fn breaker_state(&self) -> BreakerState {
         self.breaker.borrow().state(Instant::now())
     }
 
     /// `GET /maplestory/v1/id?character_name=` → the ocid.
     pub async fn ocid(&self, name: &str) -> Result<String, UpstreamError> {
-        let path = format!("/maplestory/v1/id?character_name={}", utf8_percent_encode(name, NON_ALPHANUMERIC));
+        let path = format!("/maplestory/v1/id?character_name={}", encode(name));
         let body = self.get("id", &path).await?;
         let ocid = match serde_json::from_slice::<serde_json::Value>(&body) {
             Err(e) => Err(UpstreamError::BadBody(e.to_string())),
@@ -173,13 +195,13 @@ impl Nexon {
 
     /// `GET /maplestory/v1/character/item-equipment?ocid=` → the JSON as sent.
     pub async fn equipment(&self, ocid: &str) -> Result<Bytes, UpstreamError> {
-        let path = format!("/maplestory/v1/character/item-equipment?ocid={}", utf8_percent_encode(ocid, NON_ALPHANUMERIC));
+        let path = format!("/maplestory/v1/character/item-equipment?ocid={}", encode(ocid));
         self.get("equipment", &path).await
     }
 
     /// `GET /maplestory/v1/character/basic?ocid=` → the JSON as sent.
     pub async fn basic(&self, ocid: &str) -> Result<Bytes, UpstreamError> {
-        let path = format!("/maplestory/v1/character/basic?ocid={}", utf8_percent_encode(ocid, NON_ALPHANUMERIC));
+        let path = format!("/maplestory/v1/character/basic?ocid={}", encode(ocid));
         self.get("basic", &path).await
     }
 
@@ -237,6 +259,7 @@ mod tests {
         assert_eq!(classify(400, Bytes::from_static(b"{}")), Err(UpstreamError::Status(400)));
         assert_eq!(classify(503, Bytes::new()), Err(UpstreamError::Status(503)));
         assert!(!UpstreamError::NotFound.is_failure());
+        assert_eq!(encode("아 b-1"), "%EC%95%84%20b%2D1", "all but ASCII letters and digits");
         assert!(UpstreamError::Timeout.is_failure());
     }
 }

@@ -2,9 +2,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use engine::expectation::calculated_at::utc_now_iso;
-use engine::expectation::{preset_spans, to_json_with_preset_spans, Calculator, PresetSpans};
-use engine::shard::{Doc, Weigh};
+use crate::expectation::calculated_at::utc_now_iso;
+use crate::expectation::{preset_spans, to_json_with_preset_spans, Calculator, PresetSpans};
+use crate::shard::{Doc, Weigh};
 
 /// The rendered expectation of one character: the whole response, stored as
 /// JSON + gzip + ETag, and each preset on its own, cut out of the whole
@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn presets_are_the_same_documents_as_rendering_them_alone() {
-        let dir = crate::sim::test_dir();
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/maple");
         for file in ["evan_equip.json", "mechanic_equip.json"] {
             let equipment = std::fs::read(dir.join(file)).expect("fixture");
             let r = render("tester", &equipment).unwrap();
