@@ -7,15 +7,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use engine::likes::LikeBook;
+use engine::partition::Limits;
+use replication::{open_log, OpenedLog, PartitionStart, SlotMap};
+use storage::log::LogOptions;
+use storage::store::{Store, StoreOptions, WriterOptions};
 
 use crate::cmd_token::DEV_JWT_SECRET;
 use crate::config::{Config, ServeFlags, UpstreamTarget};
+use crate::datadir::{self, DataMeta};
+use crate::http::{CoreService, LogState, NodeShared, NodeStorage};
 use crate::logging;
 use crate::metrics::NodeMetrics;
-use crate::node::durable::{self, CoreStorage, DurableOptions};
-use crate::node::{CoreService, NodeShared};
 use crate::sim::{Fixtures, Simulator};
+
+/// Largest log entry the node writes (an expectation record plus headers);
+/// a segment must hold one, so segments are at least twice this.
+pub const MAX_ENTRY_BYTES: usize = 2 << 20;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,6 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // holding no port, so every connection goes to the running node. Held
     // until the process exits (after the final checkpoint).
     let _data_dir_lock = lock_data_dir(&cfg.data_dir, data_dir_lock_wait(&cfg))?;
+    // The format file (created, read, or written by a format-1 migration)
+    // before anything else touches the dir.
+    let meta = datadir::prepare(&cfg)?;
     let limits = net::Limits {
         max_header_bytes: cfg.max_header_bytes,
         max_body_bytes: cfg.max_body_bytes,
@@ -61,19 +71,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             format!("{base_url} ({})", if api_key.is_some() { "with API key" } else { "no API key" })
         }
     };
-    // Recover every core's log and store before serving and before the
+    // Recover every log and the store before serving and before the
     // "listening" line scripts wait for: no request is answered (so
-    // /health/ready is not UP) until every core has recovered.
+    // /health/ready is not UP) until every partition has recovered (and its
+    // group has a leader: see readiness).
     if cfg.wal_sync == storage::WalSync::Off {
         tracing::warn!(
             "maple serve: WARNING --wal-sync off: the write-ahead log is NEVER fdatasynced. Acknowledged likes and \
              writes can be LOST on power loss or kernel crash. Benchmark mode only; never run it in production."
         );
     }
-    log_memory_plan(&cfg);
-    let recovered = recover_cores(&cfg.data_dir, cfg.cores, &durable_options(&cfg), data_dir_lock_wait(&cfg))?;
+    log_memory_plan(&cfg, &meta);
+    let slots = SlotMap::new(meta.partitions, cfg.cores);
+    let (storage, starts) = open_storage(&cfg, &meta)?;
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
-    tracing::info!("maple serve: listening on {} ({} cores), upstream {upstream}", server.local_addr(), cfg.cores);
+    tracing::info!(
+        "maple serve: listening on {} ({} cores, {} partitions), upstream {upstream}",
+        server.local_addr(),
+        cfg.cores,
+        meta.partitions
+    );
     let jwt_secret = match &cfg.jwt_secret {
         Some(secret) => secret.clone(),
         None => {
@@ -83,53 +100,114 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let drain = cfg.drain;
     let metrics = Arc::new(NodeMetrics::new());
-    let shared = Arc::new(NodeShared::new(cfg, metrics, Some(server.stats()), shutdown.clone(), sim, recovered, jwt_secret));
+    let shared = Arc::new(NodeShared::new(cfg, slots, metrics, Some(server.stats()), shutdown.clone(), sim, storage, starts, jwt_secret));
     let stop_shed_log = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shed_log =
         logging::spawn_shed_summary(Arc::new(NodeShedCounters { shared: shared.clone() }), stop_shed_log.clone(), logging::SUMMARY_EVERY)
             .context("starting the load-shed summary")?;
     let serving = shared.clone();
-    let stats = server
-        .run(
-            move |core| {
-                // On the core's thread: its evictor appends to its log.
-                durable::spawn_evictor(serving.storage[core].clone());
-                CoreService::new(core, serving.clone())
-            },
-            shutdown.clone(),
-            drain,
-        )
-        .context("serving")?;
+    let stats = server.run(move |core| CoreService::new(core, serving.clone()), shutdown.clone(), drain).context("serving")?;
     let total = stats.total();
     let drained_in = DRAIN_STARTED.get().map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
     tracing::info!(requests = total.requests, "maple serve: stopped after {} requests (drain took {drained_in:.0} ms)", total.requests);
     stop_shed_log.store(true, std::sync::atomic::Ordering::Release);
     let _ = shed_log.join();
-    // Drained: make every core's state durable so the next start replays nothing.
-    for s in &shared.storage {
-        let index = s.final_checkpoint().with_context(|| format!("final checkpoint of core {}", s.core))?;
-        tracing::info!(core = s.core, index, "maple serve: core {} final checkpoint at log index {index}", s.core);
+    // Drained, groups stopped: make every partition's state durable, so the
+    // next start replays nothing.
+    shared.storage.final_checkpoint()
+}
+
+/// Options of the node's logs.
+fn log_options(cfg: &Config) -> LogOptions {
+    LogOptions {
+        segment_bytes: cfg.wal_segment_bytes,
+        max_entry_bytes: MAX_ENTRY_BYTES,
+        // A vote is ~20 bytes; a small bound keeps room for many groups in
+        // every segment's group-state record.
+        max_vote_bytes: 256,
+        sync: cfg.wal_sync,
+        // Recent entries kept in memory per group for replication reads
+        // (unwritten ones always are); a single node reads none.
+        group_cache_bytes: 256 << 10,
+        ..LogOptions::default()
     }
-    Ok(())
+}
+
+/// The bounds of one partition: its share of the memory budget's like
+/// relations and idempotency keys.
+fn partition_limits(cfg: &Config, partitions: u32) -> Limits {
+    let share = |per_core: usize| (per_core * cfg.cores).div_ceil(partitions as usize).max(1);
+    Limits {
+        max_relations: share(cfg.memory.like_relations_per_core),
+        max_idempotency_keys: share(cfg.memory.idempotency_keys_per_core),
+        ..Limits::default()
+    }
+}
+
+/// Open the store, then every log on its own thread (each recovers its
+/// partitions: restore from the store, replay of the committed entries).
+fn open_storage(cfg: &Config, meta: &DataMeta) -> anyhow::Result<(NodeStorage, Vec<PartitionStart>)> {
+    let state = datadir::state_dir(&cfg.data_dir);
+    let store_opts = StoreOptions { cache_bytes: (cfg.memory.store_cache_bytes_per_core * cfg.cores) as u64, sync: cfg.wal_sync };
+    let store = Store::open(&state, store_opts).with_context(|| format!("opening the state store {}", state.display()))?;
+    let limits = partition_limits(cfg, meta.partitions);
+    let handles: Vec<_> = (0..meta.logs)
+        .map(|l| {
+            let (dir, store, opts, limits) = (datadir::log_dir(&cfg.data_dir, l), store.clone(), log_options(cfg), limits.clone());
+            let groups = meta.partitions_of_log(l);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let opened = open_log(&dir, l, opts, &store, &groups, limits, WriterOptions::default())
+                    .with_context(|| format!("recovering {}", dir.display()));
+                opened.map(|o| (o, started.elapsed()))
+            })
+        })
+        .collect();
+    let mut logs = Vec::with_capacity(handles.len());
+    let mut starts = Vec::new();
+    for (l, h) in handles.into_iter().enumerate() {
+        let (opened, took) = h.join().map_err(|_| anyhow::anyhow!("recovery of log {l} panicked"))??;
+        let OpenedLog { log_no, log, recovery, writer, partitions } = opened;
+        let replayed: u64 = partitions.iter().map(|p| p.recovered.replayed).sum();
+        let relations: usize = partitions.iter().map(|p| p.recovered.machine.relation_count()).sum();
+        let torn = recovery.torn_tail.as_ref().map_or(0, |t| t.bytes);
+        tracing::info!(
+            log = log_no,
+            replayed,
+            dropped_tail_bytes = torn,
+            "maple serve: log {log_no} recovered in {:.1} ms: replayed {replayed} log entries, dropped {torn} torn tail bytes, \
+             {relations} like relations in {} partitions",
+            took.as_secs_f64() * 1e3,
+            partitions.len()
+        );
+        logs.push(LogState { log_no, log, writer, recovery, recovered_in: took, replayed });
+        starts.extend(partitions);
+    }
+    let mut groups: Vec<_> = starts.iter().map(|s| (s.recovered.group, s.stats.clone())).collect();
+    groups.sort_by_key(|(p, _)| *p);
+    Ok((NodeStorage { store, logs, groups: groups.into_iter().map(|(_, g)| g).collect() }, starts))
 }
 
 /// The start-up line that says how `--memory-mb` was split.
-fn log_memory_plan(cfg: &Config) {
+fn log_memory_plan(cfg: &Config, meta: &DataMeta) {
     let m = &cfg.memory;
+    let limits = partition_limits(cfg, meta.partitions);
     let mib = |b: usize| b / (1024 * 1024);
     tracing::info!(
         memory_mb = mib(m.total_bytes),
-        "maple serve: memory budget {} MiB ({}), {} MiB of it kept for the process; per core: equipment cache {} MiB, expectation cache {} MiB, \
-         read copies {} MiB, state store cache {} MiB, like book {} relations and {} idempotency keys",
+        "maple serve: memory budget {} MiB ({}), {} MiB of it kept for the process (and the Raft groups' log caches); per core: \
+         equipment cache {} MiB, expectation cache {} MiB, read copies {} MiB; state store cache {} MiB; per partition ({}): \
+         {} like relations and {} idempotency keys",
         mib(m.total_bytes),
         m.source,
         mib(m.reserve_bytes),
         mib(m.equipment_bytes_per_core),
         mib(m.expectation_bytes_per_core),
         mib(m.read_copy_bytes_per_core),
-        mib(m.store_cache_bytes_per_core),
-        m.like_relations_per_core,
-        m.idempotency_keys_per_core,
+        mib(m.store_cache_bytes_per_core * cfg.cores),
+        meta.partitions,
+        limits.max_relations,
+        limits.max_idempotency_keys,
     );
 }
 
@@ -153,7 +231,7 @@ impl logging::ShedCounters for NodeShedCounters {
         (0..self.shared.cfg.cores).map(|c| self.shared.metrics.cross_core_count(c, "full")).sum()
     }
     fn log_backpressure(&self) -> u64 {
-        self.shared.storage.iter().map(|s| s.wal_stats().backpressure_rejections).sum()
+        self.shared.storage.logs.iter().map(|l| l.log.stats().backpressure_rejections).sum()
     }
 }
 
@@ -184,57 +262,6 @@ fn install_signal_handlers(shutdown: &net::Shutdown, drain: Duration) -> std::io
         }
     })?;
     Ok(())
-}
-
-/// Per-core storage options from the config.
-fn durable_options(cfg: &Config) -> DurableOptions {
-    DurableOptions {
-        idempotency_ttl: cfg.idempotency_ttl,
-        // Keys spread evenly over the cores: each keeps its share.
-        expectations_max: cfg.store_expectations_max.div_ceil(cfg.cores),
-        expectation_stale: cfg.cache_stale,
-        limits: engine::likes::LikeLimits {
-            max_relations: cfg.memory.like_relations_per_core,
-            max_idempotency_keys: cfg.memory.idempotency_keys_per_core,
-        },
-        store_cache_bytes: cfg.memory.store_cache_bytes_per_core as u64,
-        ..DurableOptions::new(durable::wal_options(cfg.wal_segment_bytes, cfg.wal_sync))
-    }
-}
-
-/// Recover each core's storage on its own thread (they are independent).
-fn recover_cores(
-    data_dir: &Path,
-    cores: usize,
-    opts: &DurableOptions,
-    lock_wait: Duration,
-) -> anyhow::Result<Vec<(CoreStorage, LikeBook)>> {
-    let handles: Vec<_> = (0..cores)
-        .map(|core| {
-            let dir = data_dir.to_path_buf();
-            let opts = opts.clone();
-            std::thread::spawn(move || recover_waiting_for_lock(&dir, core, &opts, lock_wait))
-        })
-        .collect();
-    let mut out = Vec::with_capacity(cores);
-    for (core, h) in handles.into_iter().enumerate() {
-        let (storage, book) = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("recovery of core {core} panicked"))?
-            .with_context(|| format!("recovering {}", durable::core_dir(data_dir, core).display()))?;
-        tracing::info!(
-            core,
-            replayed = storage.replayed,
-            dropped_tail_bytes = storage.dropped_tail_bytes,
-            "maple serve: core {core} recovered in {:.1} ms: replayed {} log entries, dropped {} torn tail bytes, {} like relations",
-            storage.recovery.as_secs_f64() * 1e3,
-            storage.replayed,
-            storage.dropped_tail_bytes,
-            book.relations()
-        );
-        out.push((storage, book));
-    }
-    Ok(out)
 }
 
 /// Take `<data-dir>/lock` (an exclusive flock, released when the process
@@ -304,52 +331,4 @@ fn lock_data_dir(data_dir: &Path, wait: Duration) -> anyhow::Result<File> {
 /// exit) drains for at most `drain_secs`, then writes its final checkpoint.
 fn data_dir_lock_wait(cfg: &Config) -> Duration {
     cfg.drain + Duration::from_secs(30)
-}
-
-/// Recover one core; while another process holds the core's log or store
-/// lock, retry for up to `lock_wait` instead of failing. A failed attempt
-/// holds nothing (the log's drop joins its syncer and releases the lock).
-fn recover_waiting_for_lock(
-    data_dir: &Path,
-    core: usize,
-    opts: &DurableOptions,
-    lock_wait: Duration,
-) -> anyhow::Result<(CoreStorage, LikeBook)> {
-    let started = Instant::now();
-    let mut told = false;
-    loop {
-        match durable::recover(data_dir, core, opts) {
-            Err(e) if is_locked(&e) => {
-                let waited = started.elapsed();
-                if waited >= lock_wait {
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "still locked after waiting {} s: is another `maple serve` running on {}?",
-                        waited.as_secs(),
-                        data_dir.display()
-                    )));
-                }
-                if !told {
-                    tracing::warn!(
-                        core,
-                        "maple serve: core {core}: waiting for the data dir lock of {} (held by another process, e.g. the \
-                         previous instance still draining), at most {} s",
-                        durable::core_dir(data_dir, core).display(),
-                        lock_wait.as_secs()
-                    );
-                    told = true;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => return other.map_err(anyhow::Error::new),
-        }
-    }
-}
-
-/// The log's own lock, or sled's (sled reports it as a plain I/O error).
-fn is_locked(e: &storage::StorageError) -> bool {
-    match e {
-        storage::StorageError::Locked(_) => true,
-        storage::StorageError::Sled(e) => e.to_string().contains("could not acquire lock"),
-        _ => false,
-    }
 }

@@ -26,6 +26,11 @@ pub struct ServeFlags {
     /// Data directory [default: ./data].
     #[arg(long, env = "MAPLE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Partitions of a NEW data dir (1..=1024): key slots are split into this many contiguous ranges, each one Raft
+    /// group. Recorded in the data dir at creation and never changed: a later start with another value refuses
+    /// (--cores can change freely) [default: 16 for a new data dir, else the data dir's].
+    #[arg(long, env = "MAPLE_PARTITIONS")]
+    pub partitions: Option<u32>,
     /// Nexon Open API key. With a key the default upstream is https://open.api.nexon.com;
     /// without one (and without --upstream-url) the simulator runs in-process.
     #[arg(long, env = "MAPLE_NEXON_API_KEY", hide_env_values = true)]
@@ -116,6 +121,7 @@ struct FileConfig {
     listen: Option<String>,
     cores: Option<usize>,
     data_dir: Option<PathBuf>,
+    partitions: Option<u32>,
     nexon_api_key: Option<String>,
     upstream_url: Option<String>,
     upstream_timeout_ms: Option<u64>,
@@ -159,6 +165,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub cores: usize,
     pub data_dir: PathBuf,
+    /// `--partitions` if given (a new data dir gets it, default
+    /// [`DEFAULT_PARTITIONS`]; an existing one must agree with it).
+    pub partitions: Option<u32>,
     pub upstream: UpstreamTarget,
     pub upstream_timeout: Duration,
     pub cache_equipment_bytes: usize,
@@ -192,6 +201,9 @@ pub struct Config {
 }
 
 const MIB: usize = 1024 * 1024;
+
+/// Partitions of a new data dir when `--partitions` is not given.
+pub const DEFAULT_PARTITIONS: u32 = 16;
 
 /// Default budget: this share of the machine's memory ...
 const DEFAULT_MEMORY_PERCENT: u64 = 25;
@@ -372,6 +384,7 @@ impl Config {
             },
             cores,
             data_dir: pick!(data_dir, PathBuf::from("./data")),
+            partitions: f.partitions.or(file.partitions),
             upstream,
             upstream_timeout: Duration::from_millis(pick!(upstream_timeout_ms, 3000)),
             cache_equipment_bytes: memory.equipment_bytes_per_core,
@@ -403,6 +416,13 @@ impl Config {
             warnings,
         };
         anyhow::ensure!((1..=3600).contains(&cfg.breaker_open.as_secs()), "breaker_open_secs must be in 1..=3600");
+        if let Some(p) = cfg.partitions {
+            anyhow::ensure!(
+                (1..=replication::MAX_PARTITIONS).contains(&p),
+                "partitions must be in 1..={}, got {p}",
+                replication::MAX_PARTITIONS
+            );
+        }
         anyhow::ensure!((4 * MIB as u64..4096 * MIB as u64).contains(&cfg.wal_segment_bytes), "wal_segment_mb must be in 4..=4095");
         anyhow::ensure!(cfg.store_expectations_max >= 1, "store_expectations_max must be >= 1");
         anyhow::ensure!(!cfg.idempotency_ttl.is_zero(), "idempotency_ttl_secs must be > 0");

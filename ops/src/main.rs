@@ -16,9 +16,11 @@ mod cmd_serve;
 mod cmd_token;
 mod cmd_upstream_sim;
 mod config;
+mod datadir;
+mod http;
 mod logging;
 mod metrics;
-mod node;
+mod migrate;
 mod sim;
 mod upstream;
 

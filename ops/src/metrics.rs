@@ -9,12 +9,13 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
-use storage::{StateStats, WalStats};
+use std::sync::atomic::Ordering;
 
-use crate::node::durable::CoreStorage;
+use storage::log::LogStats;
+
+use crate::http::NodeStorage;
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -46,7 +47,7 @@ pub struct NodeMetrics {
     like_toggles: Family<Labels, Counter>,
     write_behind: Family<Labels, Counter>,
     /// Cold-path admission control (shed counter, queue depth, estimated wait).
-    pub admission: crate::node::admission::AdmissionMetrics,
+    pub admission: AdmissionMetrics,
 }
 
 impl NodeMetrics {
@@ -82,7 +83,7 @@ impl NodeMetrics {
             "Fresh expectations written behind to the log, by result (appended, durable, refused, too_large)",
             write_behind.clone(),
         );
-        let admission = crate::node::admission::AdmissionMetrics::register(&mut registry);
+        let admission = AdmissionMetrics::register(&mut registry);
         NodeMetrics {
             registry,
             requests,
@@ -120,29 +121,22 @@ impl NodeMetrics {
             cache_bytes: self.cache_bytes.clone(),
             like_toggles: self.like_toggles.clone(),
             write_behind: self.write_behind.clone(),
+            admission: self.admission.core(core),
             local: RefCell::new(LocalHandles::default()),
         }
     }
 
     /// OpenMetrics text: our registry, the HTTP server's own counters, then
-    /// each core's log and state store.
-    pub fn render(&self, server: Option<&net::ServerStats>, storage: &[Arc<CoreStorage>]) -> String {
+    /// the node's logs, partitions and process.
+    pub fn render(&self, server: Option<&net::ServerStats>, storage: Option<&NodeStorage>) -> String {
         let mut out = String::with_capacity(16 * 1024);
         encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
         if let Some(stats) = server {
             render_server_stats(&mut out, stats);
         }
-        let snapshots: Vec<StorageSnapshot> = storage
-            .iter()
-            .map(|s| StorageSnapshot {
-                wal: s.wal_stats(),
-                state: s.state_stats(),
-                recovery_seconds: s.recovery.as_secs_f64(),
-                replayed: s.replayed,
-                dropped_tail_bytes: s.dropped_tail_bytes,
-            })
-            .collect();
-        render_storage(&mut out, &snapshots);
+        if let Some(storage) = storage {
+            render_storage(&mut out, storage);
+        }
         if let Some(p) = ProcessStats::read() {
             render_process(&mut out, &p);
         }
@@ -255,76 +249,210 @@ fn render_process(out: &mut String, p: &ProcessStats) {
     }
 }
 
-/// One core's storage numbers at scrape time.
-pub struct StorageSnapshot {
-    pub wal: WalStats,
-    pub state: StateStats,
-    pub recovery_seconds: f64,
-    pub replayed: u64,
-    pub dropped_tail_bytes: u64,
+/// One log's numbers at scrape time.
+struct LogSnapshot {
+    log_no: u32,
+    wal: LogStats,
+    recovery_seconds: f64,
+    replayed: u64,
+    dropped_tail_bytes: u64,
+    checkpoint_age: Option<f64>,
 }
 
 /// fdatasync latency buckets, seconds.
 const FSYNC_BUCKETS: [f64; 12] = [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0];
 
-fn render_storage(out: &mut String, cores: &[StorageSnapshot]) {
-    let mut family = |name: &str, kind: &str, help: &str, get: &dyn Fn(&StorageSnapshot) -> Option<f64>| {
-        let _ = writeln!(out, "# HELP maple_{name} {help}");
-        let _ = writeln!(out, "# TYPE maple_{name} {kind}");
-        let suffix = if kind == "counter" { "_total" } else { "" };
-        for (i, s) in cores.iter().enumerate() {
-            if let Some(v) = get(s) {
-                let _ = writeln!(out, "maple_{name}{suffix}{{core=\"{i}\"}} {v}");
-            }
+/// A metric family: `# HELP`, `# TYPE`, then one sample per label value.
+fn family<T>(out: &mut String, name: &str, kind: &str, help: &str, label: &str, items: &[T], get: impl Fn(&T) -> Option<(String, f64)>) {
+    let _ = writeln!(out, "# HELP maple_{name} {help}");
+    let _ = writeln!(out, "# TYPE maple_{name} {kind}");
+    let suffix = if kind == "counter" { "_total" } else { "" };
+    for it in items {
+        if let Some((l, v)) = get(it) {
+            let _ = writeln!(out, "maple_{name}{suffix}{{{label}=\"{l}\"}} {v}");
         }
+    }
+}
+
+fn render_storage(out: &mut String, storage: &NodeStorage) {
+    let logs: Vec<LogSnapshot> = storage
+        .logs
+        .iter()
+        .map(|l| LogSnapshot {
+            log_no: l.log_no,
+            wal: l.log.stats(),
+            recovery_seconds: l.recovered_in.as_secs_f64(),
+            replayed: l.replayed,
+            dropped_tail_bytes: l.recovery.torn_tail.as_ref().map_or(0, |t| t.bytes),
+            checkpoint_age: storage.store.checkpoint_stats(l.log_no).age.map(|a| a.as_secs_f64()),
+        })
+        .collect();
+    let per_log = |out: &mut String, name: &str, kind: &str, help: &str, get: &dyn Fn(&LogSnapshot) -> Option<f64>| {
+        family(out, name, kind, help, "log", &logs, |s| get(s).map(|v| (s.log_no.to_string(), v)));
     };
-    family("wal_fsyncs", "counter", "fdatasync calls of each core's write-ahead log", &|s| Some(s.wal.fsyncs as f64));
-    family("wal_entries_per_fsync", "gauge", "Mean entries made durable by one fdatasync (group commit)", &|s| {
-        Some(s.wal.mean_entries_per_fsync())
-    });
-    family(
+    per_log(out, "wal_fsyncs", "counter", "fdatasync calls of each write-ahead log", &|s| Some(s.wal.fsyncs as f64));
+    per_log(
+        out,
+        "wal_entries_per_fsync",
+        "gauge",
+        "Mean entries made durable by one fdatasync (group commit over the log's partitions)",
+        &|s| Some(s.wal.mean_entries_per_fsync()),
+    );
+    per_log(
+        out,
         "wal_sync_enabled",
         "gauge",
         "1 if the log fdatasyncs before acknowledging (--wal-sync fsync), 0 if off (benchmark mode)",
         &|s| Some((s.wal.sync == storage::WalSync::Fsync) as u8 as f64),
     );
-    family("wal_log_bytes", "gauge", "Bytes of records in the retained log segments", &|s| Some(s.wal.log_bytes as f64));
-    family("wal_backpressure", "counter", "Appends refused because the log queue was full (503)", &|s| {
+    per_log(out, "wal_log_bytes", "gauge", "Bytes of records in the retained log segments", &|s| Some(s.wal.log_bytes as f64));
+    per_log(out, "wal_segments", "gauge", "Segment files of the log", &|s| Some(s.wal.segments as f64));
+    per_log(out, "wal_backpressure", "counter", "Appends that found the log queue full (Raft waits them out)", &|s| {
         Some(s.wal.backpressure_rejections as f64)
     });
-    family(
-        "state_tombstones_compacted",
-        "counter",
-        "Delete markers dropped from the state store once a durable checkpoint covered them",
-        &|s| Some(s.state.tombstones_compacted as f64),
+    per_log(out, "state_checkpoint_age_seconds", "gauge", "Time since the last durable state checkpoint of the log's partitions", &|s| {
+        s.checkpoint_age
+    });
+    per_log(out, "recovery_seconds", "gauge", "Time the log's recovery took at start", &|s| Some(s.recovery_seconds));
+    per_log(
+        out,
+        "recovery_replayed_entries",
+        "gauge",
+        "Committed log entries replayed into the state at start (0 after a clean stop)",
+        &|s| Some(s.replayed as f64),
     );
-    family("state_rows_expired", "counter", "Idempotency answers forgotten by the store sweep (expired, or beyond the bound)", &|s| {
-        Some(s.state.forgotten as f64)
-    });
-    family("state_apply_lag", "gauge", "Durable log entries not yet applied to the state store", &|s| Some(s.state.apply_lag as f64));
-    family("state_checkpoint_age_seconds", "gauge", "Time since the last durable state checkpoint", &|s| {
-        s.state.checkpoint_age.map(|a| a.as_secs_f64())
-    });
-    family("recovery_seconds", "gauge", "Time the core's recovery took at start", &|s| Some(s.recovery_seconds));
-    family("recovery_replayed_entries", "gauge", "Log entries replayed into the state store at start (0 after a clean stop)", &|s| {
-        Some(s.replayed as f64)
-    });
-    family("recovery_dropped_tail_bytes", "gauge", "Torn log tail bytes discarded at start (0 after a clean stop)", &|s| {
+    per_log(out, "recovery_dropped_tail_bytes", "gauge", "Torn log tail bytes discarded at start (0 after a clean stop)", &|s| {
         Some(s.dropped_tail_bytes as f64)
     });
-    let _ = writeln!(out, "# HELP maple_wal_fsync_seconds fdatasync latency of each core's write-ahead log");
+    let _ = writeln!(out, "# HELP maple_wal_fsync_seconds fdatasync latency of each write-ahead log");
     let _ = writeln!(out, "# TYPE maple_wal_fsync_seconds histogram");
-    for (i, s) in cores.iter().enumerate() {
-        let h = &s.wal.fsync_latency_us;
+    for s in &logs {
+        let (h, l) = (&s.wal.fsync_latency_us, s.log_no);
         for le in FSYNC_BUCKETS {
             let limit_us = (le * 1e6) as u64;
             let n: u64 = h.iter_recorded().filter(|v| v.value_iterated_to() <= limit_us).map(|v| v.count_at_value()).sum();
-            let _ = writeln!(out, "maple_wal_fsync_seconds_bucket{{core=\"{i}\",le=\"{le}\"}} {n}");
+            let _ = writeln!(out, "maple_wal_fsync_seconds_bucket{{log=\"{l}\",le=\"{le}\"}} {n}");
         }
-        let _ = writeln!(out, "maple_wal_fsync_seconds_bucket{{core=\"{i}\",le=\"+Inf\"}} {}", h.len());
-        let _ = writeln!(out, "maple_wal_fsync_seconds_sum{{core=\"{i}\"}} {}", s.wal.fsync_seconds_total);
-        let _ = writeln!(out, "maple_wal_fsync_seconds_count{{core=\"{i}\"}} {}", h.len());
+        let _ = writeln!(out, "maple_wal_fsync_seconds_bucket{{log=\"{l}\",le=\"+Inf\"}} {}", h.len());
+        let _ = writeln!(out, "maple_wal_fsync_seconds_sum{{log=\"{l}\"}} {}", s.wal.fsync_seconds_total);
+        let _ = writeln!(out, "maple_wal_fsync_seconds_count{{log=\"{l}\"}} {}", h.len());
     }
+    render_partitions(out, storage);
+}
+
+/// One partition's numbers at scrape time.
+struct PartSnapshot {
+    partition: u32,
+    ready: bool,
+    term: u64,
+    applied: Option<u64>,
+    stored: Option<u64>,
+    tombstones_compacted: u64,
+    bindings_expired: u64,
+}
+
+fn render_partitions(out: &mut String, storage: &NodeStorage) {
+    let parts: Vec<PartSnapshot> = storage
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(p, g)| {
+            let st = storage.store.partition_stats(p as u32);
+            PartSnapshot {
+                partition: p as u32,
+                ready: g.is_ready(),
+                term: g.term.load(Ordering::Relaxed),
+                applied: g.applied_index(),
+                stored: st.as_ref().and_then(|s| s.applied.map(|a| a.index)),
+                tombstones_compacted: st.as_ref().map_or(0, |s| s.tombstones_compacted),
+                bindings_expired: g.bindings_expired.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    let per_part = |out: &mut String, name: &str, kind: &str, help: &str, get: &dyn Fn(&PartSnapshot) -> Option<f64>| {
+        family(out, name, kind, help, "partition", &parts, |s| get(s).map(|v| (s.partition.to_string(), v)));
+    };
+    per_part(out, "partition_ready", "gauge", "1 when the partition's group leads here and applied its first entry of the term", &|s| {
+        Some(s.ready as u8 as f64)
+    });
+    per_part(out, "raft_term", "gauge", "Current Raft term of the partition's group", &|s| Some(s.term as f64));
+    per_part(out, "raft_applied_index", "gauge", "Last log index the partition's state machine applied", &|s| s.applied.map(|a| a as f64));
+    per_part(out, "state_apply_lag", "gauge", "Entries applied in memory and not yet written to the state store", &|s| {
+        Some(s.applied.map_or(0, |a| a.saturating_sub(s.stored.unwrap_or(0))) as f64)
+    });
+    per_part(
+        out,
+        "state_tombstones_compacted",
+        "counter",
+        "Delete markers dropped from the state store once a durable checkpoint covered them",
+        &|s| Some(s.tombstones_compacted as f64),
+    );
+    per_part(
+        out,
+        "state_rows_expired",
+        "counter",
+        "Idempotency bindings forgotten by expiry records (expired, or beyond the bound)",
+        &|s| Some(s.bindings_expired as f64),
+    );
+}
+
+/// The admission metrics (registered in the node's registry).
+#[derive(Clone, Default)]
+pub struct AdmissionMetrics {
+    shed: Family<Labels, Counter>,
+    admitted: Family<Labels, Counter>,
+    in_progress: Family<Labels, Gauge>,
+    cost: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    estimated_wait: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl AdmissionMetrics {
+    pub fn register(registry: &mut Registry) -> AdmissionMetrics {
+        let m = AdmissionMetrics::default();
+        registry.register(
+            "admission_shed",
+            "Cold computations refused with 503 OVERLOADED: estimated wait over --max-queue-ms",
+            m.shed.clone(),
+        );
+        registry.register("admission_admitted", "Cold computations admitted on their owner core", m.admitted.clone());
+        registry.register(
+            "admission_cold_in_progress",
+            "Cold computations in progress on the core (the queue depth)",
+            m.in_progress.clone(),
+        );
+        registry.register("admission_cold_cost_seconds", "Smoothed core time of one cold computation", m.cost.clone());
+        registry.register(
+            "admission_estimated_wait_seconds",
+            "Estimated wait of a cold computation started now (in progress x cost)",
+            m.estimated_wait.clone(),
+        );
+        m
+    }
+
+    /// Cold computations shed on `core` so far (for the load-shed summary line).
+    pub fn shed_count(&self, core: usize) -> u64 {
+        self.shed.get_or_create(&vec![("core", core.to_string())]).get()
+    }
+
+    pub fn core(&self, core: usize) -> CoreAdmissionMetrics {
+        let l: Labels = vec![("core", core.to_string())];
+        CoreAdmissionMetrics {
+            shed: self.shed.get_or_create_owned(&l),
+            admitted: self.admitted.get_or_create_owned(&l),
+            in_progress: self.in_progress.get_or_create_owned(&l),
+            cost: self.cost.get_or_create_owned(&l),
+            estimated_wait: self.estimated_wait.get_or_create_owned(&l),
+        }
+    }
+}
+
+/// One core's handles.
+pub struct CoreAdmissionMetrics {
+    shed: Counter,
+    admitted: Counter,
+    in_progress: Gauge,
+    cost: Gauge<f64, std::sync::atomic::AtomicU64>,
+    estimated_wait: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Default)]
@@ -353,15 +481,11 @@ pub struct CoreMetrics {
     cache_bytes: Family<Labels, Gauge>,
     like_toggles: Family<Labels, Counter>,
     write_behind: Family<Labels, Counter>,
+    admission: CoreAdmissionMetrics,
     local: RefCell<LocalHandles>,
 }
 
 impl CoreMetrics {
-    /// The core's index, for log lines.
-    pub fn core_index(&self) -> usize {
-        self.core.parse().unwrap_or(usize::MAX)
-    }
-
     pub fn request(&self, route: &'static str, status: u16, took: Duration) {
         let mut local = self.local.borrow_mut();
         local
@@ -455,6 +579,44 @@ impl CoreMetrics {
     }
 }
 
+impl engine::owner::Sink for CoreMetrics {
+    fn cache(&self, cache: &'static str, result: &'static str) {
+        CoreMetrics::cache(self, cache, result)
+    }
+    fn cache_bytes(&self, cache: &'static str, bytes: usize) {
+        CoreMetrics::cache_bytes(self, cache, bytes)
+    }
+    fn flight_join(&self) {
+        CoreMetrics::flight_join(self)
+    }
+    fn upstream(&self, endpoint: &'static str, outcome: &'static str) {
+        CoreMetrics::upstream(self, endpoint, outcome)
+    }
+    fn breaker_state(&self, gauge: i64) {
+        CoreMetrics::breaker_state(self, gauge)
+    }
+    fn like_toggle(&self, result: &'static str) {
+        CoreMetrics::like_toggle(self, result)
+    }
+    fn write_behind(&self, result: &'static str) {
+        CoreMetrics::write_behind(self, result)
+    }
+    fn cross_core(&self, result: &'static str) {
+        CoreMetrics::cross_core(self, result)
+    }
+    fn admission_admitted(&self) {
+        self.admission.admitted.inc();
+    }
+    fn admission_shed(&self) {
+        self.admission.shed.inc();
+    }
+    fn admission_state(&self, in_progress: u32, cost_s: f64, wait_s: f64) {
+        self.admission.in_progress.set(in_progress as i64);
+        self.admission.cost.set(cost_s);
+        self.admission.estimated_wait.set(wait_s);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,7 +631,7 @@ mod tests {
         c0.upstream("equipment", "ok");
         c0.flight_join();
         c0.like_toggle("ok");
-        let text = node.render(None, &[]);
+        let text = node.render(None, None);
         assert!(text.contains("maple_likes_toggles_total{core=\"0\",result=\"ok\"} 1"), "{text}");
         assert!(text.contains("maple_http_requests_total{route=\"expectation\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("maple_cache_lookups_total{cache=\"expectation\",result=\"hit\",core=\"0\"} 1"), "{text}");

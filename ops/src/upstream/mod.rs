@@ -1,10 +1,7 @@
-//! Upstream (Nexon Open API, or the simulator) as the node uses it: three
-//! calls, each behind the core's circuit breaker and a timeout.
+//! How the node reaches the upstream (the Nexon Open API, or the simulator
+//! in-process): the byte transports `engine::owner::upstream::Nexon` calls
+//! through (the API's paths, the breaker and the timeout are the engine's).
 
-pub mod breaker;
-pub mod nexon;
 pub mod transport;
 
-pub use breaker::{BreakerConfig, BreakerState};
-pub use nexon::{Nexon, UpstreamError};
 pub use transport::Transport;

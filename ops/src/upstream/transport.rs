@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use engine::owner::upstream::{UpstreamError, MAX_UPSTREAM_BODY};
+use futures::future::LocalBoxFuture;
 
-use super::nexon::UpstreamError;
 use crate::sim::Simulator;
 
 pub enum Transport {
@@ -13,6 +14,15 @@ pub enum Transport {
     /// One keep-alive client per core. A client that could not be built
     /// (bad URL) fails every call with that reason instead of panicking.
     Http(Box<Result<net::HttpClient, String>>),
+    /// Every call fails with this reason (a wiring error, logged once).
+    Broken(String),
+}
+
+impl engine::owner::Transport for Transport {
+    fn get(&self, path_and_query: &str) -> LocalBoxFuture<'_, Result<(u16, Bytes), UpstreamError>> {
+        let path = path_and_query.to_owned();
+        Box::pin(async move { Transport::get(self, &path).await })
+    }
 }
 
 impl Transport {
@@ -20,7 +30,7 @@ impl Transport {
         let cfg = net::ClientConfig {
             base_url: base_url.to_owned(),
             timeout,
-            max_body_bytes: super::nexon::MAX_UPSTREAM_BODY,
+            max_body_bytes: MAX_UPSTREAM_BODY,
             max_idle_per_host: 64,
             default_headers: api_key.map(|k| vec![("x-nxopen-api-key".to_owned(), k.to_owned())]).unwrap_or_default(),
         };
@@ -39,6 +49,7 @@ impl Transport {
                 let reply = sim.call(path, query).await;
                 Ok((reply.status, reply.body))
             }
+            Transport::Broken(why) => Err(UpstreamError::Transport(why.clone())),
             Transport::Http(client) => match client.as_ref() {
                 Err(e) => Err(UpstreamError::Transport(e.clone())),
                 Ok(client) => match client.get(path_and_query, &[("accept", "application/json")]).await {

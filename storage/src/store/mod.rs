@@ -693,6 +693,12 @@ impl Store {
         Ok(())
     }
 
+    /// Numbers of partition `group`, if it is open.
+    pub fn partition_stats(&self, group: GroupId) -> Option<PartitionStats> {
+        let p = self.inner.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&group).cloned()?;
+        Some(Partition { inner: p }.stats())
+    }
+
     /// Checkpoint numbers of log `log_no`.
     pub fn checkpoint_stats(&self, log_no: u32) -> CheckpointStats {
         let Ok(slot) = self.slot(log_no) else { return CheckpointStats::default() };

@@ -3,12 +3,21 @@
 
 use percent_encoding::percent_decode_str;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A request the node serves. Character routes carry their (decoded,
+/// normalised) name, so no route can reach a handler without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    Metrics,
+    Live,
+    Ready,
+    Character(Name, CharOp),
+}
+
+/// What is asked about a character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CharOp {
     /// `GET /api/v4/characters/{ign}/expectation[?force=true]`
-    Expectation {
-        force: bool,
-    },
+    Expectation { force: bool },
     /// `GET /api/v4/characters/{ign}/expectation/preset/{n}`
     Preset(u8),
     /// `POST /api/v4/characters/{ign}/expectation/recalculate`
@@ -21,25 +30,30 @@ pub enum Route {
     LikeToggle,
     /// `GET /api/v2/characters/{ign}/like/status` (JWT user)
     LikeStatus,
-    Metrics,
-    Live,
-    Ready,
 }
 
 impl Route {
     /// Label for metrics (bounded set).
-    pub fn label(self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
-            Route::Expectation { .. } => "expectation",
-            Route::Preset(_) => "expectation_preset",
-            Route::Recalculate => "expectation_recalculate",
-            Route::Equipment => "equipment",
-            Route::Basic => "basic",
-            Route::LikeToggle => "like_toggle",
-            Route::LikeStatus => "like_status",
             Route::Metrics => "metrics",
             Route::Live => "health_live",
             Route::Ready => "health_ready",
+            Route::Character(_, op) => op.label(),
+        }
+    }
+}
+
+impl CharOp {
+    pub fn label(self) -> &'static str {
+        match self {
+            CharOp::Expectation { .. } => "expectation",
+            CharOp::Preset(_) => "expectation_preset",
+            CharOp::Recalculate => "expectation_recalculate",
+            CharOp::Equipment => "equipment",
+            CharOp::Basic => "basic",
+            CharOp::LikeToggle => "like_toggle",
+            CharOp::LikeStatus => "like_status",
         }
     }
 }
@@ -69,46 +83,49 @@ impl RouteError {
     }
 }
 
-pub fn route(method: &str, path: &str, query: &str) -> Result<(Route, Option<Name>), RouteError> {
+pub fn route(method: &str, path: &str, query: &str) -> Result<Route, RouteError> {
     let segs: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    let (route, name_seg, allow) = match segs.as_slice() {
-        ["metrics"] => (Route::Metrics, None, "GET"),
-        ["health", "live"] => (Route::Live, None, "GET"),
-        ["health", "ready"] => (Route::Ready, None, "GET"),
-        ["api", "v4", "characters", ign, "expectation"] => (Route::Expectation { force: query_flag(query, "force") }, Some(*ign), "GET"),
+    let (op, name_seg, allow) = match segs.as_slice() {
+        ["metrics"] => return plain(method, Route::Metrics),
+        ["health", "live"] => return plain(method, Route::Live),
+        ["health", "ready"] => return plain(method, Route::Ready),
+        ["api", "v4", "characters", ign, "expectation"] => (CharOp::Expectation { force: query_flag(query, "force") }, *ign, "GET"),
         ["api", "v4", "characters", ign, "expectation", "preset", n] => {
-            let n = n
-                .parse::<u8>()
-                .ok()
-                .filter(|n| (1..=3).contains(n))
-                .ok_or_else(|| RouteError::BadRequest(format!("preset must be 1, 2 or 3, got {n:?}")));
             // Method is checked before the preset number is.
             if method != "GET" {
                 return Err(RouteError::MethodNotAllowed { allow: "GET" });
             }
-            (Route::Preset(n?), Some(*ign), "GET")
+            let n = n
+                .parse::<u8>()
+                .ok()
+                .filter(|n| (1..=3).contains(n))
+                .ok_or_else(|| RouteError::BadRequest(format!("preset must be 1, 2 or 3, got {n:?}")))?;
+            (CharOp::Preset(n), *ign, "GET")
         }
-        ["api", "v4", "characters", ign, "expectation", "recalculate"] => (Route::Recalculate, Some(*ign), "POST"),
-        ["api", "v2", "characters", ign, "equipment"] => (Route::Equipment, Some(*ign), "GET"),
-        ["api", "v2", "characters", ign, "like"] => (Route::LikeToggle, Some(*ign), "POST"),
-        ["api", "v2", "characters", ign, "like", "status"] => (Route::LikeStatus, Some(*ign), "GET"),
-        ["api", "v1", "characters", ign] => (Route::Basic, Some(*ign), "GET"),
+        ["api", "v4", "characters", ign, "expectation", "recalculate"] => (CharOp::Recalculate, *ign, "POST"),
+        ["api", "v2", "characters", ign, "equipment"] => (CharOp::Equipment, *ign, "GET"),
+        ["api", "v2", "characters", ign, "like"] => (CharOp::LikeToggle, *ign, "POST"),
+        ["api", "v2", "characters", ign, "like", "status"] => (CharOp::LikeStatus, *ign, "GET"),
+        ["api", "v1", "characters", ign] => (CharOp::Basic, *ign, "GET"),
         _ => return Err(RouteError::NotFound),
     };
     if method != allow {
         return Err(RouteError::MethodNotAllowed { allow });
     }
-    let name = match name_seg {
-        Some(seg) => Some(parse_name(seg)?),
-        None => None,
-    };
-    Ok((route, name))
+    Ok(Route::Character(parse_name(name_seg)?, op))
+}
+
+fn plain(method: &str, route: Route) -> Result<Route, RouteError> {
+    if method != "GET" {
+        return Err(RouteError::MethodNotAllowed { allow: "GET" });
+    }
+    Ok(route)
 }
 
 pub fn parse_name(segment: &str) -> Result<Name, RouteError> {
     let decoded =
         percent_decode_str(segment).decode_utf8().map_err(|_| RouteError::BadRequest("character name is not valid UTF-8".into()))?;
-    let key = replication::normalize_name(&decoded).map_err(|e| RouteError::BadRequest(e.to_string()))?;
+    let key = engine::name::normalize_name(&decoded).map_err(|e| RouteError::BadRequest(e.to_string()))?;
     let slot = replication::slot_of(&key);
     Ok(Name { display: decoded.trim().to_owned(), key, slot })
 }
@@ -124,22 +141,29 @@ fn query_flag(query: &str, key: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn op(method: &str, path: &str, query: &str) -> CharOp {
+        match route(method, path, query).unwrap() {
+            Route::Character(_, op) => op,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn routes_match_the_original_paths() {
-        let (r, n) = route("GET", "/api/v4/characters/%EC%95%84%EB%8D%B8/expectation", "").unwrap();
-        assert_eq!(r, Route::Expectation { force: false });
-        assert_eq!(n.unwrap().display, "아델");
-        let (r, _) = route("GET", "/api/v4/characters/a/expectation", "x=1&force=true").unwrap();
-        assert_eq!(r, Route::Expectation { force: true });
-        assert_eq!(route("GET", "/api/v4/characters/a/expectation/preset/2", "").unwrap().0, Route::Preset(2));
-        assert_eq!(route("POST", "/api/v4/characters/a/expectation/recalculate", "").unwrap().0, Route::Recalculate);
-        assert_eq!(route("GET", "/api/v2/characters/a/equipment", "").unwrap().0, Route::Equipment);
-        assert_eq!(route("GET", "/api/v1/characters/a", "").unwrap().0, Route::Basic);
-        assert_eq!(route("GET", "/metrics", "").unwrap(), (Route::Metrics, None));
-        assert_eq!(route("POST", "/api/v2/characters/a/like", "").unwrap().0, Route::LikeToggle);
-        assert_eq!(route("GET", "/api/v2/characters/a/like/status", "").unwrap().0, Route::LikeStatus);
+        let Route::Character(n, o) = route("GET", "/api/v4/characters/%EC%95%84%EB%8D%B8/expectation", "").unwrap() else { panic!() };
+        assert_eq!(o, CharOp::Expectation { force: false });
+        assert_eq!(n.display, "아델");
+        assert_eq!(op("GET", "/api/v4/characters/a/expectation", "x=1&force=true"), CharOp::Expectation { force: true });
+        assert_eq!(op("GET", "/api/v4/characters/a/expectation/preset/2", ""), CharOp::Preset(2));
+        assert_eq!(op("POST", "/api/v4/characters/a/expectation/recalculate", ""), CharOp::Recalculate);
+        assert_eq!(op("GET", "/api/v2/characters/a/equipment", ""), CharOp::Equipment);
+        assert_eq!(op("GET", "/api/v1/characters/a", ""), CharOp::Basic);
+        assert_eq!(route("GET", "/metrics", "").unwrap(), Route::Metrics);
+        assert_eq!(op("POST", "/api/v2/characters/a/like", ""), CharOp::LikeToggle);
+        assert_eq!(op("GET", "/api/v2/characters/a/like/status", ""), CharOp::LikeStatus);
         assert_eq!(route("GET", "/api/v2/characters/a/like", ""), Err(RouteError::MethodNotAllowed { allow: "POST" }));
-        assert_eq!(route("GET", "/health/ready", "").unwrap().0, Route::Ready);
+        assert_eq!(route("GET", "/health/ready", "").unwrap(), Route::Ready);
+        assert_eq!(route("POST", "/health/live", ""), Err(RouteError::MethodNotAllowed { allow: "GET" }));
     }
 
     #[test]
@@ -160,8 +184,7 @@ mod tests {
     fn korean_names_decode_and_normalise() {
         for n in ["아델", "강은호", "진격캐넌"] {
             let enc: String = n.bytes().map(|b| format!("%{b:02X}")).collect();
-            let (_, name) = route("GET", &format!("/api/v2/characters/{enc}/equipment"), "").unwrap();
-            let name = name.unwrap();
+            let Route::Character(name, _) = route("GET", &format!("/api/v2/characters/{enc}/equipment"), "").unwrap() else { panic!() };
             assert_eq!(name.display, n);
             assert_eq!(name.key, n);
             assert_eq!(name.slot, replication::slot_of(n));
