@@ -481,3 +481,290 @@ impl Owner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::owner::admission::Admission;
+    use crate::owner::breaker::BreakerConfig;
+    use crate::owner::groups::{GroupError, PartitionId};
+    use crate::owner::upstream::{Transport, UpstreamError};
+    use crate::owner::NoSink;
+    use crate::partition::Partition;
+    use futures::future::LocalBoxFuture;
+    use std::collections::BTreeMap;
+
+    fn fixtures() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/maple")
+    }
+
+    /// The simulator's rules the owner meets: the ocid is the name; equipment
+    /// is Evan's; names starting with `hollow` get JSON without the needed
+    /// fields, `malformed` a truncated document. Counts calls per endpoint.
+    #[derive(Default)]
+    struct FakeUpstream {
+        calls: RefCell<BTreeMap<&'static str, u64>>,
+    }
+
+    impl FakeUpstream {
+        fn calls(&self, endpoint: &str) -> u64 {
+            self.calls.borrow().get(endpoint).copied().unwrap_or(0)
+        }
+    }
+
+    impl Transport for FakeUpstream {
+        fn get(&self, path_and_query: &str) -> LocalBoxFuture<'_, Result<(u16, Bytes), UpstreamError>> {
+            let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+            let value = query.split_once('=').map_or("", |(_, v)| v);
+            let name = String::from_utf8(
+                (0..value.len())
+                    .step_by(1)
+                    .scan(0usize, |skip, i| {
+                        if *skip > 0 {
+                            *skip -= 1;
+                            return Some(None);
+                        }
+                        if value.as_bytes()[i] == b'%' {
+                            *skip = 2;
+                            Some(u8::from_str_radix(&value[i + 1..i + 3], 16).ok())
+                        } else {
+                            Some(Some(value.as_bytes()[i]))
+                        }
+                    })
+                    .flatten()
+                    .collect(),
+            )
+            .unwrap();
+            let endpoint = match path {
+                "/maplestory/v1/id" => "id",
+                "/maplestory/v1/character/basic" => "basic",
+                _ => "equipment",
+            };
+            *self.calls.borrow_mut().entry(endpoint).or_default() += 1;
+            let body = match endpoint {
+                "id" => serde_json::to_vec(&serde_json::json!({ "ocid": name })).unwrap(),
+                _ if name.starts_with("hollow") => {
+                    if endpoint == "basic" {
+                        br#"{"date":null}"#.to_vec()
+                    } else {
+                        br#"{"date":null,"character_class":"x"}"#.to_vec()
+                    }
+                }
+                "basic" => std::fs::read(fixtures().join("basic_character_info.json")).unwrap(),
+                _ => std::fs::read(fixtures().join("evan_equip.json")).unwrap(),
+            };
+            let body = if name.starts_with("malformed") && endpoint != "id" { body[..body.len() / 2].to_vec() } else { body };
+            Box::pin(std::future::ready(Ok((200, Bytes::from(body)))))
+        }
+    }
+
+    /// No partition hosted: write-behind is refused, nothing is stored.
+    struct NoGroups;
+
+    impl Groups for NoGroups {
+        fn machine(&self, _p: PartitionId) -> Option<Rc<RefCell<Partition>>> {
+            None
+        }
+        fn store(&self, _p: PartitionId) -> Option<storage::store::Partition> {
+            None
+        }
+        fn write(&self, p: PartitionId, _record: Vec<u8>) -> LocalBoxFuture<'static, Result<Bytes, GroupError>> {
+            Box::pin(std::future::ready(Err(GroupError::Unavailable { partition: p, why: "test".into() })))
+        }
+        fn read_index(&self, p: PartitionId) -> LocalBoxFuture<'static, Result<(), GroupError>> {
+            Box::pin(std::future::ready(Err(GroupError::Unavailable { partition: p, why: "test".into() })))
+        }
+        fn ready(&self, p: PartitionId) -> Result<(), GroupError> {
+            Err(GroupError::Unavailable { partition: p, why: "test".into() })
+        }
+    }
+
+    fn parse_name(raw: &str) -> Result<Key, crate::name::NameError> {
+        let key = crate::name::normalize_name(raw)?;
+        Ok(Key { display: raw.trim().to_string(), key, slot: 0, partition: 0, core: 0 })
+    }
+
+    /// An owner on core 0 over the fake upstream (call inside a runtime).
+    fn owner_on(up: &Rc<FakeUpstream>) -> Rc<Owner> {
+        let sink: Rc<dyn Sink> = Rc::new(NoSink);
+        let nexon = Nexon::new(0, up.clone(), Duration::from_secs(5), BreakerConfig::default(), sink.clone());
+        let cfg = CacheConfig {
+            equipment_bytes: 64 << 20,
+            expectation_bytes: 64 << 20,
+            ttl: Duration::from_secs(300),
+            stale: Duration::from_secs(3600),
+        };
+        let admission = Rc::new(Admission::new(Duration::from_secs(10), sink.clone()));
+        Rc::new(Owner::new(cfg, nexon, SlotVersions::new(16384), sink, Rc::new(NoGroups), admission))
+    }
+
+    /// A cold expectation stores the equipment as fetched (no gzip); the
+    /// equipment route's first read compresses it, replaces the cached entry
+    /// (smaller, same JSON) and later reads are hits with no upstream call.
+    #[test]
+    fn equipment_is_compressed_on_its_first_read_not_on_the_cold_path() {
+        let up = Rc::new(FakeUpstream::default());
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        rt.block_on(async {
+            let owner = owner_on(&up);
+            let name = parse_name("someone-cold").unwrap();
+
+            let first = owner.serve(DocOp::Expectation { force: false }, &name).await.unwrap();
+            assert_eq!(first.cache, CacheStatus::Miss);
+            let plain_bytes = owner.equipment.borrow().bytes();
+            assert!(matches!(owner.equipment.borrow_mut().get(&name.key, Instant::now()), Some((Equipment::Plain(_), _))));
+
+            let eq = owner.serve(DocOp::Equipment, &name).await.unwrap();
+            assert_eq!(eq.cache, CacheStatus::Hit, "served from the entry the expectation stored");
+            let want = std::fs::read(fixtures().join("evan_equip.json")).unwrap();
+            assert_eq!(eq.doc.plain(8 << 20).unwrap().as_ref(), &want[..], "the gzip holds the JSON as fetched");
+            assert!(matches!(owner.equipment.borrow_mut().get(&name.key, Instant::now()), Some((Equipment::Gzip(_), _))));
+            assert!(owner.equipment.borrow().bytes() * 4 < plain_bytes, "the cached entry shrank");
+
+            let again = owner.serve(DocOp::Equipment, &name).await.unwrap();
+            assert_eq!(again.cache, CacheStatus::Hit);
+            assert!(Arc::ptr_eq(&again.doc.gzip, &eq.doc.gzip), "compressed once");
+            assert_eq!(up.calls("equipment"), 1);
+            // A preset is cut out of the stored rendering.
+            let preset = owner.serve(DocOp::Preset(1), &name).await;
+            let preset = preset.unwrap();
+            assert!(preset.doc.json.starts_with(br#"{"presetNo":1,"#));
+        });
+    }
+
+    /// Counts WARN events and keeps their fields as text.
+    #[derive(Clone, Default)]
+    struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Warnings {
+        fn about(&self, character: &str) -> usize {
+            let needle = format!("character={character} ");
+            self.0.lock().unwrap().iter().filter(|w| w.contains(&needle)).count()
+        }
+    }
+
+    struct FieldText(String);
+
+    impl tracing::field::Visit for FieldText {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            use std::fmt::Write;
+            let _ = write!(self.0, "{}={:?} ", field.name(), value);
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            use std::fmt::Write;
+            let _ = write!(self.0, "{}={} ", field.name(), value);
+        }
+    }
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut text = FieldText(String::new());
+                event.record(&mut text);
+                self.0.lock().unwrap().push(text.0);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// A 200 whose body is not usable (truncated JSON, or an object without
+    /// the needed fields) is a 502 `UPSTREAM_BAD_*`, is not cached (the next
+    /// request fetches again), and is logged once per fetch — concurrent
+    /// requests share the fetch and the warning.
+    #[test]
+    fn unusable_upstream_bodies_are_errors_never_cached() {
+        let up = Rc::new(FakeUpstream::default());
+        let warnings = Warnings::default();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        tracing::subscriber::with_default(warnings.clone(), || {
+            rt.block_on(async {
+                let owner = owner_on(&up);
+                let calls = |what: &str| -> u64 { up.calls(what) };
+                // The error kind the binary answers 502 UPSTREAM_BAD_EQUIPMENT / UPSTREAM_BAD_BASIC.
+                let code = |e: &OwnerError| match e {
+                    OwnerError::Calc(_) => "UPSTREAM_BAD_EQUIPMENT",
+                    OwnerError::BadBasic(_) => "UPSTREAM_BAD_BASIC",
+                    _ => "other",
+                };
+                for (character, op, want, says) in [
+                    ("malformed-eq", DocOp::Equipment, "UPSTREAM_BAD_EQUIPMENT", "EOF while parsing"),
+                    ("hollow-eq", DocOp::Equipment, "UPSTREAM_BAD_EQUIPMENT", "item_equipment_preset_1"),
+                    ("malformed-exp", DocOp::Expectation { force: false }, "UPSTREAM_BAD_EQUIPMENT", "EOF while parsing"),
+                    ("hollow-exp", DocOp::Preset(1), "UPSTREAM_BAD_EQUIPMENT", "no equipment lists"),
+                    ("malformed-basic", DocOp::Basic, "UPSTREAM_BAD_BASIC", "not JSON"),
+                    ("hollow-basic", DocOp::Basic, "UPSTREAM_BAD_BASIC", "character_name"),
+                ] {
+                    let name = parse_name(character).unwrap();
+                    let endpoint = if op == DocOp::Basic { "basic" } else { "equipment" };
+                    let before = calls(endpoint);
+                    let (a, b, c) = futures::join!(owner.serve(op, &name), owner.serve(op, &name), owner.serve(op, &name));
+                    for r in [a, b, c] {
+                        let Err(e) = r else { panic!("{character}: served an unusable body") };
+                        assert_eq!(code(&e), want, "{character}: {e}");
+                        assert!(e.to_string().contains(says), "{character}: {e}");
+                    }
+                    assert_eq!(calls(endpoint), before + 1, "{character}: three requests, one fetch");
+                    assert_eq!(warnings.about(character), 1, "{character}: logged once");
+                    assert!(warnings.0.lock().unwrap().iter().any(|w| w.contains(says)), "{character}: the reason is logged");
+
+                    // Nothing was cached: the next request fetches (and fails) again,
+                    // whichever route asks.
+                    assert!(owner.equipment.borrow_mut().get(&name.key, Instant::now()).is_none());
+                    assert!(owner.basic.borrow_mut().get(&name.key, Instant::now()).is_none());
+                    assert!(owner.expectations.borrow_mut().get(&name.key, Instant::now()).is_none());
+                    let Err(again) = owner.serve(op, &name).await else { panic!("{character}: served from a cache") };
+                    assert_eq!(code(&again), want);
+                    assert_eq!(calls(endpoint), before + 2, "{character}: not served from a cache");
+                    assert_eq!(warnings.about(character), 2);
+                    if op != DocOp::Basic {
+                        let other = if op == DocOp::Equipment { DocOp::Expectation { force: false } } else { DocOp::Equipment };
+                        let Err(e) = owner.serve(other, &name).await else { panic!("{character}: {other:?} served") };
+                        assert_eq!(code(&e), want);
+                        assert_eq!(calls(endpoint), before + 3);
+                    }
+                }
+
+                // A good character on the cold expectation path: its equipment
+                // is cached once the render (the check) succeeded.
+                let good = parse_name("someone-good").unwrap();
+                assert_eq!(owner.serve(DocOp::Expectation { force: false }, &good).await.unwrap().cache, CacheStatus::Miss);
+                assert!(owner.equipment.borrow_mut().get(&good.key, Instant::now()).is_some());
+                assert_eq!(owner.serve(DocOp::Equipment, &good).await.unwrap().cache, CacheStatus::Hit);
+                assert_eq!(owner.serve(DocOp::Basic, &good).await.unwrap().cache, CacheStatus::Miss);
+                assert_eq!(owner.serve(DocOp::Basic, &good).await.unwrap().cache, CacheStatus::Hit);
+                assert_eq!(warnings.about("someone-good"), 0);
+            })
+        });
+    }
+
+    #[test]
+    fn basic_documents_need_the_character_fields() {
+        let good = br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":295,"date":null}"#;
+        assert_eq!(check_basic(good), Ok(()));
+        assert_eq!(check_basic(br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":"295"}"#), Ok(()));
+        for (body, says) in [
+            (&br#"{"character_name":"x","#[..], "not JSON"),
+            (b"[]", "not a JSON object"),
+            (b"{}", "character_name"),
+            (br#"{"character_name":" ","world_name":"w","character_class":"c","character_level":1}"#, "character_name"),
+            (br#"{"character_name":"x","character_class":"c","character_level":1}"#, "world_name"),
+            (br#"{"character_name":"x","world_name":"w","character_class":null,"character_level":1}"#, "character_class"),
+            (br#"{"character_name":"x","world_name":"w","character_class":"c","character_level":-1}"#, "character_level"),
+            (br#"{"character_name":"x","world_name":"w","character_class":"c"}"#, "character_level"),
+        ] {
+            let err = check_basic(body).expect_err(says);
+            assert!(err.contains(says), "{err}");
+        }
+        let fixture = std::fs::read(fixtures().join("basic_character_info.json")).unwrap();
+        assert_eq!(check_basic(&fixture), Ok(()));
+    }
+}
