@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (storage, starts) = open_storage(&cfg, &meta)?;
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
     tracing::info!(
-        "maple serve: listening on {} ({} cores, {} partitions), upstream {upstream}",
+        "maple serve: listening on {} ({} cores), upstream {upstream}, {} partitions",
         server.local_addr(),
         cfg.cores,
         meta.partitions

@@ -29,7 +29,7 @@ pub enum LogFormat {
 }
 
 /// The filter when `RUST_LOG` is unset or empty.
-pub const DEFAULT_FILTER: &str = "info,openraft=warn";
+pub const DEFAULT_FILTER: &str = "info,openraft=error";
 
 /// Install the process-wide subscriber (once; later calls do nothing).
 /// A `RUST_LOG` that does not parse falls back to `info`, with a warning.

@@ -297,8 +297,8 @@ fn sigterm_checkpoints_and_the_restart_replays_nothing() {
     assert_eq!(status_of(&mut c, "u3", "아델"), (true, 5));
     assert_eq!(status_of(&mut c, "u4", "hero"), (true, 5));
     assert_eq!(status_of(&mut c, "u0", "Zed"), (false, 4));
-    let recovered = node.log_lines("recovered");
-    assert_eq!(recovered.len(), 2, "{recovered:?}");
+    let recovered = node.log_lines(" recovered in ");
+    assert_eq!(recovered.len(), 2, "one line per log (2 logs: the dir was created with 2 cores): {recovered:?}");
     assert!(recovered.iter().all(|l| l.contains("replayed 0 log entries")), "{recovered:?}");
     let m = String::from_utf8(c.send("GET", "/metrics", &[]).unwrap().body).unwrap();
     assert_eq!(metric_sum(&m, "maple_recovery_replayed_entries{"), 0.0, "{m}");
@@ -414,7 +414,7 @@ fn a_keyed_toggle_retried_after_a_clean_restart_gets_the_first_answer() {
     drop(node);
 
     let node = start(dir.path(), "2");
-    let recovered = node.log_lines("recovered");
+    let recovered = node.log_lines(" recovered in ");
     assert!(recovered.iter().all(|l| l.contains("replayed 0 log entries")), "{recovered:?}");
     let mut c = Conn::open(node.addr).unwrap();
     assert_eq!(c.send("POST", &like_path("진격캐넌"), &keyed).unwrap().like(), (true, 2), "the retry is not a second toggle");

@@ -74,12 +74,12 @@ fn json_format_is_one_object_per_line() {
         messages.push(v["fields"]["message"].as_str().unwrap_or_default().to_owned());
     }
     // The operator lines keep their text in the message.
-    for needle in ["listening on 127.0.0.1:", "core 0 recovered", "final checkpoint", "SIGTERM received"] {
+    for needle in ["listening on 127.0.0.1:", "log 0 recovered", "final checkpoint", "SIGTERM received"] {
         assert!(messages.iter().any(|m| m.contains(needle)), "no message with {needle:?}: {messages:?}");
     }
-    let recovered = lines.iter().find(|l| l.contains("core 0 recovered")).unwrap();
+    let recovered = lines.iter().find(|l| l.contains("log 0 recovered")).unwrap();
     let v: serde_json::Value = serde_json::from_str(recovered).unwrap();
-    assert_eq!(v["fields"]["core"], 0, "structured fields travel as fields: {recovered}");
+    assert_eq!(v["fields"]["log"], 0, "structured fields travel as fields: {recovered}");
     assert_eq!(v["level"], "INFO");
 
     // The environment variable selects it too; a failing start ends with one JSON error line.
@@ -174,34 +174,43 @@ fn load_shed_is_summarised_not_logged_per_request() {
 #[test]
 fn a_failed_log_makes_readiness_down_and_hides_paths_from_clients() {
     let dir = DataDir::new("observe-enospc");
-    // The first three commit fdatasyncs pass, the fourth fails (ENOSPC).
+    // The first 40 commit fdatasyncs pass (the start of the partitions'
+    // Raft groups takes a few of them; how many depends on how the group
+    // commit batches them), every later one fails (ENOSPC).
     let mut node = Launch::serve(dir.path())
-        .args(&["--cores", "1", "--jwt-secret", SECRET])
-        .env("MAPLE_STORAGE_CRASH_AT", "wal-fsync-enospc@3")
+        .args(&["--cores", "1", "--partitions", "1", "--jwt-secret", SECRET])
+        .env("MAPLE_STORAGE_CRASH_AT", "wal-fsync-enospc@40")
         .start();
     let a = node.addr;
     let auth = format!("Bearer {}", token("alice"));
     let like = |name: &str| request(a, "POST", &format!("/api/v2/characters/{}/like", enc(name)), &[("authorization", &auth)]);
-    for name in ["one", "two", "three"] {
-        assert_eq!(like(name).status, 200, "before the failure");
-    }
+    assert_eq!(like("one").status, 200, "before the failure");
     assert_eq!(get(a, "/health/ready").status, 200);
+    // One toggle at a time: one fdatasync each, until the failing one.
+    let mut acked = 1;
+    let first_failure = loop {
+        let r = like(&format!("c{acked}"));
+        if r.status != 200 {
+            break r;
+        }
+        acked += 1;
+        assert!(acked < 60, "the fail point never hit");
+    };
     let data_dir = dir.path().to_str().unwrap().to_owned();
-    for name in ["four", "five", "one"] {
-        let r = like(name);
+    for r in [first_failure, like("five"), like("one")] {
         assert_eq!(r.status, 503);
         assert_eq!(r.header("retry-after"), Some("1"));
         let body = String::from_utf8_lossy(&r.body).to_string();
         let v = r.json();
         assert_eq!(v["code"], "STORAGE_UNAVAILABLE", "{body}");
-        assert_eq!(v["message"], "storage: write-ahead log of core 0 failed; restart needed", "{body}");
+        assert_eq!(v["message"], "storage: write-ahead log 0 failed; restart needed", "{body}");
         assert!(!body.contains('/') && !body.contains(&data_dir), "no path in a client's body: {body}");
     }
     let ready = get(a, "/health/ready");
     assert_eq!(ready.status, 503);
     let v = ready.json();
     assert_eq!(v["status"], "DOWN");
-    assert_eq!(v["reason"], "storage: write-ahead log of core 0 failed; restart needed");
+    assert_eq!(v["reason"], "storage: write-ahead log 0 failed; restart needed");
     assert_eq!(get(a, "/health/live").status, 200, "alive: an operator can still scrape it");
     let status = request(a, "GET", &format!("/api/v2/characters/{}/like/status", enc("one")), &[("authorization", &auth)]);
     assert_eq!(status.status, 503, "reads of the like book are refused too: {:?}", status.json());

@@ -433,7 +433,7 @@ fn rolling_restart_under_load_loses_nothing_and_5xx_only_while_draining() {
         node = launch.start();
         life.ready.store(p + 2, Ordering::SeqCst);
         assert_eq!(node.addr, addr);
-        let recovered = node.log_lines("recovered");
+        let recovered = node.log_lines(" recovered in ");
         assert_eq!(recovered.len(), 2, "(log follows)");
         assert!(recovered.iter().all(|l| l.contains("replayed 0 log entries")), "a graceful stop leaves nothing to replay (log follows)");
     }

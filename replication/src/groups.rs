@@ -148,15 +148,17 @@ impl CoreGroups {
             let mut rx = raft.metrics();
             let mut was_leader = false;
             loop {
-                let (leader, ready, term) = {
+                let (leader, ready, term, stopping) = {
                     let m = rx.borrow_watched();
                     let leader = m.state == ServerState::Leader && m.current_leader == Some(me);
                     let ready = leader && m.last_applied.as_ref().is_some_and(|l| term_of(l) == m.current_term);
-                    (leader, ready, m.current_term)
+                    (leader, ready, m.current_term, m.state == ServerState::Shutdown)
                 };
                 if was_leader && !leader {
                     machine.borrow_mut().drop_speculation();
-                    tracing::info!(partition = g, term, "lost the leadership of the partition");
+                    if !stopping {
+                        tracing::info!(partition = g, term, "lost the leadership of the partition");
+                    }
                 }
                 was_leader = leader;
                 stats.term.store(term, Ordering::Relaxed);

@@ -185,7 +185,7 @@ impl<M: PartitionMachine> Host<M> {
             .await
             .map_err(|e| format!("group {group}: raft start failed: {e}"))?;
         self.groups.borrow_mut().insert(group, GroupEntry { raft: raft.clone() });
-        tracing::info!(group, node = self.node_id, "raft group started");
+        tracing::debug!(group, node = self.node_id, "raft group started");
         Ok(raft)
     }
 
@@ -205,7 +205,7 @@ impl<M: PartitionMachine> Host<M> {
         let raft = self.raft(group).ok_or_else(|| format!("group {group} not hosted here"))?;
         match raft.initialize(members).await {
             Ok(()) => {
-                tracing::info!(group, "raft group initialised");
+                tracing::debug!(group, "raft group initialised");
                 Ok(true)
             }
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),

@@ -57,17 +57,25 @@ pub fn status_code(e: &OwnerError) -> (u16, &'static str) {
 }
 
 /// The response of an owner error. `storage_down`: why the node's storage
-/// is down, if it is — the message of a stopped group (the group's own
-/// error names files; it goes to the log, not to clients).
+/// is down, if it is. A group that cannot take a write because the storage
+/// under it failed is answered 503 STORAGE_UNAVAILABLE with that reason
+/// (the group's own error names files: it goes to the log, not to clients).
 pub fn owner_error(e: &OwnerError, storage_down: impl FnOnce() -> Option<String>) -> net::Response {
-    let (status, code) = status_code(e);
+    let (mut status, mut code) = status_code(e);
     // A shed request is told when the work ahead of it should be done.
     let retry_after_s = match e {
         OwnerError::Shed(s) => s.retry_after_s(),
         _ => 1,
     };
     let message = match e {
-        OwnerError::Group(GroupError::Stopped { .. }) => storage_down().unwrap_or_else(|| "storage failed; restart needed".into()),
+        OwnerError::Group(g) => match (g, storage_down()) {
+            (_, Some(reason)) => {
+                (status, code) = (503, "STORAGE_UNAVAILABLE");
+                reason
+            }
+            (GroupError::Stopped { .. }, None) => "storage failed; restart needed".to_string(),
+            (g, None) => g.to_string(),
+        },
         e => e.to_string(),
     };
     error_json_retry(status, code, &message, retry_after_s)

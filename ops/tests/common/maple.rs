@@ -184,12 +184,15 @@ impl Launch {
         let reader = std::thread::spawn(move || {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()) {
-                    if let (Some(tx), Ok(addr)) = (addr_tx.take(), addr.parse::<SocketAddr>()) {
+                let addr =
+                    line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|a| a.parse::<SocketAddr>().ok());
+                // The line is in the log before anyone waiting for the address sees it.
+                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                if let Some(addr) = addr {
+                    if let Some(tx) = addr_tx.take() {
                         let _ = tx.send(addr);
                     }
                 }
-                sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
         Maple { child, addr: "0.0.0.0:0".parse().unwrap(), log, exited: None, addr_rx: Some(addr_rx), reader: Some(reader) }
