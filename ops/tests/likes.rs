@@ -423,3 +423,113 @@ fn a_keyed_toggle_retried_after_a_clean_restart_gets_the_first_answer() {
     let fresh = [("Authorization", auth.as_str()), ("Idempotency-Key", "click-2")];
     assert_eq!(c.send("POST", &like_path("진격캐넌"), &fresh).unwrap().like(), (false, 1));
 }
+
+/// Characters on core `core` (of 2) of a new data dir (16 partitions), with their partitions.
+fn on_core(core: usize, n: usize, tag: &str) -> Vec<(String, u32)> {
+    let slots = replication::SlotMap::new(16, 2);
+    (0..)
+        .map(|i| format!("{tag}{i}"))
+        .filter_map(|name| {
+            let (key, slot, c) = slots.locate(&name).ok()?;
+            (c == core).then(|| (key, slots.partition_of(slot)))
+        })
+        .take(n)
+        .collect()
+}
+
+/// Issue 9: an Idempotency-Key identifies one request. The same (user,
+/// key) on another character is 422 IDEMPOTENCY_KEY_REUSED with a clear
+/// message — for a character on the other core, on the same core, and in
+/// the same partition — and toggles nothing; a retry of the first request
+/// still gets its first answer.
+#[test]
+fn an_idempotency_key_reused_for_another_character_is_422_on_every_core() {
+    let dir = DataDir::new("likes");
+    let node = start(dir.path(), "2");
+    let mut c = Conn::open(node.addr).unwrap();
+    let core0 = on_core(0, 40, "k0-");
+    let core1 = on_core(1, 40, "k1-");
+    let first = &core0[0];
+    let same_core = core0.iter().find(|(_, p)| *p != first.1).expect("another partition on core 0");
+    let same_partition = core0.iter().skip(1).find(|(_, p)| *p == first.1).expect("another character of the partition");
+    let other_core = &core1[0];
+    for user in ["ken", "김철수", "user-with-a-long-name-0123456789"] {
+        let auth = format!("Bearer {}", token(user));
+        let keyed = |key: &str| [("Authorization", auth.clone()), ("Idempotency-Key", key.to_string())];
+        let send = |c: &mut Conn, ch: &str, key: &str| {
+            let h = keyed(key);
+            let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            c.send("POST", &like_path(ch), &h).unwrap()
+        };
+        let answer = send(&mut c, &first.0, "req-1").like();
+        assert_eq!(answer, (true, 1), "{user}");
+        assert_eq!(send(&mut c, &first.0, "req-1").like(), answer, "{user}: a retry gets the first answer");
+        for (other, what) in [(&other_core.0, "other core"), (&same_core.0, "same core"), (&same_partition.0, "same partition")] {
+            let r = send(&mut c, other, "req-1");
+            assert_eq!(r.status, 422, "{user} {what}: {:?}", String::from_utf8_lossy(&r.body));
+            let v = r.json();
+            assert_eq!(v["code"], "IDEMPOTENCY_KEY_REUSED", "{user} {what}");
+            let msg = v["message"].as_str().unwrap();
+            assert!(
+                msg.contains("req-1") && msg.contains(first.0.as_str()),
+                "{user} {what}: the message names the key and its character: {msg}"
+            );
+            assert_eq!(status(&mut c, user, other).like(), (false, 0), "{user} {what}: nothing toggled");
+        }
+        // The first request's retry is still answered, nothing changed.
+        assert_eq!(send(&mut c, &first.0, "req-1").like(), answer);
+        assert_eq!(status(&mut c, user, &first.0).like(), (true, 1));
+        // A new key is a new request.
+        assert_eq!(send(&mut c, &first.0, "req-2").like(), (false, 0), "{user}");
+    }
+}
+
+/// Issue 9: like 10 characters on a --cores 2 node, stop, start with
+/// --cores 1: all 10 are liked; like 10 more, stop, start with --cores 2:
+/// all 20 are liked. The partition count of the data dir decides where a
+/// key lives, not the core count.
+#[test]
+fn changing_cores_keeps_every_acknowledged_like() {
+    let dir = DataDir::new("likes");
+    let chars: Vec<String> = (0..20).map(|i| if i % 2 == 0 { format!("코어{i}") } else { format!("Cores{i}") }).collect();
+    let check = |node: &Maple, upto: usize, cores: &str| {
+        let mut c = Conn::open(node.addr).unwrap();
+        for ch in &chars[..upto] {
+            assert_eq!(status(&mut c, "mover", ch).like(), (true, 1), "{ch} after a start with --cores {cores}");
+        }
+        for ch in &chars[upto..] {
+            assert_eq!(status(&mut c, "mover", ch).like(), (false, 0), "{ch}");
+        }
+    };
+    let mut node = start(dir.path(), "2");
+    {
+        let mut c = Conn::open(node.addr).unwrap();
+        for ch in &chars[..10] {
+            assert_eq!(toggle(&mut c, "mover", ch).like(), (true, 1));
+        }
+    }
+    node.stop_gracefully();
+    drop(node);
+    let mut node = start(dir.path(), "1");
+    check(&node, 10, "1");
+    {
+        let mut c = Conn::open(node.addr).unwrap();
+        for ch in &chars[10..] {
+            assert_eq!(toggle(&mut c, "mover", ch).like(), (true, 1));
+        }
+    }
+    node.crash(); // and a kill -9 this time: the log replays into the same partitions
+    drop(node);
+    let node = start(dir.path(), "2");
+    check(&node, 20, "2");
+    // The data dir keeps its partition count: another one is refused.
+    drop(node);
+    let mut other = start_with_expecting_failure(dir.path(), &["--partitions", "8"]);
+    let status = other.wait_exit(common::maple::EXIT_TIMEOUT);
+    assert!(!status.success());
+    assert!(other.log().contains("was created with 16 partitions and --partitions says 8"), "{}", other.log());
+}
+
+fn start_with_expecting_failure(data_dir: &Path, extra: &[&str]) -> Maple {
+    Launch::serve(data_dir).arg("--cores", "1").args(extra).env("MAPLE_JWT_SECRET", SECRET).spawn()
+}
