@@ -139,6 +139,7 @@ mod state;
 mod stats;
 pub mod store;
 mod timer;
+pub mod v1;
 mod wal;
 
 pub use error::StorageError;
