@@ -56,7 +56,7 @@ fn damage_followed_by_valid_records_is_refused_and_a_torn_last_record_is_not() {
     }
     f.write_all_at(&bytes[mid..mid + 4], mid as u64).unwrap();
     // Cut the last record in half: a torn tail, read without it.
-    f.write_all_at(&vec![0u8; 20], (end - 20) as u64).unwrap();
+    f.write_all_at(&[0u8; 20], (end - 20) as u64).unwrap();
     let core = storage::v1::read_core(dir.path(), 1024).unwrap();
     assert_eq!(core.entries.last().map(|e| e.index), Some(29));
     assert!(core.torn_tail.is_some());
