@@ -38,7 +38,7 @@ pub mod wal;
 pub use groups::{open_log, CoreGroups, OpenedLog, PartitionStart};
 pub use host::{default_config, GroupStatus, Host, HostLimits, Raft, ReadError, WriteError};
 pub use log_store::{AppendError, GroupLog, LogRecord, LogStore, MemLog, PurgeFloor};
-pub use machine::{recover_partition, GroupStats, NodeMachine, Recovered, SharedMachine};
+pub use machine::{recover_partition, seed_partition, GroupStats, NodeMachine, Recovered, SharedMachine};
 pub use network::{MsgKind, NoPeers, Transport, TransportError};
 pub use placement::{balance_leaders, bootstrap_groups, default_rf, Placement, PlacementError};
 pub use slot::{crc16_xmodem, normalize_name, slot_of, NameError, SlotMap, MAX_NAME_CHARS, MAX_PARTITIONS, SLOT_COUNT};

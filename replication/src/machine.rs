@@ -197,6 +197,34 @@ fn replay_committed(
     Ok(n)
 }
 
+/// Seed a fresh partition with rows (a migration from another format): they
+/// are installed as a snapshot taken at log id (1, 1) whose membership is
+/// `members`, durable before this returns, and the group's log is purged up
+/// to (1, 1). The group then starts from that snapshot (no bootstrap: it has
+/// a membership). Refuses a partition that has state or log entries.
+pub fn seed_partition(
+    store: &Store,
+    log_no: u32,
+    group: GroupId,
+    mut rows: Vec<SnapshotRow>,
+    members: std::collections::BTreeMap<crate::types::NodeId, crate::types::NodeInfo>,
+) -> Result<(), StorageError> {
+    let part = store.partition(log_no, group)?;
+    if part.applied().is_some() || part.group().last_log_id().is_some() {
+        return Err(StorageError::InvalidArgument(format!("partition {group} is not fresh: it cannot be seeded")));
+    }
+    let id = log_id(1, 1);
+    let voters = members.keys().copied().collect();
+    let membership = openraft::Membership::new(vec![voters], members)
+        .map_err(|e| StorageError::InvalidArgument(format!("partition {group}: membership: {e}")))?;
+    let state = AppliedState { last_applied: Some(id), membership: StoredMembership::new(Some(id), membership) };
+    rows.retain(|r| r.key != APPLIED_ROW);
+    rows.push(SnapshotRow { key: APPLIED_ROW.to_vec(), index: 1, value: Some(state.encode()) });
+    store.install_snapshot(&part, store_id(1, 1), rows.into_iter().map(Ok))?;
+    futures::executor::block_on(part.group().purge_upto(store_id(1, 1))?)?;
+    Ok(())
+}
+
 /// The state machine of one partition group (see the module docs).
 pub struct NodeMachine {
     group: GroupId,
