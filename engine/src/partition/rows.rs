@@ -111,7 +111,7 @@ fn row_error(what: &str, e: impl std::fmt::Display) -> PartitionError {
     PartitionError::BadRow(format!("{what}: {e}"))
 }
 
-pub(crate) fn decode_key_row(value: &[u8]) -> Result<KeyRow, PartitionError> {
+pub fn decode_key_row(value: &[u8]) -> Result<KeyRow, PartitionError> {
     codec::decode::<KeyRow>(KEY_ROW, value).map_err(|e| row_error("idempotency row", e))
 }
 

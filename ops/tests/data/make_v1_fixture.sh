@@ -53,17 +53,22 @@ sleep 1
 } > "$OUT/expected.json"
 if [[ $MODE == sigkill ]]; then kill -KILL $PID; else kill -TERM $PID; fi
 wait $PID || true
-rm -f "$DATA/lock"
-# Pre-allocated segments: strip the zero tail (the v1 reader treats the end of
-# a file like zeros: both end the records of a segment).
-for f in "$DATA"/core-*/wal/*; do
+rm -f "$DATA/lock" "$DATA"/core-*/wal/spare-*.tmp  # the data dir lock; pre-allocated spares (no data)
+# Pre-allocated segments: cut the zeros after the last record (found by
+# walking the frames: `len: u32 | crc: u32 | index: u64 | term: u64 |
+# payload`, from the 32-byte header; an all-zero header ends them). The v1
+# reader treats the end of a file like zeros after the records.
+for f in "$DATA"/core-*/wal/*.wal; do
   [[ -f $f ]] || continue
   python3 - "$f" <<'PY'
-import sys
+import struct, sys
 p = sys.argv[1]
 b = open(p, 'rb').read()
-n = len(b.rstrip(b'\0'))
-open(p, 'wb').write(b[:n])
+at = 32
+while at + 24 <= len(b) and b[at:at + 24] != bytes(24):
+    (n,) = struct.unpack_from('<I', b, at)
+    at += 24 + n
+open(p, 'wb').write(b[:at])
 PY
 done
 du -sh "$OUT"; cat "$LOG" | tail -5; rm -f "$LOG"
