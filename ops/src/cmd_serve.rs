@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use engine::partition::Limits;
-use replication::{open_log, OpenedLog, PartitionStart, SlotMap};
-use storage::log::LogOptions;
+use replication::{open_partitions, OpenedLog, PartitionStart, SlotMap};
+use storage::log::{Log, LogOptions};
 use storage::store::{Store, StoreOptions, WriterOptions};
 
 use crate::cmd_token::DEV_JWT_SECRET;
@@ -144,21 +144,38 @@ fn partition_limits(cfg: &Config, partitions: u32) -> Limits {
     }
 }
 
-/// Open the store, then every log on its own thread (each recovers its
-/// partitions: restore from the store, replay of the committed entries).
+/// Open every log (each recovers strictly, refusing damage before anything
+/// on disk changes), then the store, then each log's partitions on a
+/// thread of its own (restore from the store, replay of the committed
+/// entries).
 fn open_storage(cfg: &Config, meta: &DataMeta) -> anyhow::Result<(NodeStorage, Vec<PartitionStart>)> {
+    let opening: Vec<_> = (0..meta.logs)
+        .map(|l| {
+            let (dir, opts) = (datadir::log_dir(&cfg.data_dir, l), log_options(cfg));
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                Log::open(&dir, opts).map(|(log, rec)| (log, rec, started)).with_context(|| format!("recovering {}", dir.display()))
+            })
+        })
+        .collect();
+    let mut opened_logs = Vec::with_capacity(opening.len());
+    for (l, h) in opening.into_iter().enumerate() {
+        opened_logs.push(h.join().map_err(|_| anyhow::anyhow!("recovery of log {l} panicked"))??);
+    }
     let state = datadir::state_dir(&cfg.data_dir);
     let store_opts = StoreOptions { cache_bytes: (cfg.memory.store_cache_bytes_per_core * cfg.cores) as u64, sync: cfg.wal_sync };
     let store = Store::open(&state, store_opts).with_context(|| format!("opening the state store {}", state.display()))?;
     let limits = partition_limits(cfg, meta.partitions);
-    let handles: Vec<_> = (0..meta.logs)
-        .map(|l| {
-            let (dir, store, opts, limits) = (datadir::log_dir(&cfg.data_dir, l), store.clone(), log_options(cfg), limits.clone());
+    let handles: Vec<_> = opened_logs
+        .into_iter()
+        .enumerate()
+        .map(|(l, (log, rec, started))| {
+            let l = l as u32;
+            let (dir, store, limits) = (datadir::log_dir(&cfg.data_dir, l), store.clone(), limits.clone());
             let groups = meta.partitions_of_log(l);
             std::thread::spawn(move || {
-                let started = Instant::now();
-                let opened = open_log(&dir, l, opts, &store, &groups, limits, WriterOptions::default())
-                    .with_context(|| format!("recovering {}", dir.display()));
+                let opened = open_partitions(log, rec, l, &store, &groups, limits, WriterOptions::default())
+                    .with_context(|| format!("recovering the partitions of {}", dir.display()));
                 opened.map(|o| (o, started.elapsed()))
             })
         })

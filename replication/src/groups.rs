@@ -64,6 +64,20 @@ pub fn open_log(
     writer_opts: WriterOptions,
 ) -> Result<OpenedLog, StorageError> {
     let (log, recovery) = Log::open(dir, log_opts)?;
+    open_partitions(log, recovery, log_no, store, groups, limits, writer_opts)
+}
+
+/// [`open_log`] for a log opened already (a node opens every log — each
+/// refusing damage before anything is written — before its store).
+pub fn open_partitions(
+    log: Log,
+    recovery: LogRecovery,
+    log_no: u32,
+    store: &Store,
+    groups: &[PartitionId],
+    limits: Limits,
+    writer_opts: WriterOptions,
+) -> Result<OpenedLog, StorageError> {
     store.attach_log(log_no, log.clone())?;
     let mut recovered = Vec::with_capacity(groups.len());
     for &g in groups {

@@ -35,7 +35,7 @@ pub mod testkit;
 pub mod types;
 pub mod wal;
 
-pub use groups::{open_log, CoreGroups, OpenedLog, PartitionStart};
+pub use groups::{open_log, open_partitions, CoreGroups, OpenedLog, PartitionStart};
 pub use host::{default_config, GroupStatus, Host, HostLimits, Raft, ReadError, WriteError};
 pub use log_store::{AppendError, GroupLog, LogRecord, LogStore, MemLog, PurgeFloor};
 pub use machine::{recover_partition, seed_partition, GroupStats, NodeMachine, Recovered, SharedMachine};
