@@ -153,21 +153,23 @@ impl CoreGroups {
     }
 
     /// Keep `ready`, `leader` and `term` of the group's stats current;
-    /// drop the speculation when leadership is lost.
+    /// drop the speculation when leadership is lost. Wakes on server-state
+    /// changes only (leader, term, membership: not on every write), and
+    /// while leading but not ready yet polls until the leader's first entry
+    /// of the term is applied.
     fn watch(self: &Rc<Self>, g: PartitionId, me: NodeId) {
         let Some(raft) = self.host.raft(g) else { return };
         let local = &self.locals[&g];
         let (machine, stats) = (local.machine.clone(), local.stats.clone());
         monoio::spawn(async move {
-            let mut rx = raft.metrics();
+            let mut rx = raft.server_metrics();
             let mut was_leader = false;
             loop {
-                let (leader, ready, term, stopping) = {
+                let (leader, stopping) = {
                     let m = rx.borrow_watched();
-                    let leader = m.state == ServerState::Leader && m.current_leader == Some(me);
-                    let ready = leader && m.last_applied.as_ref().is_some_and(|l| term_of(l) == m.current_term);
-                    (leader, ready, m.current_term, m.state == ServerState::Shutdown)
+                    (m.state == ServerState::Leader && m.current_leader == Some(me), m.state == ServerState::Shutdown)
                 };
+                let term = raft.metrics().borrow_watched().current_term;
                 if was_leader && !leader {
                     machine.borrow_mut().drop_speculation();
                     if !stopping {
@@ -177,13 +179,40 @@ impl CoreGroups {
                 was_leader = leader;
                 stats.term.store(term, Ordering::Relaxed);
                 stats.leader.store(leader as u64, Ordering::Relaxed);
-                stats.ready.store(ready as u64, Ordering::Release);
+                stats.ready.store(0, Ordering::Release);
+                if leader {
+                    // Ready once an entry of this term (the leader's blank) is applied.
+                    loop {
+                        let applied_now = {
+                            let m = raft.metrics();
+                            let m = m.borrow_watched();
+                            m.current_leader == Some(me) && m.last_applied.as_ref().is_some_and(|l| term_of(l) == m.current_term)
+                        };
+                        if applied_now {
+                            stats.ready.store(1, Ordering::Release);
+                            break;
+                        }
+                        let changed = monoio::time::timeout(std::time::Duration::from_millis(2), rx.changed()).await;
+                        if matches!(changed, Ok(Err(_))) {
+                            break;
+                        }
+                        if matches!(changed, Ok(Ok(()))) {
+                            break; // leadership may have moved: look again
+                        }
+                    }
+                    if stats.is_ready() {
+                        if rx.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    continue;
+                }
                 if rx.changed().await.is_err() {
-                    stats.ready.store(0, Ordering::Release);
-                    stats.leader.store(0, Ordering::Relaxed);
-                    return;
+                    break;
                 }
             }
+            stats.ready.store(0, Ordering::Release);
+            stats.leader.store(0, Ordering::Relaxed);
         });
     }
 

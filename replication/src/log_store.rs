@@ -14,6 +14,8 @@
 //! 5. the purge mark keeps its term (`last_purged_log_id`);
 //! 6. the committed log id is saved, so openraft re-applies on restart only
 //!    up to it (an uncommitted tail that was later replaced is never applied);
+//!    the backend gets one record per [`COMMITTED_EVERY`] entries (an older
+//!    committed id only means re-applying less on restart, never more);
 //! 7. `truncate_after(None)` empties the log; `limited_get_log_entries` stops
 //!    after [`READ_CAP_BYTES`]; the vote has a fixed binary encoding;
 //! 8. purge is clamped by a [`PurgeFloor`]: the index up to which the node's
@@ -125,8 +127,15 @@ impl PurgeFloor {
     }
 }
 
+/// `save_committed` writes at most one record per this many committed entries.
+pub const COMMITTED_EVERY: u64 = 64;
+
 struct Shared<B> {
     log: B,
+    /// The committed log id last handed to the backend.
+    saved_committed: Option<LogId>,
+    /// The committed log id last saved (the backend's may be older).
+    committed: Option<LogId>,
     /// Logical purge mark (what openraft asked for); the backend's own mark
     /// may lag behind it (floor).
     purged: Option<LogId>,
@@ -178,7 +187,8 @@ fn range_to_bounds(range: &impl RangeBounds<u64>) -> Option<(u64, u64)> {
 impl<B: GroupLog> LogStore<B> {
     pub fn new(log: B, floor: PurgeFloor) -> LogStore<B> {
         let purged = log.bounds().0.map(from_pair);
-        LogStore { inner: Rc::new(RefCell::new(Shared { log, purged })), floor }
+        let saved_committed = log.read_committed().ok().flatten().map(from_pair);
+        LogStore { inner: Rc::new(RefCell::new(Shared { log, purged, saved_committed, committed: saved_committed })), floor }
     }
 
     /// Run `f` on the backend (tests, stats).
@@ -283,13 +293,26 @@ impl<B: GroupLog> RaftLogStorage<C> for LogStore<B> {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Not awaited: a later durable write covers it, and a committed
-        // index lost in a crash only means re-applying less on restart.
-        let _durable = self.inner.borrow_mut().log.save_committed(committed.as_ref().map(to_pair))?;
+        // index lost in a crash only means re-applying less on restart. For
+        // the same reason not every advance is written: one record per
+        // COMMITTED_EVERY entries (or at a term change) keeps the log's
+        // syncer from writing a record per commit under load.
+        let mut inner = self.inner.borrow_mut();
+        let due = match (inner.saved_committed, committed) {
+            (Some(old), Some(new)) => term_of(&new) != term_of(&old) || new.index >= old.index + COMMITTED_EVERY,
+            (None, None) => false,
+            _ => true,
+        };
+        if due {
+            let _durable = inner.log.save_committed(committed.as_ref().map(to_pair))?;
+            inner.saved_committed = committed;
+        }
+        inner.committed = committed;
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.inner.borrow().log.read_committed()?.map(from_pair))
+        Ok(self.inner.borrow().committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>

@@ -94,7 +94,10 @@ fn applied_row(state: &AppliedState) -> KvWrite {
 }
 
 /// Add the applied-state row to the batch (with its last entry, or as an
-/// entry of its own when the state moved past it: blank and membership entries).
+/// entry of its own when the state moved past it: blank and membership
+/// entries). What a restart reads of it is the membership (the applied log
+/// id is the store's own, at its checkpoint), so it is written when the
+/// membership changes, not with every batch.
 fn push_applied_row(batch: &mut EntryWrites, state: &AppliedState) {
     let Some(last) = state.last_applied else { return };
     let row = applied_row(state);
@@ -322,7 +325,14 @@ impl PartitionMachine for NodeMachine {
                 batch.push((store_id(r.term, r.index), applied.writes));
             }
         }
-        push_applied_row(&mut batch, state);
+        if self.applied.as_ref().is_none_or(|a| a.membership != state.membership) {
+            push_applied_row(&mut batch, state);
+        } else if batch.is_empty() {
+            // Blank entries only: the store's applied log id still moves.
+            if let Some(last) = state.last_applied {
+                batch.push((store_id(term_of(&last), last.index), Vec::new()));
+            }
+        }
         if !batch.is_empty() {
             self.writer.apply(&self.store, batch).await.map_err(|e| {
                 tracing::error!(partition = self.group, error = %e, "state writer refused: the group stops");

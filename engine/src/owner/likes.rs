@@ -24,8 +24,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use futures::future::{FutureExt, Shared};
-
 use super::error::OwnerError;
 use super::groups::{GroupError, Groups, PartitionId};
 use super::sink::Sink;
@@ -33,8 +31,8 @@ use super::throttle::{Throttle, SUMMARY_EVERY};
 use crate::name::CharacterName;
 use crate::partition::{IdempotencyKey, LikeResult, Op, Outcome, Partition, PartitionError, Proposal, Record, Reservation, UserId};
 
-/// Resolves `true` once a proposal's write succeeded, `false` if it failed.
-type Settled = Shared<futures::channel::oneshot::Receiver<bool>>;
+/// Told `true` once a proposal's write succeeded, `false` if it failed.
+type Settled = futures::channel::oneshot::Sender<bool>;
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -45,15 +43,16 @@ pub struct Likes {
     core: usize,
     groups: Rc<dyn Groups>,
     metrics: Rc<dyn Sink>,
-    /// Proposals in flight, for the retries that wait on one.
-    in_flight: RefCell<HashMap<(PartitionId, u64), Settled>>,
+    /// Retries waiting for a proposal in flight (registered by the waiters:
+    /// a proposal nobody waits for costs no entry here).
+    waiting: RefCell<HashMap<(PartitionId, u64), Vec<Settled>>>,
     /// "Like storage full" lines: at most one per period, with the count.
     full_log: RefCell<Throttle>,
 }
 
 impl Likes {
     pub fn new(core: usize, groups: Rc<dyn Groups>, metrics: Rc<dyn Sink>) -> Likes {
-        Likes { core, groups, metrics, in_flight: RefCell::new(HashMap::new()), full_log: RefCell::new(Throttle::new(SUMMARY_EVERY)) }
+        Likes { core, groups, metrics, waiting: RefCell::new(HashMap::new()), full_log: RefCell::new(Throttle::new(SUMMARY_EVERY)) }
     }
 
     fn machine(&self, p: PartitionId) -> Result<Rc<RefCell<Partition>>, OwnerError> {
@@ -153,8 +152,6 @@ impl Likes {
     async fn propose(&self, p: PartitionId, machine: &Rc<RefCell<Partition>>, record: Record) -> Result<Outcome, OwnerError> {
         let bytes = record.encode()?;
         let seq = machine.borrow_mut().speculate(&record);
-        let (done, settled) = futures::channel::oneshot::channel();
-        self.in_flight.borrow_mut().insert((p, seq), settled.shared());
         // First poll right here: the proposal enters the log in decision order.
         let written = self.groups.write(p, bytes).await;
         {
@@ -164,22 +161,22 @@ impl Likes {
                 m.drop_speculation();
             }
         }
-        self.in_flight.borrow_mut().remove(&(p, seq));
-        let _ = done.send(written.is_ok());
+        let waiters = if self.waiting.borrow().is_empty() { None } else { self.waiting.borrow_mut().remove(&(p, seq)) };
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(written.is_ok());
+        }
         let answer = written?;
         Outcome::decode(&answer).map_err(OwnerError::Like)
     }
 
-    /// Wait until proposal `seq` of `p` settled; an error if it failed.
+    /// Wait until proposal `seq` of `p` (in flight: the overlay said so,
+    /// with no await since) settled; an error if it failed.
     async fn wait_settled(&self, p: PartitionId, seq: u64) -> Result<(), OwnerError> {
-        let wait = self.in_flight.borrow().get(&(p, seq)).cloned();
-        match wait {
-            // Settled already (its apply is in the applied state).
-            None => Ok(()),
-            Some(w) => match w.await {
-                Ok(true) => Ok(()),
-                _ => Err(OwnerError::Group(GroupError::Unknown { partition: p })),
-            },
+        let (tx, rx) = futures::channel::oneshot::channel();
+        self.waiting.borrow_mut().entry((p, seq)).or_default().push(tx);
+        match rx.await {
+            Ok(true) => Ok(()),
+            _ => Err(OwnerError::Group(GroupError::Unknown { partition: p })),
         }
     }
 
