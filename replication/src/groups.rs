@@ -200,10 +200,8 @@ impl CoreGroups {
                             break; // leadership may have moved: look again
                         }
                     }
-                    if stats.is_ready() {
-                        if rx.changed().await.is_err() {
-                            break;
-                        }
+                    if stats.is_ready() && rx.changed().await.is_err() {
+                        break;
                     }
                     continue;
                 }
