@@ -1,7 +1,7 @@
 //! Apply of one like toggle from its log payload: the partition state
-//! machine (format-2 rkyv decode + `Partition::apply` + its `KvWrite`s)
-//! against the path it replaces (format-1 `LikeRecord::decode` +
-//! `LikeBook::apply` + `kv_changes`), and the two codecs alone.
+//! machine (format-2 rkyv decode + `Partition::apply` + its `KvWrite`s), the
+//! same from a format-1 payload (what a migration replays), and the two
+//! codecs alone. (The like book this replaced, `engine::likes`, is gone.)
 //!
 //! Steady state: 512 (user, character) pairs, liked on the first pass of
 //! the 1024-record cycle and unliked on the second, so the state does not
@@ -9,13 +9,11 @@
 //!
 //! Timings on a shared, loaded machine are noisy; the instruction count is
 //! not. `PARTITION_APPLY_IR=<path>:<n>` runs one path `n` times and exits
-//! (paths: `v2`, `today`, `v1`, `encode_v2`, `encode_v1`, `decode_v2`,
-//! `decode_v1`); under `valgrind --tool=callgrind`, the difference of the
+//! (paths: `v2`, `v1`, `encode_v2`, `encode_v1`, `decode_v2`, `decode_v1`); under `valgrind --tool=callgrind`, the difference of the
 //! totals for two `n` divided by their difference is the cost of one.
 use std::hint::black_box;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use engine::likes::{LikeBook, LikeLimits, LikeRecord};
 use engine::partition::{LikeToggled, Limits, Partition, Record};
 
 fn cycle() -> Vec<LikeToggled> {
@@ -45,25 +43,32 @@ fn cycle() -> Vec<LikeToggled> {
     out
 }
 
-fn v1_payload(t: &LikeToggled) -> (Vec<u8>, LikeRecord) {
-    let r = LikeRecord {
-        user: t.user.clone(),
-        character: t.character.clone(),
-        liked: t.liked,
-        count_after: t.count_after,
-        idempotency_key: t.idempotency_key.clone(),
-    };
-    // Format-1 `LIKE_AT`: kind | at_ms | like body.
+/// A format-1 like body: `version 1 | liked | count_after u64 | user | character | key`,
+/// strings as `len u16 | utf-8`.
+fn v1_body(t: &LikeToggled) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + t.user.len() + t.character.len());
+    out.push(1);
+    out.push(t.liked as u8);
+    out.extend_from_slice(&t.count_after.to_le_bytes());
+    for s in [&t.user, &t.character, t.idempotency_key.as_ref().unwrap_or(&String::new())] {
+        out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out
+}
+
+/// Format-1 `LIKE_AT`: kind | at_ms | like body.
+fn v1_payload(t: &LikeToggled) -> (Vec<u8>, LikeToggled) {
     let mut p = vec![3u8];
     p.extend_from_slice(&t.at_ms.to_le_bytes());
-    p.extend_from_slice(&r.encode());
-    (p, r)
+    p.extend_from_slice(&v1_body(t));
+    (p, t.clone())
 }
 
 fn bench(c: &mut Criterion) {
     let toggles = cycle();
     let v2: Vec<Vec<u8>> = toggles.iter().map(|t| Record::LikeToggled(t.clone()).encode().unwrap()).collect();
-    let v1: Vec<(Vec<u8>, LikeRecord)> = toggles.iter().map(v1_payload).collect();
+    let v1: Vec<(Vec<u8>, LikeToggled)> = toggles.iter().map(v1_payload).collect();
     let avg = |v: &mut dyn Iterator<Item = usize>| v.sum::<usize>() as f64 / toggles.len() as f64;
     eprintln!(
         "payload bytes per toggle: format 2 (rkyv) {:.1}, format 1 (hand) {:.1}",
@@ -82,19 +87,6 @@ fn bench(c: &mut Criterion) {
                 let payload = &v2[(index % v2.len() as u64) as usize];
                 let record = Record::decode(black_box(payload)).unwrap();
                 black_box(p.apply(index, &record).writes);
-            })
-        });
-    }
-    {
-        let mut book = LikeBook::new(LikeLimits::default());
-        let mut i = 0usize;
-        g.bench_function("today: LikeRecord::decode + book.apply + kv_changes", |b| {
-            b.iter(|| {
-                i += 1;
-                let payload = &v1[i % v1.len()].0;
-                let record = LikeRecord::decode(black_box(&payload[9..])).unwrap();
-                black_box(book.apply(&record));
-                black_box(record.kv_changes());
             })
         });
     }
@@ -126,7 +118,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let (r, at_ms) = (&v1[i % v1.len()].1, toggles[i % toggles.len()].at_ms);
-            let body = black_box(r).encode();
+            let body = v1_body(black_box(r));
             let mut p = Vec::with_capacity(9 + body.len());
             p.push(3u8);
             p.extend_from_slice(&at_ms.to_le_bytes());
@@ -155,10 +147,9 @@ fn instructions(spec: &str) {
     let n: u64 = n.parse().expect("a count");
     let toggles = cycle();
     let v2: Vec<Vec<u8>> = toggles.iter().map(|t| Record::LikeToggled(t.clone()).encode().unwrap()).collect();
-    let v1: Vec<(Vec<u8>, LikeRecord)> = toggles.iter().map(v1_payload).collect();
+    let v1: Vec<(Vec<u8>, LikeToggled)> = toggles.iter().map(v1_payload).collect();
     let records: Vec<Record> = toggles.iter().cloned().map(Record::LikeToggled).collect();
     let mut p = Partition::new(Limits::default());
-    let mut book = LikeBook::new(LikeLimits::default());
     for index in 1..=n {
         let i = (index % toggles.len() as u64) as usize;
         match path {
@@ -170,16 +161,11 @@ fn instructions(spec: &str) {
                 let record = Record::decode(black_box(&v1[i].0)).unwrap();
                 black_box(p.apply(index, &record).writes);
             }
-            "today" => {
-                let record = LikeRecord::decode(black_box(&v1[i].0[9..])).unwrap();
-                black_box(book.apply(&record));
-                black_box(record.kv_changes());
-            }
             "encode_v2" => {
                 black_box(black_box(&records[i]).encode().unwrap());
             }
             "encode_v1" => {
-                let body = black_box(&v1[i].1).encode();
+                let body = v1_body(black_box(&v1[i].1));
                 let mut out = Vec::with_capacity(9 + body.len());
                 out.push(3u8);
                 out.extend_from_slice(&toggles[i].at_ms.to_le_bytes());
@@ -190,7 +176,7 @@ fn instructions(spec: &str) {
                 black_box(Record::decode(black_box(&v2[i])).unwrap());
             }
             "decode_v1" => {
-                black_box(LikeRecord::decode(black_box(&v1[i].0[9..])).unwrap());
+                black_box(Record::decode(black_box(&v1[i].0)).unwrap());
             }
             other => panic!("unknown path {other}"),
         }

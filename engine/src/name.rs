@@ -143,8 +143,8 @@ mod tests {
     /// Every row: input, the router's old answer, the likes' old answer,
     /// and the one rule's answer (`None` = refused). The old columns were
     /// checked against `replication::normalize_name` and
-    /// `engine::likes::normalize_character` as they were at this commit;
-    /// the likes column is re-checked below against the live function.
+    /// `engine::likes::normalize_character` when this rule replaced them
+    /// (both are deleted since).
     /// (input, router's old answer, likes' old answer, the one rule's answer).
     type Case = (&'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>);
 
@@ -189,10 +189,8 @@ mod tests {
 
     #[test]
     fn one_rule_over_both_old_rule_sets() {
-        for &(input, _router, likes, new) in CASES {
+        for &(input, _router, _likes, new) in CASES {
             assert_eq!(normalize_name(input).ok().as_deref(), new, "{input:?}");
-            let old_likes = crate::likes::normalize_character(input).ok();
-            assert_eq!(old_likes.as_deref(), likes, "old likes rule on {input:?}");
         }
     }
 

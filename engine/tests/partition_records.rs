@@ -70,7 +70,7 @@ fn the_test_encoders_reproduce_the_fixture_bytes() {
     for (index, payload) in read_payloads("v1_payloads.bin") {
         let again = match Record::decode(&payload).unwrap() {
             Record::LikeToggled(t) => v1_like_at(
-                &engine::likes::LikeRecord {
+                &V1Like {
                     user: t.user,
                     character: t.character,
                     liked: t.liked,
@@ -116,8 +116,7 @@ fn damaged_format_1_payloads_are_typed_errors() {
         assert!(Record::decode(&longer).is_err() || payload[0] == 4, "trailing bytes (kind 4's key is the rest)");
     }
     // A like body of an unknown version, a bad flag, liked with count 0.
-    let mut p =
-        v1_like(&engine::likes::LikeRecord { user: "u".into(), character: "c".into(), liked: true, count_after: 1, idempotency_key: None });
+    let mut p = v1_like(&V1Like { user: "u".into(), character: "c".into(), liked: true, count_after: 1, idempotency_key: None });
     p[1] = 2;
     assert!(Record::decode(&p).is_err());
     p[1] = 1;
@@ -167,11 +166,11 @@ fn format_2_bytes_are_pinned() {
     }
 }
 
-fn v1_like_record() -> impl Strategy<Value = (engine::likes::LikeRecord, u64)> {
+fn v1_like_record() -> impl Strategy<Value = (V1Like, u64)> {
     let text = "[a-zA-Z0-9가-힣_.-]{1,12}";
     (text, text, any::<bool>(), 0u64..1 << 40, prop::option::of("[ -~]{1,128}"), any::<u64>()).prop_map(
         |(user, character, liked, count, key, at)| {
-            (engine::likes::LikeRecord { user, character, liked, count_after: count + liked as u64, idempotency_key: key }, at)
+            (V1Like { user, character, liked, count_after: count + liked as u64, idempotency_key: key }, at)
         },
     )
 }

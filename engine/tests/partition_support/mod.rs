@@ -43,14 +43,37 @@ pub fn write_payloads(entries: &[(u64, Vec<u8>)]) -> Vec<u8> {
 
 // ---- format-1 encoders, as ops/src/node/durable.rs wrote them ----------
 
-pub fn v1_like_at(record: &engine::likes::LikeRecord, at_ms: u64) -> Vec<u8> {
+/// A like as format 1 carried it (`engine/src/likes/record.rs` of those builds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Like {
+    pub user: String,
+    pub character: String,
+    pub liked: bool,
+    pub count_after: u64,
+    pub idempotency_key: Option<String>,
+}
+
+impl V1Like {
+    /// `version 1 | liked | count_after u64 | user | character | key`, strings as `len u16 | utf-8`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1u8, self.liked as u8];
+        out.extend_from_slice(&self.count_after.to_le_bytes());
+        for s in [&self.user, &self.character, self.idempotency_key.as_ref().unwrap_or(&String::new())] {
+            out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        out
+    }
+}
+
+pub fn v1_like_at(record: &V1Like, at_ms: u64) -> Vec<u8> {
     let mut out = vec![3u8];
     out.extend_from_slice(&at_ms.to_le_bytes());
     out.extend_from_slice(&record.encode());
     out
 }
 
-pub fn v1_like(record: &engine::likes::LikeRecord) -> Vec<u8> {
+pub fn v1_like(record: &V1Like) -> Vec<u8> {
     let mut out = vec![1u8];
     out.extend_from_slice(&record.encode());
     out
