@@ -420,39 +420,31 @@ fn check_v1_session_state(p: &Partition) {
 }
 
 /// The previous build's data dir (its sled store at checkpoint 10 and the
-/// log's entries 11..=12) opens with today's `storage::StateStore`,
-/// restores through the machine and replays to the same state.
+/// log's entries 11..=12) read by the migration's format-1 reader
+/// (`storage::v1`), restores through the machine and replays to the same state.
 #[test]
 fn the_previous_builds_store_restores_and_replays() {
     let dir = tempfile::tempdir().unwrap();
     let src = data_dir().join("v1_state");
-    std::fs::create_dir_all(dir.path().join("sled/blobs")).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("sled/blobs")).unwrap();
+    std::fs::create_dir_all(dir.path().join("wal")).unwrap();
     for f in ["checkpoint", "sled/conf", "sled/db"] {
-        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+        std::fs::copy(src.join(f), state.join(f)).unwrap();
     }
-    let store = storage::StateStore::open(dir.path()).unwrap();
-    assert_eq!(store.applied_index(), 10);
-    let mut r = engine::partition::Restorer::new(Limits::default());
-    let mut bad = None;
-    for prefix in RESTORE_PREFIXES {
-        store
-            .visit_prefix(prefix, false, |v| match r.row(v.key, v.index, v.value) {
-                Ok(()) => true,
-                Err(e) => {
-                    bad = Some(e);
-                    false
-                }
-            })
-            .unwrap();
+    let core = storage::v1::read_core(dir.path(), 2 << 20).unwrap();
+    assert_eq!(core.checkpoint, 10);
+    let mut store = ModelStore::default();
+    for (key, index, value) in core.rows {
+        store.rows.insert(key, (index, value));
     }
-    assert_eq!(bad, None);
-    let mut p = r.finish(store.applied_index());
+    let mut p = restore(&Limits::default(), core.checkpoint, &store);
     // The store ran ahead of its checkpoint (the killed node had applied
     // the two evictions already): a restore sees rows of entries 11..=12.
     assert_eq!(p.expectation("maplehero").map(|m| (m.written_by, m.size)), Some((9, 0)), "format-1 age rows: size unknown");
     for (index, payload) in read_payloads("v1_payloads.bin").into_iter().filter(|(i, _)| *i > 10) {
         let applied = p.apply(index, &Record::decode(&payload).unwrap());
-        store.apply(index, &applied.writes).unwrap();
+        store.apply(index, &applied.writes);
     }
     // Relations and expectations come back; the format-1 answer rows
     // (`idem/`) are not restored (no character), so only log records would.
@@ -463,8 +455,8 @@ fn the_previous_builds_store_restores_and_replays() {
     let kept: Vec<&str> = ["hero", "아델", "maplehero"].into_iter().filter(|k| p.expectation(k).is_some()).collect();
     assert_eq!(kept, ["maplehero"]);
     // The format-1 expectation body is still served.
-    let (_, body) = store.get(b"exp/maplehero").unwrap().unwrap();
-    let e = engine::partition::decode_expectation_row(&body).unwrap();
+    let (_, body) = store.rows.get(&b"exp/maplehero"[..]).cloned().unwrap();
+    let e = engine::partition::decode_expectation_row(&body.unwrap()).unwrap();
     assert!(e.gzip.starts_with(&[0x1f, 0x8b]) && e.etag.starts_with('"'));
 }
 
@@ -473,7 +465,10 @@ fn the_previous_builds_store_restores_and_replays() {
 #[test]
 fn the_store_image_through_the_real_state_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = storage::StateStore::open(dir.path()).unwrap();
+    let (log, _) = storage::log::Log::open(&dir.path().join("log-0"), storage::log::LogOptions::default()).unwrap();
+    let store = storage::store::Store::open(&dir.path().join("state"), storage::store::StoreOptions::default()).unwrap();
+    store.attach_log(0, log).unwrap();
+    let part = store.partition(0, 0).unwrap();
     let mut l = Leader::new(Limits::default());
     l.reserve("u", "k", "hero", 1).unwrap();
     l.toggle("u", "hero", Some("k"), 2).unwrap();
@@ -491,10 +486,10 @@ fn the_store_image_through_the_real_state_store() {
     let mut replica = Partition::new(Limits::default());
     for (i, r) in l.log.iter().enumerate() {
         let applied = replica.apply(i as u64 + 1, r);
-        store.apply(i as u64 + 1, &applied.writes).unwrap();
+        part.apply(storage::log::LogId::new(1, i as u64 + 1), &applied.writes).unwrap();
     }
     assert_eq!(fingerprint(&replica), fingerprint(&l.p), "a follower applying the same log");
-    let scan = |store: &storage::StateStore| {
+    let scan = |store: &storage::store::Partition| {
         let mut rows = Vec::new();
         for prefix in RESTORE_PREFIXES {
             store
@@ -506,10 +501,9 @@ fn the_store_image_through_the_real_state_store() {
         }
         rows
     };
-    let rows = scan(&store);
-    let restored =
-        Partition::restore(Limits::default(), store.applied_index(), rows.iter().map(|(k, i, v)| (k.as_slice(), *i, v.as_slice())))
-            .unwrap();
+    let rows = scan(&part);
+    let applied = part.applied().unwrap().index;
+    let restored = Partition::restore(Limits::default(), applied, rows.iter().map(|(k, i, v)| (k.as_slice(), *i, v.as_slice()))).unwrap();
     assert_eq!(fingerprint(&restored), fingerprint(&l.p));
     assert!(l.p.idempotency_binding("u", "k").is_none(), "expired (reserved at 1, answered at 2)");
     assert!(restored.idempotency_binding("v", "k").is_some());

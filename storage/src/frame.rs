@@ -1,4 +1,5 @@
-//! On-disk framing of log records and segment headers.
+//! On-disk framing of format-1 log records and segment headers (read by
+//! `v1`, the migration's reader; nothing writes format 1 any more).
 //!
 //! Record: `len: u32 | crc32: u32 | index: u64 | term: u64 | payload[len]`,
 //! little endian. The checksum covers `len`, `index`, `term` and the payload,
@@ -23,11 +24,13 @@ fn frame_crc(len: u32, index: u64, term: u64, payload: &[u8]) -> u32 {
 }
 
 /// Size of the frame of an entry with `payload_len` bytes of payload.
+#[cfg(test)]
 pub fn frame_len(payload_len: usize) -> usize {
     FRAME_HEADER + payload_len
 }
 
 /// Append the frame of `entry` to `out`.
+#[cfg(test)]
 pub fn encode_frame(entry: &Entry, out: &mut Vec<u8>) {
     let len = u32::try_from(entry.payload.len()).expect("payload length checked by append");
     let crc = frame_crc(len, entry.index, entry.term, &entry.payload);
@@ -86,6 +89,7 @@ pub fn decode_frame(buf: &[u8], expected_index: u64, max_payload: usize) -> Deco
 }
 
 /// Header written at offset 0 of every segment.
+#[cfg(test)]
 pub fn encode_segment_header(base_index: u64) -> [u8; SEGMENT_HEADER] {
     let mut h = [0u8; SEGMENT_HEADER];
     h[0..8].copy_from_slice(SEGMENT_MAGIC);

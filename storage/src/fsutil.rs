@@ -12,15 +12,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     d.sync_all().ctx(|| format!("fsync dir {}", dir.display()))
 }
 
-/// Replace `dir/name` with `bytes` atomically and durably:
-/// write `name.tmp`, fsync it, rename over `name`, fsync the directory.
-/// A crash at any point leaves either the old or the new file, never a mix.
-pub fn atomic_write(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result<(), StorageError> {
-    write_temp(dir, name, bytes, fsync)?;
-    publish_temp(dir, name, fsync)
-}
-
-/// First half of [`atomic_write`] (apart so a caller can put a crash point
+/// First half of an atomic write (apart so a caller can put a crash point
 /// between the halves): write `dir/name.tmp`, fsync it when asked.
 pub fn write_temp(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{name}.tmp"));
@@ -32,7 +24,7 @@ pub fn write_temp(dir: &Path, name: &str, bytes: &[u8], fsync: bool) -> Result<(
     Ok(())
 }
 
-/// Second half of [`atomic_write`]: rename `dir/name.tmp` over `dir/name`,
+/// Second half of an atomic write: rename `dir/name.tmp` over `dir/name`,
 /// fsync the directory when asked.
 pub fn publish_temp(dir: &Path, name: &str, fsync: bool) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{name}.tmp"));

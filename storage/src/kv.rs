@@ -1,5 +1,5 @@
-//! The idempotent key-value rules shared by the v1 [`crate::StateStore`]
-//! and the v2 per-partition store ([`crate::store`]).
+//! The idempotent key-value rules of the state store ([`crate::store`], and
+//! the format-1 stores the migration reads).
 //!
 //! Every value stores the index of the log entry that wrote it
 //! (`index: u64 BE | tag: u8 | value`), and an entry never overwrites a key

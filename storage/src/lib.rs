@@ -1,8 +1,8 @@
-//! Durable storage for maple-engine: write-ahead logs with group commit,
-//! a sled state store fed from them, checkpoints, snapshots and crash
-//! recovery.
+//! Durable storage for maple-engine: a write-ahead log shared by many Raft
+//! groups with group commit, a sled state store fed from it, checkpoints,
+//! snapshots and crash recovery.
 //!
-//! # v2 (what the node runs on): [`log`] + [`store`]
+//! # What the node runs on: [`log`] + [`store`]
 //!
 //! - [`log::Log`]: ONE write-ahead log shared by many Raft groups (one per
 //!   core / log directory), one syncer thread, one fdatasync for every group's
@@ -89,41 +89,23 @@
 //! # Ok::<(), StorageError>(())
 //! ```
 //!
-//! # v1 ([`Wal`], [`StateStore`], [`Applier`]): kept to read old data dirs
+//! The node pushes its state machines' key writes to a
+//! [`store::BatchWriter`] per log (a thread applying them in batches and
+//! checkpointing); [`store::LogApplier`] is the variant that reads committed
+//! entries back from the log itself.
 //!
-//! One log = one dense index sequence (one per core), one sled Db per core.
-//! Its recovery cuts the log at the first bad record (lenient); it is kept
-//! as the reader that migrates `core-<n>/` data dirs into v2.
+//! # Format 1: [`v1`], a reader kept for the migration
 //!
-//! - [`Wal`]: segment files of checksummed `(term, index, payload)` records,
-//!   one syncer thread per log, appends acknowledged only once fdatasynced,
-//!   shaped like openraft's `RaftLogStorage` (append / read / truncate_after /
-//!   purge_upto / save_vote / read_vote).
-//! - [`StateStore`] + [`Applier`]: committed entries applied to sled in the
-//!   background, idempotently; checkpoints make sled durable, let old
-//!   segments go and compact the tombstones they cover;
-//!   [`ApplyEntry::maintain`] runs the owner's sweeps on the applier thread
-//!   ([`StateStore::forget`] for expired rows, [`KvWrite::Evict`] records
-//!   for bounded caches).
-//! - [`WalSync`]: `Fsync` (acknowledge after fdatasync) or `Off` (benchmark
-//!   baseline: the same write path without the sync).
-//! - [`envelope`]: versioned rkyv encoding for the payloads.
+//! The per-core `Wal` + `StateStore` of the builds before storage v2 are
+//! gone; [`v1::read_core`] reads a `core-<n>/{wal,state}` directory (its
+//! segments with `frame` and `segment`, its sled rows with the key-value
+//! rules of `kv`), strictly: damage followed by valid records is refused
+//! (format 1's own recovery cut the log there).
 //!
-//! Shared by both: frame checksums (crc32fast), pre-allocated spare
-//! segments, group-commit metrics, atomic file writes, fail points
-//! ([`failpoint`]), the idempotent key-value rules and [`Completion`].
-//!
-//! Typical v1 start:
-//! ```no_run
-//! # use storage::*; use std::sync::Arc;
-//! # fn decode(e: &Entry) -> Result<Vec<KvWrite>, StorageError> { Ok(vec![]) }
-//! let (wal, recovery) = Wal::open("data/p0/wal".as_ref(), WalOptions::default())?;
-//! let store = Arc::new(StateStore::open("data/p0/state".as_ref())?);
-//! store.replay(&wal, wal.last_index(), &mut decode)?;
-//! let applier = Applier::spawn(store.clone(), wal.clone(), decode, ApplierOptions::default(), wal.last_index())?;
-//! // per write: let idx = wal.append(vec![entry])?.await?; applier.notify_committed(idx);
-//! # Ok::<(), StorageError>(())
-//! ```
+//! Shared: frame checksums (crc32fast), pre-allocated spare segments,
+//! group-commit metrics, atomic file writes, fail points ([`failpoint`]),
+//! the idempotent key-value rules ([`KvWrite`]), [`Completion`] and
+//! [`envelope`] (versioned rkyv payloads).
 
 mod completion;
 pub mod envelope;
@@ -135,21 +117,18 @@ mod kv;
 pub mod log;
 mod segment;
 mod spare;
-mod state;
 mod stats;
 pub mod store;
+mod sync_mode;
 mod timer;
 pub mod v1;
-mod wal;
 
+pub use completion::Completion;
 pub use error::StorageError;
 pub use failpoint::{FailPoint, IoFailPoint};
+pub use kv::{Applied, KvPair, KvWrite, Visit};
 pub use segment::Torn;
-pub use state::{
-    Applied, Applier, ApplierOptions, ApplyEntry, KvPair, KvWrite, StateStore, Visit, DEFAULT_CACHE_BYTES as DEFAULT_STATE_CACHE_BYTES,
-};
-pub use stats::{StateStats, WalStats};
-pub use wal::{AppendFuture, Completion, Recovery, Wal, WalOptions, WalSync};
+pub use sync_mode::WalSync;
 
 /// One log entry. `payload` is opaque to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

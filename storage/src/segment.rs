@@ -1,5 +1,5 @@
-//! Segment files: creation (pre-allocated, header first), scanning at
-//! recovery, positional reads and zeroing of a dead tail.
+//! Format-1 segment files, as the migration's reader (`v1`) scans and
+//! reads them.
 //!
 //! A segment is `<base index:020>.wal`: a 32-byte header, then records back
 //! to back, then zeros up to the pre-allocated size. New segments are built
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::error::{IoContext, StorageError};
 use crate::frame::{self, Decoded, FRAME_HEADER, SEGMENT_HEADER};
-pub use crate::spare::{nonzero_extent, prepare_spare, zero_range, Spare};
+pub use crate::spare::nonzero_extent;
 use crate::Entry;
 
 pub const SEGMENT_SUFFIX: &str = ".wal";
@@ -51,8 +51,6 @@ pub struct Segment {
     pub offsets: Vec<u32>,
     /// End of the last record; the next record is written here.
     pub write_offset: u64,
-    /// Pre-allocated size of the file.
-    pub capacity: u64,
 }
 
 impl Segment {
@@ -63,28 +61,6 @@ impl Segment {
 
     pub fn contains(&self, index: u64) -> bool {
         index >= self.base && index <= self.last_index()
-    }
-
-    /// Read and verify entry `index` (which must be in this segment).
-    pub fn read_entry(&self, index: u64, max_payload: usize) -> Result<Entry, StorageError> {
-        debug_assert!(self.contains(index));
-        let off = self.offsets[(index - self.base) as usize] as u64;
-        let mut header = [0u8; FRAME_HEADER];
-        self.file.read_exact_at(&mut header, off).ctx(|| format!("read {} at {off}", self.path.display()))?;
-        let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
-        if len > max_payload {
-            return Err(corrupt(&self.path, off, "length out of bounds"));
-        }
-        let mut buf = vec![0u8; FRAME_HEADER + len];
-        buf[..FRAME_HEADER].copy_from_slice(&header);
-        self.file
-            .read_exact_at(&mut buf[FRAME_HEADER..], off + FRAME_HEADER as u64)
-            .ctx(|| format!("read {} at {off}", self.path.display()))?;
-        match frame::decode_frame(&buf, index, max_payload) {
-            Decoded::Record { entry, .. } => Ok(entry),
-            Decoded::End => Err(corrupt(&self.path, off, "zeros where a record was written")),
-            Decoded::Invalid(why) => Err(corrupt(&self.path, off, why)),
-        }
     }
 }
 
@@ -138,14 +114,6 @@ fn corrupt(path: &Path, off: u64, why: &str) -> StorageError {
     StorageError::Corrupt { what: format!("{} at offset {off}", path.display()), detail: why.to_string() }
 }
 
-/// Install a spare as the v1 segment starting at `base`.
-pub fn install(spare: Spare, dir: &Path, base: u64, fsync: bool) -> Result<Segment, StorageError> {
-    let header = frame::encode_segment_header(base);
-    let path = segment_path(dir, base);
-    let (file, capacity) = spare.install_as(dir, &header, &path, fsync)?;
-    Ok(Segment { base, path, file: Arc::new(file), offsets: Vec::new(), write_offset: SEGMENT_HEADER as u64, capacity })
-}
-
 /// Result of scanning one segment at recovery.
 pub struct Scan {
     pub segment: Segment,
@@ -192,9 +160,8 @@ pub fn scan(path: &Path, name_base: u64, max_payload: usize) -> Result<Result<Sc
         }
     }
     let dropped_bytes = nonzero_extent(&bytes[at..]) as u64;
-    let capacity = (bytes.len() as u64).max(at as u64);
     Ok(Ok(Scan {
-        segment: Segment { base, path: path.to_path_buf(), file: Arc::new(file), offsets, write_offset: at as u64, capacity },
+        segment: Segment { base, path: path.to_path_buf(), file: Arc::new(file), offsets, write_offset: at as u64 },
         torn,
         dropped_bytes,
     }))

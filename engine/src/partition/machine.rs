@@ -821,7 +821,7 @@ fn high_water(max: usize) -> usize {
 }
 
 /// Incremental [`Partition::restore`], for stores that hand rows to a
-/// callback (e.g. `StateStore::visit_prefix`).
+/// callback (e.g. `storage::store::Partition::visit_prefix`).
 #[derive(Debug)]
 pub struct Restorer {
     p: Partition,

@@ -100,10 +100,10 @@ pub fn v1_evict(key: &str, written_by: u64) -> Vec<u8> {
     out
 }
 
-// ---- a model of storage::StateStore's write rule ------------------------
+// ---- a model of the state store's write rule ------------------------
 
 /// Key → (index that wrote it, value; `None` = tombstone), with the rule of
-/// `storage::StateStore::apply`: a key written by the same or a later entry
+/// `storage`'s key-value rule: a key written by the same or a later entry
 /// is left alone; an eviction only removes a live value written by
 /// `written_by` or earlier.
 /// One version of a key: the index that wrote it and its value (`None` = tombstone).

@@ -85,7 +85,7 @@ use crate::error::{IoContext, StorageError};
 use crate::fsutil;
 use crate::spare::SparePrep;
 use crate::stats::SyncMetrics;
-pub use crate::wal::WalSync;
+pub use crate::sync_mode::WalSync;
 use crate::Entry;
 use format::{Decoded, Record};
 use group::{GroupCell, Loc, Slot};
