@@ -14,6 +14,7 @@ pub mod http;
 pub mod jwt;
 pub mod plot;
 pub mod report;
+pub mod resp;
 pub mod run;
 pub mod schedule;
 pub mod scrape;
