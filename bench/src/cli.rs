@@ -621,6 +621,27 @@ mod tests {
         let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
         assert_eq!(r.base, OverloadBase::Cold);
         assert_eq!(config_for(&r).unwrap().workload.params()["overload_of"], "cold");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "resp-likes", "--pipeline", "16", "--resp3"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        let cfg = config_for(&r).unwrap();
+        assert_eq!((cfg.connections, cfg.resp.pipeline, cfg.resp.resp3, cfg.resp.slot_map), (64, 16, true, true));
+        assert_eq!(cfg.targets[0].addr.port(), 6380, "resp-* default to the node's RESP port");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "resp-expect", "--target", "http://127.0.0.1:8080"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        let e = config_for(&r).err().unwrap();
+        assert!(format!("{e:#}").contains("redis://host:port"), "{e:#}");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "seed-v4", "--pipeline", "4"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        assert!(config_for(&r).is_err(), "HTTP lanes do not pipeline");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "likes", "--targets", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        let cfg = config_for(&r).unwrap();
+        assert_eq!(cfg.targets.iter().map(|t| t.addr.port()).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(cfg.workload.target_count(), 3);
+        let m = Maple::try_parse_from(["maple", "bench", "compare", "--resp-port", "7379"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Compare(c) }) = m.cmd else { panic!("compare expected") };
+        assert_eq!(c.resp_port, 7379);
+        assert!(Maple::try_parse_from(["maple", "bench", "token", "--user", "u1"]).is_ok());
         assert!(Maple::try_parse_from(["maple", "bench", "fsync-rate", "--dir", "/tmp", "--duration", "1s"]).is_ok());
         assert!(Maple::try_parse_from(["maple", "bench", "summarize", "/tmp/x"]).is_ok());
     }

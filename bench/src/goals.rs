@@ -27,6 +27,12 @@ pub const LIKES_VS_NGINX: f64 = 0.5;
 pub const LIKES_VS_FSYNC_OFF: f64 = 0.8;
 /// durable likes/s over HTTP on one node (issue 5).
 pub const LIKES_MIN_PER_S: f64 = 50_000.0;
+/// RESP LIKE.TOGGLE on our node at least 1.0x redis-server's INCR with
+/// `appendfsync always` (both durable), redis-benchmark at each -P (issue 12).
+pub const RESP_LIKES_VS_REDIS: f64 = 1.0;
+/// RESP EXPECT.GET GZIP of a warm character at least 0.8x redis-server's
+/// GET of a value of the same bytes (issue 12).
+pub const RESP_GET_VS_REDIS: f64 = 0.8;
 /// Our generator and wrk agree within 10 % on the same endpoint.
 pub const GENERATOR_TOLERANCE: f64 = 0.10;
 /// overload: the issue asks that accepted latency "stays bounded" at 3x
