@@ -111,7 +111,10 @@ pub(crate) async fn lane_loop(phase: Rc<Phase>, rec: Rc<RefCell<Recorder>>, shar
     };
     // Connect (and learn the slot map) before t0 so setup is not in the
     // first sample; a failure here is retried (and counted) at the first batch.
-    let _ = monoio::time::timeout(phase.timeout, l.setup()).await;
+    if monoio::time::timeout(phase.timeout, l.setup()).await.is_err() {
+        // A cancelled read leaves its connection mid-reply.
+        l.conns.clear();
+    }
     sleep_until(phase.t0).await;
     // When the lane's previous batch finished (see `latency_origin`).
     let mut free_at = phase.t0;
@@ -228,7 +231,8 @@ impl Lane {
     }
 
     /// One send round: every open command to its target (one write per
-    /// node), then the replies of each node in order. Returns a node a
+    /// node, all written before any reply is read), then the replies of
+    /// each node in order. Returns a node a
     /// `-MOVED` named (to refresh the slot map from).
     async fn round(&mut self) -> Option<SocketAddr> {
         let mut targets: Vec<SocketAddr> = Vec::new();
@@ -290,7 +294,12 @@ impl Lane {
     async fn read_replies(&mut self, target: SocketAddr, indices: &[usize]) -> Option<SocketAddr> {
         let mut moved_to = None;
         for (n, &i) in indices.iter().enumerate() {
-            let Some(conn) = self.conns.iter_mut().find(|c| c.addr == target) else { return moved_to };
+            let Some(conn) = self.conns.iter_mut().find(|c| c.addr == target) else {
+                // Evicted for a newer node's connection (more than
+                // MAX_LANE_CONNECTIONS nodes): its replies are gone with it.
+                self.fail(&indices[n..], &ConnError::Closed);
+                return moved_to;
+            };
             match conn.next_reply().await {
                 Ok((reply, wire_bytes)) => {
                     if let Some(node) = self.settle(i, reply, wire_bytes) {
