@@ -9,6 +9,11 @@
 #   4. our durable likes vs the same node built the same, `--wal-sync off`
 #   5. redis-server (appendonly yes, appendfsync always) INCR via
 #      redis-benchmark vs our durable likes; raw fdatasync/s of this disk
+#   6. RESP, same tool and flags on both sides (redis-benchmark, 50 clients,
+#      -P 1 and -P 16): LIKE.TOGGLE on our node vs INCR on that redis-server
+#      (both durable), and EXPECT.GET <warm character> GZIP vs GET of a value
+#      of the same bytes on redis-server. Skipped, with a note in the
+#      summary, when the node does not answer RESP on --resp-port.
 # then once: cold, and overload (3x the capacity measured in the same run).
 #
 # Called by `maple bench compare` (which sets the variables below) or by hand:
@@ -46,6 +51,10 @@ NGINX_PORT=${NGINX_PORT:-18080}
 REDIS_PORT=${REDIS_PORT:-16379}
 NODE_PORT=${NODE_PORT:-18181}
 NOSYNC_PORT=${NOSYNC_PORT:-18182}
+RESP_PORT=${RESP_PORT:-6380}          # the node's RESP listener (maple serve --resp-listen)
+RB_CLIENTS=${RB_CLIENTS:-50}          # redis-benchmark clients of the RESP side by side
+RB_DEPTHS=${RB_DEPTHS:-"1 16"}        # redis-benchmark -P depths of the RESP side by side
+RB_KEYS=${RB_KEYS:-1000}              # -r: characters / counters the RESP writes spread over
 # The repository's fixtures (for the no-node fallback below), relative to the cwd.
 SHARED=${MAPLE_SHARED_DATA:-fixtures/maple}
 NGINX_URL="http://127.0.0.1:${NGINX_PORT}"
@@ -69,6 +78,7 @@ need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null || need+=(redis-tools)
 [ -x /usr/bin/time ] || need+=(time)
 if [ "$PIN" = 1 ] && ! command -v taskset >/dev/null; then need+=(util-linux); fi
 if [ ${#need[@]} -gt 0 ]; then
@@ -109,6 +119,12 @@ if [ "$WITHOUT_NODE" != 1 ]; then
   SYNC_FLAG=()
   HAVE_WAL_SYNC=0
   if [ -n "$SERVE_BIN" ] && "$SERVE_BIN" serve --help 2>/dev/null | grep -q -- '--wal-sync'; then HAVE_WAL_SYNC=1; SYNC_FLAG=(--wal-sync fsync); fi
+  # RESP listener: the durable node on RESP_PORT, the fsync-off node none
+  # (both would take the default port otherwise).
+  RESP_FLAG=() NOSYNC_RESP_FLAG=()
+  if [ -n "$SERVE_BIN" ] && "$SERVE_BIN" serve --help 2>/dev/null | grep -q -- '--resp-listen'; then
+    RESP_FLAG=(--resp-listen "127.0.0.1:$RESP_PORT"); NOSYNC_RESP_FLAG=(--resp-listen off)
+  fi
   start_node() { # NAME PORT extra flags... -> pid
     local name=$1 port=$2; shift 2
     local cmd=("$SERVE_BIN" serve --listen "127.0.0.1:$port" --cores 1 --data-dir "$WORK/$name")
@@ -119,7 +135,7 @@ if [ "$WITHOUT_NODE" != 1 ]; then
     echo $!
   }
   if [ -z "$TARGET" ]; then
-    NODE_PID=$(start_node node-durable "$NODE_PORT" "${SYNC_FLAG[@]}"); PIDS+=("$NODE_PID")
+    NODE_PID=$(start_node node-durable "$NODE_PORT" "${SYNC_FLAG[@]}" "${RESP_FLAG[@]}"); PIDS+=("$NODE_PID")
     TARGET="http://127.0.0.1:$NODE_PORT"
     NODE_DATA="$WORK/node-durable"
     NODE_DESC="\`maple serve --cores 1\` started here ($SERVE_BIN)"
@@ -128,7 +144,7 @@ if [ "$WITHOUT_NODE" != 1 ]; then
     [ -n "$NODE_PID" ] || log "could not find the pid behind $TARGET: its CPU counts as 'other' in the agreement table"
   fi
   if [ "$HAVE_WAL_SYNC" = 1 ]; then
-    NOSYNC_PID=$(start_node node-nosync "$NOSYNC_PORT" --wal-sync off); PIDS+=("$NOSYNC_PID")
+    NOSYNC_PID=$(start_node node-nosync "$NOSYNC_PORT" --wal-sync off "${NOSYNC_RESP_FLAG[@]}"); PIDS+=("$NOSYNC_PID")
     NOSYNC_URL="http://127.0.0.1:$NOSYNC_PORT"
   else
     log "the node has no --wal-sync flag: the fsync-off row is not measured"
@@ -152,6 +168,45 @@ elif [ -f "$SHARED/derived/v4_reference_evan.json" ]; then
 else
   printf '{"note":"no node, no fixture"}' | gzip -c > "$WORK/www/expectation.gz"
 fi
+
+# --- the node's RESP side (issue 12): is it there? ---------------------------
+# RESP_LIKES / RESP_GET = 1 when the node answers LIKE.TOGGLE / EXPECT.GET
+# on RESP_PORT; otherwise their rows are skipped and RESP_NOTE says why.
+# The node's host (the RESP port is --resp-port on the same host).
+RESP_HOST=127.0.0.1
+[ -z "$TARGET" ] || RESP_HOST=$(echo "$TARGET" | sed -E 's#^[a-z]+://##; s#[:/].*$##')
+RESP_TOKEN_GIVEN=${RESP_TOKEN:-}
+RESP_LIKES=0 RESP_GET=0 RESP_NOTE="" RESP_TOKEN=""
+# redis-cli exits 0 on an error reply: tell one by its text.
+is_resp_error() { head -1 <<<"$1" | grep -qE '^(\(error\) )?[A-Z][A-Z_-]+ ' || grep -qE 'AUTH failed|Could not connect' <<<"$1"; }
+if [ "$WITHOUT_NODE" = 1 ]; then
+  RESP_NOTE="not measured (--without-node)"
+else
+  # The AUTH token (env RESP_TOKEN, else minted with MAPLE_JWT_SECRET or the dev secret).
+  RESP_TOKEN=${RESP_TOKEN_GIVEN:-$($BENCH_CMD token --user bench-resp)}
+  rcli() { timeout 5 redis-cli -h "$RESP_HOST" -p "$RESP_PORT" "$@" 2>&1 || true; }
+  pong=$(rcli PING)
+  # A node that wants AUTH first still speaks RESP.
+  if [ "$pong" != PONG ] && [ "${pong#NOAUTH}" = "$pong" ]; then
+    RESP_NOTE="skipped: nothing answers RESP on $RESP_HOST:$RESP_PORT (PING: ${pong:-no answer}); start the node with --resp-listen, or pass --resp-port"
+  else
+    like=$(rcli --no-auth-warning -a "$RESP_TOKEN" LIKE.TOGGLE char000000000000)
+    if is_resp_error "$like"; then
+      RESP_NOTE="LIKE.TOGGLE rows skipped: the node on $RESP_HOST:$RESP_PORT answered \`$(head -1 <<<"$like" | cut -c1-120)\`"
+    else
+      rcli --no-auth-warning -a "$RESP_TOKEN" LIKE.TOGGLE char000000000000 > /dev/null   # toggle back
+      RESP_LIKES=1
+    fi
+    got=$(rcli --no-auth-warning -a "$RESP_TOKEN" EXPECT.GET 아델 GZIP | head -c 200 | tr -d '\0')
+    if is_resp_error "$got" || [ -z "$got" ]; then
+      RESP_NOTE="${RESP_NOTE:+$RESP_NOTE; }EXPECT.GET rows skipped: the node answered \`$(head -1 <<<"$got" | cut -c1-120)\`"
+    else
+      RESP_GET=1
+    fi
+  fi
+fi
+[ -z "$RESP_NOTE" ] || log "RESP side by side: $RESP_NOTE"
+printf '%s\n' "$RESP_NOTE" > "$OUT/resp_note.txt"
 
 cat > "$WORK/nginx.conf" <<EOF
 worker_processes 1;
@@ -188,6 +243,9 @@ EOF
 sleep 0.5
 NGINX_PIDS="$(cat "$WORK/nginx.pid") $(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')"
 REDIS_PID=$(cat "$WORK/redis.pid")
+# The value redis GETs in the RESP side by side: the very bytes the node
+# serves for EXPECT.GET 아델 GZIP (its gzip response over HTTP, as nginx serves).
+redis-cli -p "$REDIS_PORT" -x SET warm < "$WORK/www/expectation.gz" > /dev/null
 
 # The original's wrk script (load-test/wrk-v4-expectation.lua): one
 # character per thread, request() and response() in Lua for every request.
@@ -281,6 +339,51 @@ wrk_run() {
   [ -z "$non2xx" ] || log "WARNING: wrk $run round $round got $non2xx non-2xx/3xx responses (see $f)"
 }
 
+record 0 meta.resp_likes "$RESP_LIKES"
+record 0 meta.resp_get "$RESP_GET"
+record 0 meta.get_value_bytes "$(stat -c %s "$WORK/www/expectation.gz")"
+
+# rb_run ROUND RUN HOST PORT "SERVER PIDS" DEPTH [redis-benchmark args and command...]:
+# redis-benchmark, RB_CLIENTS clients, -P DEPTH. It has no duration flag, so
+# each run asks for as many requests as the previous one of RUN did in
+# DURATION_S. redis-benchmark 7 stops at the first error reply ("Error from
+# server"): such a run gets no rate and counts one error.
+declare -A RB_N
+rb_run() {
+  local round=$1 run=$2 host=$3 port=$4 spids=$5 depth=$6; shift 6
+  local f="$OUT/runs/$run-$round.txt" rps
+  if [ -z "${RB_N[$run]:-}" ]; then
+    # First run of this series: an untimed probe sizes -n to about DURATION_S.
+    rps=$("${CLI[@]}" redis-benchmark -h "$host" -p "$port" -c "$RB_CLIENTS" -n $(( 20000 * depth )) -P "$depth" -q "$@" 2>&1 \
+      | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1 || true)
+    RB_N[$run]=$(awk -v r="${rps:-0}" -v d="$DURATION_S" 'BEGIN {n = int(r * d); print (n < 5000 ? 5000 : n)}')
+  fi
+  local n=${RB_N[$run]}
+  measure "$round" "$run" "$spids" redis-benchmark -h "$host" -p "$port" -c "$RB_CLIENTS" -n "$n" -P "$depth" -q "$@"
+  rps=$(tr '\r' '\n' < "$f" | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1)
+  if grep -q 'Error from server' "$f"; then
+    record "$round" "$run.errors" 1
+    log "$run round $round: $(grep -m1 'Error from server' "$f" | cut -c1-160)"
+    rps=""
+  else
+    record "$round" "$run.errors" 0
+  fi
+  record "$round" "$run.rps" "$rps"
+  [ -z "$rps" ] || RB_N[$run]=$(awk -v r="$rps" -v d="$DURATION_S" 'BEGIN {n = int(r * d); print (n < 5000 ? 5000 : n)}')
+}
+
+# node_rb_like ROUND DEPTH: LIKE.TOGGLE on the node, with its toggles per
+# fdatasync from /metrics around the run.
+node_rb_like() {
+  local round=$1 depth=$2 run="node_resp_like_p$2" before after
+  before=$($BENCH_CMD write-counters --target "$TARGET" 2>/dev/null || true)
+  rb_run "$round" "$run" "$RESP_HOST" "$RESP_PORT" "$NODE_PID" "$depth" -a "$RESP_TOKEN" -r "$RB_KEYS" LIKE.TOGGLE char__rand_int__
+  after=$($BENCH_CMD write-counters --target "$TARGET" 2>/dev/null || true)
+  if [ -n "$before" ] && [ -n "$after" ]; then
+    record "$round" "$run.per_fsync" "$(awk -v b="$before" -v a="$after" 'BEGIN {split(b, x, " "); split(a, y, " "); f = y[1] - x[1]; t = y[2] - x[2]; if (f > 0) print t / f; else print "n/a"}')"
+  fi
+}
+
 # redis_run ROUND: redis-benchmark has no duration flag, so each run asks
 # for as many INCRs as the previous one did in DURATION_S.
 REDIS_N=$(( DURATION_S * 10000 ))
@@ -306,6 +409,11 @@ steps+=(nginx_likes)
 [ "$WITHOUT_NODE" = 1 ] || steps+=(node_likes)
 [ -z "$NOSYNC_URL" ] || steps+=(node_likes_nosync)
 steps+=(redis fsync)
+# RESP pairs, each pair adjacent so the reversed rounds alternate who goes first.
+for d in $RB_DEPTHS; do
+  if [ "$RESP_LIKES" = 1 ]; then steps+=("node_resp_like:$d" "redis_resp_incr:$d"); fi
+  if [ "$RESP_GET" = 1 ]; then steps+=("node_resp_get:$d" "redis_resp_get:$d"); fi
+done
 
 step() { # STEP ROUND
   local r=$2
@@ -321,6 +429,10 @@ step() { # STEP ROUND
     node_likes_nosync) ours "$r" node_likes_nosync "$NOSYNC_URL" "$NOSYNC_PID" likes --connections "$LIKE_CONNS" --no-goals ;;
     redis) redis_run "$r" ;;
     fsync) fsync_run "$r" ;;
+    node_resp_like:*) node_rb_like "$r" "${1#*:}" ;;
+    redis_resp_incr:*) rb_run "$r" "redis_incr_p${1#*:}" 127.0.0.1 "$REDIS_PORT" "$REDIS_PID" "${1#*:}" -r "$RB_KEYS" INCR char__rand_int__ ;;
+    node_resp_get:*) rb_run "$r" "node_resp_get_p${1#*:}" "$RESP_HOST" "$RESP_PORT" "$NODE_PID" "${1#*:}" -a "$RESP_TOKEN" EXPECT.GET 아델 GZIP ;;
+    redis_resp_get:*) rb_run "$r" "redis_get_p${1#*:}" 127.0.0.1 "$REDIS_PORT" "$REDIS_PID" "${1#*:}" GET warm ;;
   esac
 }
 
@@ -342,6 +454,20 @@ if command -v strace >/dev/null; then
   syncs=$(awk '$NF=="fdatasync" || $NF=="fsync" {s += $4} END {print s + 0}' "$WORK/redis-strace.txt" 2>/dev/null || echo 0)
   if [ "${syncs:-0}" -gt 0 ]; then record 0 redis_incr.per_fsync "$(awk -v n="$n" -v s="$syncs" 'BEGIN {print n / s}')"; fi
   echo "strace -f -c -e trace=fdatasync,fsync -p <redis-server pid> during: redis-benchmark -t incr -c $LIKE_CONNS -n $n -q" >> "$CMDS"
+  if [ "$RESP_LIKES" = 1 ]; then
+    for d in $RB_DEPTHS; do
+      strace -f -c -e trace=fdatasync,fsync -o "$WORK/redis-strace-p$d.txt" -p "$REDIS_PID" 2>/dev/null &
+      spid=$!
+      sleep 0.5
+      redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$RB_CLIENTS" -n "$n" -P "$d" -r "$RB_KEYS" -q INCR char__rand_int__ > /dev/null 2>&1 || true
+      sleep 0.2
+      kill -INT "$spid" 2>/dev/null || true
+      wait "$spid" 2>/dev/null || true
+      syncs=$(awk '$NF=="fdatasync" || $NF=="fsync" {s += $4} END {print s + 0}' "$WORK/redis-strace-p$d.txt" 2>/dev/null || echo 0)
+      if [ "${syncs:-0}" -gt 0 ]; then record 0 "redis_incr_p$d.per_fsync" "$(awk -v n="$n" -v s="$syncs" 'BEGIN {print n / s}')"; fi
+      echo "strace -f -c -e trace=fdatasync,fsync -p <redis-server pid> during: redis-benchmark -c $RB_CLIENTS -n $n -P $d -r $RB_KEYS -q INCR char__rand_int__" >> "$CMDS"
+    done
+  fi
 fi
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -405,6 +531,7 @@ fi
   echo "pinning: $([ "$PIN" = 1 ] && echo "servers (nginx, redis, our nodes) on cpu $SERVER_CPU, clients (wrk, redis-benchmark, ours) on cpu $CLIENT_CPU" || echo off); niceness of all of them: $NICE;"
   echo "seed-v4 ${CONNS} connections, likes ${LIKE_CONNS}, one client thread; node: $NODE_DESC;"
   echo "fsync-off node: $([ -n "$NOSYNC_URL" ] && echo "\`--wal-sync off\`" || echo "not measured (no --wal-sync flag)");"
+  echo "RESP side by side: redis-benchmark -c $RB_CLIENTS -P {$(echo $RB_DEPTHS | tr ' ' ',')}, node on $RESP_HOST:$RESP_PORT$([ -n "$RESP_NOTE" ] && echo " — $RESP_NOTE");"
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
 } > "$OUT/header.md"
 {
@@ -413,7 +540,7 @@ fi
   echo '```'
   echo "${SRV[*]} $NGINX -c $WORK/nginx.conf -p $WORK   # config: $WORK/nginx.conf"
   echo "${SRV[*]} redis-server --port $REDIS_PORT --appendonly yes --appendfsync always --save ''"
-  sed -E 's/([A-Za-z_])-[0-9]+( |$)/\1-N\2/g; s/ -n [0-9]+ -q/ -n <DURATION x last rate> -q/' "$CMDS" | awk '!seen[$0]++'
+  sed -E 's/([A-Za-z_])-[0-9]+( |$)/\1-N\2/g; s/ -n [0-9]+ (-P [0-9]+ )?-q/ -n <DURATION x last rate> \1-q/; s/ -a [^ ]+/ -a $(maple bench token)/' "$CMDS" | awk '!seen[$0]++'
   echo '```'
 } > "$OUT/commands.md"
 $BENCH_CMD summarize "$OUT"

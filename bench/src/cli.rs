@@ -33,6 +33,30 @@ pub enum BenchCmd {
     /// Recompute `<dir>/summary.md` from `<dir>/runs.tsv` (compare.sh calls it).
     #[command(hide = true)]
     Summarize { dir: PathBuf },
+    /// Print an HS256 JWT as the node accepts it (HTTP `Authorization:
+    /// Bearer`, RESP `AUTH`), e.g. `redis-cli -p 6380 AUTH $(maple bench token)`.
+    Token(TokenArgs),
+    /// Print a node's write counters from its /metrics: `<fdatasyncs> <ok toggles>`
+    /// (compare.sh reads them around redis-benchmark runs).
+    #[command(hide = true)]
+    WriteCounters {
+        /// The node's HTTP address.
+        #[arg(long)]
+        target: String,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// The token's subject (the user).
+    #[arg(long, default_value = "bench-user-0")]
+    pub user: String,
+    /// HS256 secret (the node's MAPLE_JWT_SECRET).
+    #[arg(long, env = "MAPLE_JWT_SECRET", default_value = jwt::DEV_SECRET, hide_env_values = true)]
+    pub secret: String,
+    /// Lifetime.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub ttl: Duration,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -49,18 +73,43 @@ pub struct FsyncArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// seed-v4 | cold | likes | mixed | overload
+    /// seed-v4 | cold | likes | mixed | overload | resp-likes | resp-expect
     #[arg(value_enum)]
     pub workload: WorkloadKind,
-    /// Server to drive (http://host:port).
-    #[arg(long, env = "MAPLE_BENCH_TARGET", default_value = "http://127.0.0.1:8080")]
-    pub target: String,
+    /// Server to drive: http://host:port (default http://127.0.0.1:8080),
+    /// or for resp-* the node's RESP listener, redis://host:port (default
+    /// redis://127.0.0.1:6380).
+    #[arg(long, env = "MAPLE_BENCH_TARGET")]
+    pub target: Option<String>,
+    /// Several servers, comma separated (wins over --target): lanes are
+    /// dealt round-robin over them (lane l -> target l mod n), e.g. every
+    /// node of a cluster. For resp-* they are the lanes' first nodes.
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// resp-*: commands in flight per connection, sent back to back
+    /// (redis-benchmark's -P). 1 = no pipelining.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// resp-*: `HELLO 3` on every connection (RESP3 replies).
+    #[arg(long)]
+    pub resp3: bool,
+    /// resp-*: do not fetch CLUSTER SLOTS nor route by key slot; every
+    /// command goes to its lane's target, a -MOVED is followed for that
+    /// command only (like redis-cli -c).
+    #[arg(long)]
+    pub no_slot_map: bool,
+    /// HTTP address(es) whose /metrics are read before and after a write
+    /// workload, for fdatasyncs per acknowledged toggle (default: the
+    /// targets of an HTTP workload; none for resp-*).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
     /// Load-generator threads, one monoio runtime each (leave the server its cores).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Connections (closed loop) or lanes/users (open loop). Default per
     /// workload: seed-v4 100, cold 16, likes 64, mixed 200, overload 1024
-    /// (open loop: more lanes than the server admits, so its 503s can show).
+    /// (open loop: more lanes than the server admits, so its 503s can show),
+    /// resp-likes 64, resp-expect 50.
     #[arg(long)]
     pub connections: Option<usize>,
     /// Measured phase, e.g. 10s, 500ms, 2m.
@@ -181,6 +230,11 @@ pub struct CompareArgs {
     /// Only the parts that need no node (nginx vs wrk vs our generator, redis).
     #[arg(long)]
     pub without_node: bool,
+    /// The node's RESP port (`maple serve --resp-listen`), for the
+    /// redis-benchmark side by side (LIKE.TOGGLE vs INCR, EXPECT.GET vs GET).
+    /// Those rows are skipped, with a note, when nothing answers there.
+    #[arg(long, default_value_t = crate::resp::DEFAULT_PORT)]
+    pub resp_port: u16,
 }
 
 /// `10s`, `250ms`, `2m`, `1h`, `1.5s`; a bare number is seconds.
@@ -222,6 +276,18 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
             print!("{}", crate::summary::summarize_dir(&dir)?);
             Ok(())
         }
+        BenchCmd::Token(t) => {
+            let now = jwt::unix_now();
+            println!("{}", jwt::sign_hs256(t.secret.as_bytes(), &t.user, now, now + t.ttl.as_secs()));
+            Ok(())
+        }
+        BenchCmd::WriteCounters { target } => {
+            let t = Target::parse(&target)?;
+            let body = crate::scrape::fetch_metrics(t.addr, &t.host).with_context(|| format!("GET {target}/metrics"))?;
+            let c = crate::scrape::WriteCounters::parse(&body).context("no maple_wal_fsyncs_total in /metrics")?;
+            println!("{} {}", c.fsyncs, c.toggles_ok);
+            Ok(())
+        }
     }
 }
 
@@ -232,13 +298,48 @@ fn default_connections(kind: WorkloadKind) -> usize {
         WorkloadKind::Likes => 64,
         WorkloadKind::Mixed => 200,
         WorkloadKind::Overload => 1024,
+        WorkloadKind::RespLikes => 64,
+        WorkloadKind::RespExpect => 50,
     }
+}
+
+/// The targets of a run: --targets, else --target, else the workload's default.
+pub fn targets_for(a: &RunArgs) -> anyhow::Result<Vec<Target>> {
+    let given: Vec<String> = if !a.targets.is_empty() {
+        a.targets.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
+    } else {
+        vec![a.target.clone().unwrap_or_else(|| {
+            if a.workload.is_resp() {
+                format!("redis://127.0.0.1:{}", crate::resp::DEFAULT_PORT)
+            } else {
+                "http://127.0.0.1:8080".into()
+            }
+        })]
+    };
+    if given.is_empty() || given.len() > 1000 {
+        bail!("--targets: 1 to 1000 addresses");
+    }
+    let parse = |t: &String| -> anyhow::Result<Target> {
+        if a.workload.is_resp() {
+            crate::resp::parse_target(t)
+                .with_context(|| format!("{} speaks RESP: give the node's --resp-listen address (redis://host:port)", a.workload.name()))
+        } else {
+            Ok(Target::parse(t)?)
+        }
+    };
+    given.iter().map(parse).collect()
 }
 
 /// Builds the run configuration for `a` (pacing chosen per workload).
 pub fn config_for(a: &RunArgs) -> anyhow::Result<RunConfig> {
-    let target = Target::parse(&a.target)?;
+    let targets = targets_for(a)?;
     let connections = a.connections.unwrap_or(default_connections(a.workload));
+    if a.pipeline == 0 || a.pipeline > crate::resp::MAX_PIPELINE {
+        bail!("--pipeline must be in 1..=1024");
+    }
+    if a.pipeline > 1 && !a.workload.is_resp() {
+        bail!("--pipeline is for the resp-* workloads (HTTP lanes send one request at a time)");
+    }
     if a.users == 0 || a.characters == 0 {
         bail!("--users and --characters must be > 0");
     }
@@ -262,9 +363,10 @@ pub fn config_for(a: &RunArgs) -> anyhow::Result<RunConfig> {
         WorkloadKind::SeedV4 => Duration::from_secs(3),
         _ => Duration::from_secs(1),
     });
+    let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
     Ok(RunConfig {
-        workload: Workload::new(a.workload, &params, &target.host),
-        target,
+        workload: Workload::with_hosts(a.workload, &params, &hosts),
+        targets,
         pacing,
         threads: a.threads,
         connections,
@@ -274,23 +376,45 @@ pub fn config_for(a: &RunArgs) -> anyhow::Result<RunConfig> {
         drain: a.drain,
         seed: a.seed,
         driver: a.driver,
+        resp: crate::resp::RespOptions { pipeline: a.pipeline, resp3: a.resp3, slot_map: !a.no_slot_map },
     })
+}
+
+/// Where a write workload's /metrics are read: --metrics, else the
+/// targets of an HTTP workload.
+fn metrics_targets(a: &RunArgs, cfg: &RunConfig) -> anyhow::Result<Vec<Target>> {
+    if !a.metrics.is_empty() {
+        return a.metrics.iter().map(|m| Ok(Target::parse(m)?)).collect();
+    }
+    Ok(if a.workload.is_resp() { Vec::new() } else { cfg.targets.clone() })
+}
+
+/// The write counters of every node in `targets`, summed; `None` if one
+/// has none (not a node, or unreachable).
+fn scrape_all(targets: &[Target]) -> Option<crate::scrape::WriteCounters> {
+    let mut sum = crate::scrape::WriteCounters { fsyncs: 0.0, toggles_ok: 0.0 };
+    for t in targets {
+        let c = crate::scrape::WriteCounters::scrape(t.addr, &t.host)?;
+        sum.fsyncs += c.fsyncs;
+        sum.toggles_ok += c.toggles_ok;
+    }
+    (!targets.is_empty()).then_some(sum)
 }
 
 /// Runs one workload (with the capacity probe first for overload), prints
 /// the report and writes the results directory.
 pub fn run_workload(a: &RunArgs) -> anyhow::Result<Report> {
     let mut cfg = config_for(a)?;
-    // Write workloads: fdatasyncs per acknowledged write from the node's
+    // Write workloads: fdatasyncs per acknowledged write from the nodes'
     // /metrics around the run (absent for servers without them).
-    let writes = matches!(a.workload, WorkloadKind::Likes | WorkloadKind::Mixed);
-    let before = if writes { crate::scrape::WriteCounters::scrape(cfg.target.addr, &cfg.target.host) } else { None };
+    let metrics = if a.workload.writes() { metrics_targets(a, &cfg)? } else { Vec::new() };
+    let before = scrape_all(&metrics);
     let mut report = match a.workload {
         WorkloadKind::Overload => run_overload(a, &mut cfg)?,
         _ => run(&cfg)?,
     };
     if let Some(before) = before {
-        if let Some(after) = crate::scrape::WriteCounters::scrape(cfg.target.addr, &cfg.target.host) {
+        if let Some(after) = scrape_all(&metrics) {
             let cost = crate::scrape::sync_cost(before, after);
             report.derive("run_wal_fsyncs", cost.fsyncs);
             report.derive("run_toggles_ok", cost.toggles_ok);
@@ -302,7 +426,7 @@ pub fn run_workload(a: &RunArgs) -> anyhow::Result<Report> {
     let secs = report.duration_s;
     match a.workload {
         WorkloadKind::Cold => report.derive("characters_per_s", report.ok_per_s),
-        WorkloadKind::Likes => {
+        WorkloadKind::Likes | WorkloadKind::RespLikes => {
             report.derive("acknowledged_writes", report.ok as f64);
             report.derive("acknowledged_writes_per_s", report.ok as f64 / secs);
         }
@@ -429,6 +553,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
         .env("OUT", &a.out)
         .env("SKIP_INSTALL", if a.skip_install { "1" } else { "0" })
         .env("WITHOUT_NODE", if a.without_node { "1" } else { "0" })
+        .env("RESP_PORT", a.resp_port.to_string())
         .env("SKIP_ONEOFF", if a.skip_oneoff { "1" } else { "0" })
         .env("PROFILE", if a.no_profile { "0" } else { "1" })
         .env("PIN", if pin { "1" } else { "0" })
@@ -496,6 +621,27 @@ mod tests {
         let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
         assert_eq!(r.base, OverloadBase::Cold);
         assert_eq!(config_for(&r).unwrap().workload.params()["overload_of"], "cold");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "resp-likes", "--pipeline", "16", "--resp3"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        let cfg = config_for(&r).unwrap();
+        assert_eq!((cfg.connections, cfg.resp.pipeline, cfg.resp.resp3, cfg.resp.slot_map), (64, 16, true, true));
+        assert_eq!(cfg.targets[0].addr.port(), 6380, "resp-* default to the node's RESP port");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "resp-expect", "--target", "http://127.0.0.1:8080"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        let e = config_for(&r).err().unwrap();
+        assert!(format!("{e:#}").contains("redis://host:port"), "{e:#}");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "seed-v4", "--pipeline", "4"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        assert!(config_for(&r).is_err(), "HTTP lanes do not pipeline");
+        let m = Maple::try_parse_from(["maple", "bench", "run", "likes", "--targets", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Run(r) }) = m.cmd else { panic!("run expected") };
+        let cfg = config_for(&r).unwrap();
+        assert_eq!(cfg.targets.iter().map(|t| t.addr.port()).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(cfg.workload.target_count(), 3);
+        let m = Maple::try_parse_from(["maple", "bench", "compare", "--resp-port", "7379"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::Compare(c) }) = m.cmd else { panic!("compare expected") };
+        assert_eq!(c.resp_port, 7379);
+        assert!(Maple::try_parse_from(["maple", "bench", "token", "--user", "u1"]).is_ok());
         assert!(Maple::try_parse_from(["maple", "bench", "fsync-rate", "--dir", "/tmp", "--duration", "1s"]).is_ok());
         assert!(Maple::try_parse_from(["maple", "bench", "summarize", "/tmp/x"]).is_ok());
     }

@@ -27,6 +27,12 @@ pub const LIKES_VS_NGINX: f64 = 0.5;
 pub const LIKES_VS_FSYNC_OFF: f64 = 0.8;
 /// durable likes/s over HTTP on one node (issue 5).
 pub const LIKES_MIN_PER_S: f64 = 50_000.0;
+/// RESP LIKE.TOGGLE on our node at least 1.0x redis-server's INCR with
+/// `appendfsync always` (both durable), redis-benchmark at each -P (issue 12).
+pub const RESP_LIKES_VS_REDIS: f64 = 1.0;
+/// RESP EXPECT.GET GZIP of a warm character at least 0.8x redis-server's
+/// GET of a value of the same bytes (issue 12).
+pub const RESP_GET_VS_REDIS: f64 = 0.8;
 /// Our generator and wrk agree within 10 % on the same endpoint.
 pub const GENERATOR_TOLERANCE: f64 = 0.10;
 /// overload: the issue asks that accepted latency "stays bounded" at 3x
@@ -182,7 +188,27 @@ pub fn for_run(kind: WorkloadKind, r: &Report) -> Vec<GoalResult> {
             check("overload shed share (sheds instead of queueing)", Rule::Above(0.0), r.shed_share, ""),
             overload_bound(r.ok_latency_us.p99 as f64 / 1000.0, r.derived.get("capacity_p99_ms").copied().unwrap_or(f64::NAN)),
         ],
+        WorkloadKind::RespLikes | WorkloadKind::RespExpect => resp_goals(kind, r),
     }
+}
+
+/// resp-likes holds the durable-likes rate (issue 5), resp-expect the
+/// seed-v4 rate (the same warm data over another protocol); both the p99
+/// bound when not pipelined (a pipelined command waits for the ones
+/// written before it: its latency is the batch's) and zero failures.
+fn resp_goals(kind: WorkloadKind, r: &Report) -> Vec<GoalResult> {
+    let name = kind.name();
+    let pipeline: usize = r.meta.params.get("pipeline").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let (floor, unit) = match kind {
+        WorkloadKind::RespLikes => (LIKES_MIN_PER_S, "writes/s"),
+        _ => (SEED_V4_MIN_RPS, "req/s"),
+    };
+    let mut goals = vec![check(&format!("{name} ok/s (pipeline {pipeline})"), Rule::AtLeast(floor), r.ok_per_s, unit)];
+    if pipeline == 1 {
+        goals.push(check(&format!("{name} p99"), Rule::Below(P99_MAX_MS), r.latency_us.p99 as f64 / 1000.0, "ms"));
+    }
+    goals.push(check(&format!("{name} errors + shed"), Rule::AtMost(0.0), (r.errors_total + r.shed) as f64, "requests"));
+    goals
 }
 
 /// overload: accepted p99 (from intended send time) against

@@ -52,7 +52,7 @@ pub struct Target {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("target `{0}`: only http:// is supported")]
+    #[error("target `{0}`: unsupported scheme (http:// for the HTTP workloads, redis:// for the resp-* ones)")]
     Scheme(String),
     #[error("target `{0}`: cannot resolve: {1}")]
     Resolve(String, io::Error),
@@ -77,12 +77,22 @@ impl Target {
         } else {
             format!("{authority}:80")
         };
+        Target::resolve(s, &with_port, authority)
+    }
+
+    /// Resolves `host:port` (`given` is the text the user wrote, for errors).
+    pub fn resolve(given: &str, with_port: &str, host: &str) -> Result<Target, TargetError> {
         let addr = with_port
             .to_socket_addrs()
-            .map_err(|e| TargetError::Resolve(s.to_string(), e))?
+            .map_err(|e| TargetError::Resolve(given.to_string(), e))?
             .next()
-            .ok_or_else(|| TargetError::NoAddress(s.to_string()))?;
-        Ok(Target { addr, host: authority.to_string() })
+            .ok_or_else(|| TargetError::NoAddress(given.to_string()))?;
+        Ok(Target { addr, host: host.to_string() })
+    }
+
+    /// Parses a comma-separated list (`--targets`), each as [`Target::parse`].
+    pub fn parse_list(s: &str) -> Result<Vec<Target>, TargetError> {
+        s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(Target::parse).collect()
     }
 }
 

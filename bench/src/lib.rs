@@ -1,7 +1,8 @@
 //! maple-engine's load generator.
 //!
 //! It drives a server only over the wire: its own HTTP/1.1 client on monoio
-//! ([`http`]), named workloads ([`workload`]), closed- and open-loop pacing
+//! ([`http`]), its own RESP client with pipelining and Redis Cluster
+//! routing ([`resp`]), named workloads ([`workload`]), closed- and open-loop pacing
 //! ([`schedule`]), hdrhistogram reports ([`report`]), SVG plots ([`plot`]),
 //! targets and verdicts ([`goals`]), node metrics around a run ([`scrape`]),
 //! the raw fdatasync probe ([`fsync`]), the side-by-side summary
@@ -14,6 +15,7 @@ pub mod http;
 pub mod jwt;
 pub mod plot;
 pub mod report;
+pub mod resp;
 pub mod run;
 pub mod schedule;
 pub mod scrape;

@@ -49,6 +49,50 @@ pub enum Outcome {
     Protocol,
     /// Due (open loop) but never sent before the run's hard stop.
     Unsent,
+    /// RESP: an error reply (`-ERR ...`, `-NOAUTH ...`, a `-MOVED` or
+    /// `-TRYAGAIN` still there after the redirects/retries allowed), by code.
+    RespError(ErrorCode),
+    /// RESP: a null reply where the workload expects data.
+    NullReply,
+}
+
+/// The code of a RESP error reply: its first word (`ERR`, `NOAUTH`,
+/// `MOVED` ...), upper-cased, at most 15 bytes, kept inline so an
+/// [`Outcome`] stays `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ErrorCode {
+    len: u8,
+    bytes: [u8; 15],
+}
+
+impl ErrorCode {
+    /// The code of an error reply's text (`MOVED 3999 127.0.0.1:6381` → `MOVED`).
+    /// Anything but ASCII letters, digits, `_` and `-` is dropped.
+    pub fn of_text(text: &[u8]) -> ErrorCode {
+        let word = text.split(|&b| b == b' ').next().unwrap_or(b"");
+        let mut bytes = [0u8; 15];
+        let mut len = 0;
+        for &b in word.iter().filter(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'-') {
+            if len == bytes.len() {
+                break;
+            }
+            bytes[len] = b.to_ascii_uppercase();
+            len += 1;
+        }
+        if len == 0 {
+            return ErrorCode::of_text(b"EMPTY");
+        }
+        ErrorCode { len: len as u8, bytes }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("ASCII only")
+    }
+
+    /// `-OVERLOADED` and `-BUSY`: the server refused the work to stay fast.
+    pub fn is_shed(&self) -> bool {
+        matches!(self.as_str(), "OVERLOADED" | "BUSY")
+    }
 }
 
 impl Outcome {
@@ -70,9 +114,9 @@ impl Outcome {
     pub fn is_shed(&self) -> bool {
         matches!(self, Outcome::Shed)
     }
-    /// Whether a response (of any status) came back.
+    /// Whether a response (of any status, or any RESP reply) came back.
     pub fn has_response(&self) -> bool {
-        matches!(self, Outcome::Ok(_) | Outcome::Status(_) | Outcome::Shed)
+        matches!(self, Outcome::Ok(_) | Outcome::Status(_) | Outcome::Shed | Outcome::RespError(_) | Outcome::NullReply)
     }
     /// Stable key used in reports: `status_503`, `timeout`, ...
     pub fn error_key(&self) -> Option<String> {
@@ -85,6 +129,8 @@ impl Outcome {
             Outcome::Timeout => "timeout".into(),
             Outcome::Protocol => "malformed_response".into(),
             Outcome::Unsent => "unsent".into(),
+            Outcome::RespError(code) => format!("resp_{}", code.as_str().to_ascii_lowercase()),
+            Outcome::NullReply => "resp_null".into(),
         })
     }
 }
@@ -93,6 +139,36 @@ impl Outcome {
 pub struct RouteCounts {
     pub requests: u64,
     pub ok: u64,
+}
+
+/// What a RESP run did besides answering commands: redirects followed,
+/// retries, slot-map refreshes. Reported apart from ok / shed / errors:
+/// a command that was redirected is counted once, by its final reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RespCounts {
+    /// `-MOVED slot host:port` answers followed to the named node.
+    pub redirects: u64,
+    /// `-TRYAGAIN` answers retried after a pause.
+    pub tryagain_retries: u64,
+    /// `-ASK` answers (not followed: counted as errors too).
+    pub ask: u64,
+    /// `CLUSTER SLOTS` fetches that gave a slot map (start and after MOVED).
+    pub slot_map_refreshes: u64,
+    /// `CLUSTER SLOTS` fetches that failed or were refused (a standalone server).
+    pub slot_map_unavailable: u64,
+    /// Connections opened (setup: `HELLO 3`, `AUTH`), start included.
+    pub connections_opened: u64,
+}
+
+impl RespCounts {
+    pub fn add(&mut self, o: &RespCounts) {
+        self.redirects += o.redirects;
+        self.tryagain_retries += o.tryagain_retries;
+        self.ask += o.ask;
+        self.slot_map_refreshes += o.slot_map_refreshes;
+        self.slot_map_unavailable += o.slot_map_unavailable;
+        self.connections_opened += o.connections_opened;
+    }
 }
 
 struct Bucket {
@@ -127,6 +203,8 @@ pub struct Recorder {
     late_sends: u64,
     bucket_width: Duration,
     timeline: Vec<Bucket>,
+    /// RESP runs: redirects, retries, slot-map refreshes.
+    pub resp: RespCounts,
 }
 
 impl Recorder {
@@ -149,6 +227,7 @@ impl Recorder {
             late_sends: 0,
             bucket_width,
             timeline: Vec::new(),
+            resp: RespCounts::default(),
         }
     }
 
@@ -162,6 +241,25 @@ impl Recorder {
         meta: Option<&ResponseMeta>,
         since_start: Duration,
     ) {
+        let wire = meta.map(|m| (Some(m.status), m.wire_bytes, m.gzip));
+        self.record_sample(route, outcome, timing, wire, since_start);
+    }
+
+    /// Records one finished RESP command: `wire_bytes` of its reply (0 when none).
+    pub fn record_resp(&mut self, route: &'static str, outcome: Outcome, timing: Option<Timing>, wire_bytes: u64, since_start: Duration) {
+        let wire = outcome.has_response().then_some((None, wire_bytes, false));
+        self.record_sample(route, outcome, timing, wire, since_start);
+    }
+
+    /// `wire`: (HTTP status, bytes, gzip) of the response, if one came.
+    fn record_sample(
+        &mut self,
+        route: &'static str,
+        outcome: Outcome,
+        timing: Option<Timing>,
+        wire: Option<(Option<u16>, u64, bool)>,
+        since_start: Duration,
+    ) {
         self.requests += 1;
         let route_counts = self.routes.entry(route).or_default();
         route_counts.requests += 1;
@@ -173,10 +271,12 @@ impl Recorder {
             Outcome::Shed => self.shed += 1,
             _ => *self.errors.entry(outcome).or_default() += 1,
         }
-        if let Some(m) = meta {
-            self.bytes += m.wire_bytes;
-            self.gzip += m.gzip as u64;
-            *self.statuses.entry(m.status).or_default() += 1;
+        if let Some((status, bytes, gzip)) = wire {
+            self.bytes += bytes;
+            self.gzip += gzip as u64;
+            if let Some(status) = status {
+                *self.statuses.entry(status).or_default() += 1;
+            }
         }
         let lat_us = timing.map(|t| us(t.latency()));
         if let Some(t) = timing {
@@ -234,6 +334,7 @@ impl Recorder {
         self.bytes += other.bytes;
         self.gzip += other.gzip;
         self.late_sends += other.late_sends;
+        self.resp.add(&other.resp);
         for (i, b) in other.timeline.iter().enumerate() {
             while self.timeline.len() <= i {
                 self.timeline.push(Bucket { responses: 0, errors: 0, shed: 0, latency: new_hist(TIMELINE_SIGFIG) });
@@ -276,7 +377,6 @@ impl Recorder {
             .collect();
         Report {
             first_line: String::new(),
-            meta,
             duration_s: secs,
             requests: self.requests,
             responses: self.responses,
@@ -302,6 +402,8 @@ impl Recorder {
             timeline,
             derived: BTreeMap::new(),
             goals: Vec::new(),
+            resp: (meta.protocol == Protocol::Resp).then(|| self.resp.clone()),
+            meta,
         }
         .with_first_line()
     }
@@ -311,10 +413,22 @@ fn us(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
 }
 
+/// What the load generator speaks to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http,
+    Resp,
+}
+
 /// Describes the run: what was driven, how.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunMeta {
     pub workload: String,
+    /// `http` or `resp`.
+    pub protocol: Protocol,
+    /// The server(s) driven, comma separated.
     pub target: String,
     /// `closed-loop`, `open-loop fixed rate`, `open-loop think time`.
     pub mode: String,
@@ -427,12 +541,23 @@ pub struct Report {
     pub derived: BTreeMap<String, f64>,
     /// The workload's targets and whether this run met them.
     pub goals: Vec<crate::goals::GoalResult>,
+    /// RESP runs: redirects followed, retries, slot-map refreshes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp: Option<RespCounts>,
 }
 
 impl Report {
     fn with_first_line(mut self) -> Report {
-        self.first_line = first_line(self.errors_total, self.shed, self.requests, &self.errors, self.ok_per_s);
+        self.first_line = first_line_with(self.errors_total, self.shed, self.requests, &self.errors, self.ok_per_s, self.shed_label());
         self
+    }
+
+    /// What a shed answer is called for this run's protocol.
+    fn shed_label(&self) -> &'static str {
+        match self.meta.protocol {
+            Protocol::Http => "503 OVERLOADED",
+            Protocol::Resp => "-OVERLOADED/-BUSY",
+        }
     }
 
     pub fn derive(&mut self, key: &str, value: f64) {
@@ -466,21 +591,37 @@ impl Report {
             self.bytes_per_s / 1048576.0
         );
         let _ = writeln!(s, "latency     {}   (from intended send time)", fmt_pct(&self.latency_us));
-        let _ = writeln!(s, "  accepted  {}   (2xx/3xx only)", fmt_pct(&self.ok_latency_us));
+        let accepted = if self.meta.protocol == Protocol::Resp { "replies other than errors" } else { "2xx/3xx only" };
+        let _ = writeln!(s, "  accepted  {}   ({accepted})", fmt_pct(&self.ok_latency_us));
         if self.shed > 0 {
-            let _ = writeln!(s, "  shed      {}   (503 OVERLOADED answers)", fmt_pct(&self.shed_latency_us));
+            let _ = writeln!(s, "  shed      {}   ({} answers)", fmt_pct(&self.shed_latency_us), self.shed_label());
         }
         let _ = writeln!(s, "  service   {}   (from actual send time)", fmt_pct(&self.service_us));
-        let statuses: Vec<String> = self.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-        let _ = writeln!(s, "statuses    {}", if statuses.is_empty() { "-".into() } else { statuses.join(" ") });
+        if self.meta.protocol == Protocol::Http {
+            let statuses: Vec<String> = self.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            let _ = writeln!(s, "statuses    {}", if statuses.is_empty() { "-".into() } else { statuses.join(" ") });
+        }
         let errors: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         let _ = writeln!(s, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(" ") });
         if self.shed > 0 {
             let _ = writeln!(
                 s,
-                "shed        {} requests answered 503 OVERLOADED ({:.2} %), not counted as errors",
+                "shed        {} requests answered {} ({:.2} %), not counted as errors",
                 self.shed,
+                self.shed_label(),
                 100.0 * self.shed_share
+            );
+        }
+        if let Some(r) = &self.resp {
+            let _ = writeln!(
+                s,
+                "resp        {} MOVED followed, {} TRYAGAIN retried, {} ASK, {} slot-map refreshes (CLUSTER SLOTS), {} without a map, {} connections opened",
+                r.redirects,
+                r.tryagain_retries,
+                r.ask,
+                r.slot_map_refreshes,
+                r.slot_map_unavailable,
+                r.connections_opened
             );
         }
         if self.routes.len() > 1 || self.routes.keys().any(|r| !r.is_empty()) {
@@ -539,14 +680,19 @@ fn fmt_pct(p: &Percentiles) -> String {
 /// errors), `SHED: ...` when the only failures are 503 OVERLOADED,
 /// else `OK: ...`.
 pub fn first_line(errors: u64, shed: u64, requests: u64, kinds: &BTreeMap<String, u64>, ok_per_s: f64) -> String {
+    first_line_with(errors, shed, requests, kinds, ok_per_s, "503 OVERLOADED")
+}
+
+/// [`first_line`] naming the shed answers `shed_label` (`-OVERLOADED/-BUSY` for RESP).
+pub fn first_line_with(errors: u64, shed: u64, requests: u64, kinds: &BTreeMap<String, u64>, ok_per_s: f64, shed_label: &str) -> String {
     let shed_note = if shed > 0 {
-        format!("; {shed} shed with 503 OVERLOADED ({:.2}%)", 100.0 * shed as f64 / requests.max(1) as f64)
+        format!("; {shed} shed with {shed_label} ({:.2}%)", 100.0 * shed as f64 / requests.max(1) as f64)
     } else {
         String::new()
     };
     if shed > 0 && errors == 0 {
         return format!(
-            "SHED: {shed} of {requests} requests answered 503 OVERLOADED ({:.2}%), no other errors, {ok_per_s:.1} ok/s",
+            "SHED: {shed} of {requests} requests answered {shed_label} ({:.2}%), no other errors, {ok_per_s:.1} ok/s",
             100.0 * shed as f64 / requests as f64
         );
     }
@@ -575,6 +721,7 @@ mod tests {
     fn meta() -> RunMeta {
         RunMeta {
             workload: "t".into(),
+            protocol: Protocol::Http,
             target: "x".into(),
             mode: "closed-loop".into(),
             threads: 1,

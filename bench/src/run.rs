@@ -13,20 +13,24 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::http::{Conn, Target};
-use crate::report::{Outcome, Recorder, Report, RunMeta};
+use crate::report::{Outcome, Protocol, Recorder, Report, RunMeta};
+use crate::resp::RespOptions;
 use crate::schedule::{latency_origin, LaneSchedule, Pacing, Timing};
 use crate::workload::{LaneRequests, Workload};
 
 /// Time given to threads to start and lanes to connect before `t0`.
 const SETUP_GRACE: Duration = Duration::from_millis(300);
 /// Pause after a failed connect, so a dead server is not spun on.
-const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
 /// Most lanes one run may open (file descriptors, memory).
 pub const MAX_CONNECTIONS: usize = 20_000;
 
 #[derive(Clone)]
 pub struct RunConfig {
-    pub target: Target,
+    /// The servers driven; lane `l` talks to `targets[l % targets.len()]`
+    /// (for RESP: its first node; the slot map may send commands elsewhere).
+    /// The workload must have been built with the same hosts in this order.
+    pub targets: Vec<Target>,
     pub workload: Workload,
     pub pacing: Pacing,
     pub threads: usize,
@@ -39,6 +43,8 @@ pub struct RunConfig {
     pub drain: Duration,
     pub seed: u64,
     pub driver: Driver,
+    /// RESP workloads: pipelining depth, RESP3, cluster routing.
+    pub resp: RespOptions,
 }
 
 /// monoio driver of the bench threads. For many small request/response
@@ -74,6 +80,18 @@ impl RunConfig {
         if self.connections < self.threads {
             return bad("need at least one connection per thread");
         }
+        if self.targets.is_empty() || self.targets.len() > self.connections {
+            return bad("need 1 to `connections` targets (every target gets a lane)");
+        }
+        if self.workload.target_count() != self.targets.len() {
+            return bad("the workload was built for another number of targets");
+        }
+        if self.resp.pipeline == 0 || self.resp.pipeline > crate::resp::MAX_PIPELINE {
+            return bad("pipeline must be in 1..=1024");
+        }
+        if self.resp.pipeline > 1 && !self.workload.kind().is_resp() {
+            return bad("pipelining (--pipeline > 1) is for the resp-* workloads");
+        }
         if self.duration.is_zero() || self.duration > Duration::from_secs(24 * 3600) {
             return bad("duration must be in (0, 24h]");
         }
@@ -101,17 +119,23 @@ impl RunConfig {
 }
 
 /// Shared, read-only facts of one run, per thread.
-struct Phase {
-    target: Target,
-    pacing: Pacing,
-    lanes: usize,
-    t0: Instant,
-    measure_start: Instant,
-    end: Instant,
-    hard_stop: Instant,
-    timeout: Duration,
-    seed: u64,
-    driver: Driver,
+pub(crate) struct Phase {
+    pub targets: Vec<Target>,
+    pub pacing: Pacing,
+    pub lanes: usize,
+    pub t0: Instant,
+    pub measure_start: Instant,
+    pub end: Instant,
+    pub hard_stop: Instant,
+    pub timeout: Duration,
+    pub seed: u64,
+    pub driver: Driver,
+    /// RESP: commands in flight per lane, `HELLO 3`, slot-map routing.
+    pub pipeline: usize,
+    pub resp3: bool,
+    pub slot_map: bool,
+    /// Drive the lanes over RESP.
+    pub resp: bool,
 }
 
 /// Runs the load and returns the merged report.
@@ -127,7 +151,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     let mut handles = Vec::with_capacity(cfg.threads);
     for thread in 0..cfg.threads {
         let phase = Phase {
-            target: cfg.target.clone(),
+            targets: cfg.targets.clone(),
             pacing: cfg.pacing,
             lanes: cfg.connections,
             t0,
@@ -137,6 +161,10 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
             timeout: cfg.timeout,
             seed: cfg.seed,
             driver: cfg.driver,
+            pipeline: cfg.resp.pipeline,
+            resp3: cfg.resp.resp3,
+            slot_map: cfg.resp.slot_map,
+            resp: cfg.workload.kind().is_resp(),
         };
         // Lanes are dealt round-robin: thread k gets lanes k, k+threads, ...
         let lanes: Vec<(usize, LaneRequests)> =
@@ -159,14 +187,23 @@ pub fn run(cfg: &RunConfig) -> Result<Report, RunError> {
     if let Some(e) = first_err {
         return Err(e);
     }
+    let resp = cfg.workload.kind().is_resp();
+    let scheme = if resp { "redis" } else { "http" };
+    let mut params = cfg.workload.params().clone();
+    if resp {
+        params.insert("pipeline".into(), cfg.resp.pipeline.to_string());
+        params.insert("protocol".into(), if cfg.resp.resp3 { "RESP3 (HELLO 3)" } else { "RESP2" }.into());
+        params.insert("slot_map".into(), if cfg.resp.slot_map { "CLUSTER SLOTS + MOVED" } else { "off (MOVED followed, not kept)" }.into());
+    }
     let meta = RunMeta {
         workload: cfg.workload.kind().name().to_string(),
-        target: format!("http://{}", cfg.target.host),
+        protocol: if resp { Protocol::Resp } else { Protocol::Http },
+        target: cfg.targets.iter().map(|t| format!("{scheme}://{}", t.host)).collect::<Vec<_>>().join(","),
         mode: cfg.mode_name(),
         threads: cfg.threads,
         connections: cfg.connections,
         warmup_s: cfg.warmup.as_secs_f64(),
-        params: cfg.workload.params().clone(),
+        params,
         started_utc,
     };
     Ok(total.report(meta, cfg.duration))
@@ -183,8 +220,16 @@ fn run_thread(phase: Phase, lanes: Vec<(usize, LaneRequests)>, bucket_width: Dur
     let work = async move {
         let phase = Rc::new(phase);
         let rec = Rc::new(RefCell::new(Recorder::new(bucket_width)));
-        let tasks: Vec<_> =
-            lanes.into_iter().map(|(lane, reqs)| monoio::spawn(lane_loop(Rc::clone(&phase), Rc::clone(&rec), lane, reqs))).collect();
+        let slots = Rc::new(crate::resp::lane::ThreadShared::default());
+        let mut tasks = Vec::with_capacity(lanes.len());
+        for (lane, reqs) in lanes {
+            let (phase, rec) = (Rc::clone(&phase), Rc::clone(&rec));
+            tasks.push(if phase.resp {
+                monoio::spawn(crate::resp::lane::lane_loop(phase, rec, Rc::clone(&slots), lane, reqs))
+            } else {
+                monoio::spawn(lane_loop(phase, rec, lane, reqs))
+            });
+        }
         for t in tasks {
             t.await;
         }
@@ -201,7 +246,7 @@ fn run_thread(phase: Phase, lanes: Vec<(usize, LaneRequests)>, bucket_width: Dur
     })
 }
 
-async fn sleep_until(t: Instant) {
+pub(crate) async fn sleep_until(t: Instant) {
     if t > Instant::now() {
         monoio::time::sleep_until(monoio::time::Instant::from_std(t)).await;
     }
@@ -210,9 +255,10 @@ async fn sleep_until(t: Instant) {
 async fn lane_loop(phase: Rc<Phase>, rec: Rc<RefCell<Recorder>>, lane: usize, mut reqs: LaneRequests) {
     let mut sched = LaneSchedule::new(phase.pacing, phase.t0, lane, phase.lanes, phase.seed);
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let addr = phase.targets[reqs.target_index()].addr;
     // Connect before t0 so setup is not in the first sample; a failure here
     // is retried (and counted) at the first request.
-    let mut conn = match monoio::time::timeout(phase.timeout, Conn::connect(phase.target.addr)).await {
+    let mut conn = match monoio::time::timeout(phase.timeout, Conn::connect(addr)).await {
         Ok(Ok(c)) => Some(c),
         _ => None,
     };
@@ -249,7 +295,7 @@ async fn lane_loop(phase: Rc<Phase>, rec: Rc<RefCell<Recorder>>, lane: usize, mu
         sleep_until(intended).await;
         let route = reqs.next(&mut buf);
         if conn.is_none() {
-            match monoio::time::timeout(phase.timeout, Conn::connect(phase.target.addr)).await {
+            match monoio::time::timeout(phase.timeout, Conn::connect(addr)).await {
                 Ok(Ok(c)) => conn = Some(c),
                 failed => {
                     let outcome = if failed.is_err() { Outcome::Timeout } else { Outcome::Connect };

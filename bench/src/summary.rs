@@ -168,6 +168,8 @@ pub struct Summary {
     pub goals: Vec<GoalResult>,
     /// Other figures (name, value, how it was measured).
     pub figures: Vec<(String, f64, String)>,
+    /// What was not measured, and why.
+    pub notes: Vec<String>,
 }
 
 /// Run names written by compare.sh.
@@ -185,11 +187,42 @@ pub mod runs {
     pub const FSYNC: &str = "fsync";
     pub const COLD: &str = "cold";
     pub const OVERLOAD: &str = "overload";
+
+    /// The redis-benchmark `-P` depths of the RESP side by side found in
+    /// the measurements (`node_resp_like_p16.rps` → 16), ascending.
+    pub fn resp_depths(m: &super::Measurements) -> Vec<u32> {
+        let mut d: Vec<u32> = m
+            .values
+            .keys()
+            .filter_map(|k| k.strip_prefix("node_resp_like_p").or_else(|| k.strip_prefix("node_resp_get_p")))
+            .filter_map(|k| k.split('.').next()?.parse().ok())
+            .collect();
+        d.sort_unstable();
+        d.dedup();
+        d
+    }
 }
 
 pub fn summarize(m: &Measurements) -> Summary {
+    let mut pairs = http_pairs(m);
+    for p in &mut pairs[..2] {
+        p.goal = Some(agreement_goal(p));
+    }
+    let mut goals: Vec<GoalResult> = pairs.iter().filter_map(|p| p.goal.clone()).collect();
+    goals.extend(node_goals(m));
+    let mut figures = figures(m);
+    let resp = resp_side_by_side(m);
+    goals.extend(resp.pairs.iter().filter_map(|p| p.goal.clone()));
+    goals.extend(resp.goals);
+    pairs.extend(resp.pairs);
+    figures.extend(resp.figures);
+    Summary { first_line: goals::summary_line(&goals), pairs, goals, figures, notes: resp.notes }
+}
+
+/// The HTTP pairs: generator agreement, node vs nginx, durable vs fsync off, vs redis.
+fn http_pairs(m: &Measurements) -> Vec<Pair> {
     use runs::*;
-    let mut pairs = vec![
+    vec![
         pair(m, "generators agree: ours / wrk, nginx static gzip (req/s)", NGINX_OURS, NGINX_WRK, "rps", None),
         pair(m, "generators agree: ours / wrk, node seed-v4 one character (req/s)", NODE_OURS_ONE, NODE_WRK, "rps", None),
         pair(
@@ -226,14 +259,15 @@ pub fn summarize(m: &Measurements) -> Summary {
         ),
         pair(m, "node durable likes / redis INCR, appendfsync always (req/s)", NODE_LIKES, REDIS, "rps", None),
         pair(m, "node durable likes / raw fdatasync rate (writes per raw sync)", NODE_LIKES, FSYNC, "rps", None),
-    ];
-    for p in &mut pairs[..2] {
-        p.goal = Some(agreement_goal(p));
-    }
-    let mut goals: Vec<GoalResult> = pairs.iter().filter_map(|p| p.goal.clone()).collect();
+    ]
+}
+
+/// The node's own goals (rates, p99, errors) from its HTTP runs.
+fn node_goals(m: &Measurements) -> Vec<GoalResult> {
+    use runs::*;
     let fig = |run: &str, metric: &str| m.median(&format!("{run}.{metric}"));
     let failures = |run: &str| m.sum(&format!("{run}.errors")) + m.sum(&format!("{run}.shed"));
-    goals.extend([
+    vec![
         check("node seed-v4 ok/s (median; 50x 965)", Rule::AtLeast(goals::SEED_V4_MIN_RPS), fig(NODE_SEED, "rps"), "req/s"),
         check("node seed-v4 p99 (median)", Rule::Below(goals::P99_MAX_MS), fig(NODE_SEED, "p99_us") / 1000.0, "ms"),
         check("node seed-v4 errors + shed (all rounds)", Rule::AtMost(0.0), failures(NODE_SEED), "requests"),
@@ -247,8 +281,14 @@ pub fn summarize(m: &Measurements) -> Summary {
             m.figure(&format!("{OVERLOAD}.accepted_p99_us")) / 1000.0,
             m.figure(&format!("{OVERLOAD}.capacity_p99_us")) / 1000.0,
         ),
-    ]);
-    let figures = vec![
+    ]
+}
+
+/// Figures without a goal: fsync rates and costs, the overload run's details.
+fn figures(m: &Measurements) -> Vec<(String, f64, String)> {
+    use runs::*;
+    let fig = |run: &str, metric: &str| m.median(&format!("{run}.{metric}"));
+    vec![
         (
             "raw fdatasync/s (median)".into(),
             fig(FSYNC, "rps"),
@@ -284,8 +324,73 @@ pub fn summarize(m: &Measurements) -> Summary {
             "from the intended send time: how fast the node says no".into(),
         ),
         ("overload shed share".into(), m.figure(&format!("{OVERLOAD}.shed_share")), "503 OVERLOADED / requests due".into()),
-    ];
-    Summary { first_line: goals::summary_line(&goals), pairs, goals, figures }
+    ]
+}
+
+/// What the RESP side by side adds to the summary.
+#[derive(Debug, Default)]
+struct RespSideBySide {
+    pairs: Vec<Pair>,
+    goals: Vec<GoalResult>,
+    figures: Vec<(String, f64, String)>,
+    notes: Vec<String>,
+}
+
+/// Issue 12's side by side, redis-benchmark on both sides at each depth:
+/// LIKE.TOGGLE on the node vs INCR on redis-server (appendfsync always),
+/// EXPECT.GET GZIP vs GET of the same bytes. Rows the node could not
+/// answer (`meta.resp_likes` / `meta.resp_get` not 1) are left out, with
+/// a note, instead of counting as missed goals.
+fn resp_side_by_side(m: &Measurements) -> RespSideBySide {
+    let mut out = RespSideBySide::default();
+    let measured = |k: &str| m.get(0, k) == Some(1.0);
+    let depths = runs::resp_depths(m);
+    if measured("meta.resp_likes") {
+        for d in &depths {
+            let (node, redis) = (format!("node_resp_like_p{d}"), format!("redis_incr_p{d}"));
+            let what = format!("node LIKE.TOGGLE / redis INCR appendfsync always, redis-benchmark -P {d} (req/s)");
+            out.pairs.push(pair(m, &what, &node, &redis, "rps", Some(Rule::AtLeast(goals::RESP_LIKES_VS_REDIS))));
+            out.goals.push(check(
+                &format!("node LIKE.TOGGLE -P {d}: runs stopped by an error reply"),
+                Rule::AtMost(0.0),
+                m.sum(&format!("{node}.errors")),
+                "runs",
+            ));
+            out.figures.push((
+                format!("node LIKE.TOGGLE -P {d} toggles per fsync (median)"),
+                m.median(&format!("{node}.per_fsync")),
+                "acknowledged toggles / fdatasync calls, from /metrics before and after each run".into(),
+            ));
+            out.figures.push((
+                format!("redis INCR -P {d} writes per fsync"),
+                m.figure(&format!("{redis}.per_fsync")),
+                "strace -c -f -e fdatasync,fsync on redis-server during one extra redis-benchmark run".into(),
+            ));
+        }
+    } else {
+        out.notes.push("RESP LIKE.TOGGLE vs redis INCR (issue 12): not measured, the node did not answer LIKE.TOGGLE over RESP".into());
+    }
+    if measured("meta.resp_get") {
+        for d in &depths {
+            let what = format!("node EXPECT.GET GZIP / redis GET of the same bytes, redis-benchmark -P {d} (req/s)");
+            let node = format!("node_resp_get_p{d}");
+            out.pairs.push(pair(m, &what, &node, &format!("redis_get_p{d}"), "rps", Some(Rule::AtLeast(goals::RESP_GET_VS_REDIS))));
+            out.goals.push(check(
+                &format!("node EXPECT.GET -P {d}: runs stopped by an error reply"),
+                Rule::AtMost(0.0),
+                m.sum(&format!("{node}.errors")),
+                "runs",
+            ));
+        }
+        out.figures.push((
+            "redis GET value bytes".into(),
+            m.figure("meta.get_value_bytes"),
+            "the node's gzip answer for the warm character, SET on redis-server".into(),
+        ));
+    } else {
+        out.notes.push("RESP EXPECT.GET vs redis GET (issue 12): not measured, the node did not answer EXPECT.GET over RESP".into());
+    }
+    out
 }
 
 impl Summary {
@@ -293,6 +398,12 @@ impl Summary {
     pub fn to_markdown(&self, m: &Measurements) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "{}\n", self.first_line);
+        for n in &self.notes {
+            let _ = writeln!(s, "- {n}");
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(s);
+        }
         let _ = writeln!(s, "## Goals\n\n| goal | target | measured | verdict |\n|---|---|---|---|");
         for g in &self.goals {
             let mark = if g.met { "met" } else { "**missed**" };
@@ -358,7 +469,13 @@ pub fn summarize_dir(dir: &Path) -> anyhow::Result<String> {
     let tsv = dir.join("runs.tsv");
     let text = std::fs::read_to_string(&tsv).with_context(|| format!("read {}", tsv.display()))?;
     let m = Measurements::parse(&text);
-    let summary = summarize(&m);
+    let mut summary = summarize(&m);
+    // compare.sh's reason for skipped RESP rows (which port, what the node said).
+    if let Ok(note) = std::fs::read_to_string(dir.join("resp_note.txt")) {
+        if !note.trim().is_empty() {
+            summary.notes.push(format!("RESP probe: {}", note.trim()));
+        }
+    }
     let mut md = summary.to_markdown(&m);
     if let Ok(header) = std::fs::read_to_string(dir.join("header.md")) {
         md = format!("{header}\n{md}");
@@ -400,6 +517,50 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
         assert!(json["goals"].as_array().unwrap().len() >= 10);
         assert!(summarize_dir(&dir.path().join("missing")).is_err());
+    }
+
+    /// The issue-12 rows: goals per depth when the node answered RESP;
+    /// left out with a note (not "missed") when it did not.
+    #[test]
+    fn resp_side_by_side_is_held_or_noted() {
+        let mut m = Measurements::default();
+        m.insert(0, "meta.resp_likes", 1.0);
+        m.insert(0, "meta.resp_get", 0.0);
+        m.insert(0, "redis_incr_p16.per_fsync", 12.5);
+        for r in 1..=3 {
+            for (d, node, redis) in [(1, 9_000.0, 10_000.0), (16, 60_000.0, 50_000.0)] {
+                m.insert(r, &format!("node_resp_like_p{d}.rps"), node);
+                m.insert(r, &format!("node_resp_like_p{d}.errors"), 0.0);
+                m.insert(r, &format!("node_resp_like_p{d}.per_fsync"), 40.0);
+                m.insert(r, &format!("redis_incr_p{d}.rps"), redis);
+            }
+        }
+        let s = summarize(&m);
+        let find = |name: &str| s.goals.iter().find(|g| g.goal.starts_with(name)).unwrap_or_else(|| panic!("{name}")).clone();
+        let p1 = find("node LIKE.TOGGLE / redis INCR appendfsync always, redis-benchmark -P 1 ");
+        assert!(!p1.met && (p1.measured - 0.9).abs() < 1e-9, "{p1:?}");
+        assert!(find("node LIKE.TOGGLE / redis INCR appendfsync always, redis-benchmark -P 16 ").met);
+        assert!(find("node LIKE.TOGGLE -P 16: runs stopped").met);
+        assert!(!s.goals.iter().any(|g| g.goal.contains("EXPECT.GET")), "skipped rows hold no goal");
+        assert_eq!(s.notes.len(), 1);
+        assert!(s.notes[0].contains("EXPECT.GET"), "{:?}", s.notes);
+        let fig = |name: &str| s.figures.iter().find(|f| f.0 == name).unwrap().1;
+        assert_eq!(fig("node LIKE.TOGGLE -P 16 toggles per fsync (median)"), 40.0);
+        assert_eq!(fig("redis INCR -P 16 writes per fsync"), 12.5);
+        let md = s.to_markdown(&m);
+        assert!(md.contains("\n- RESP EXPECT.GET vs redis GET (issue 12): not measured"), "{md}");
+        assert!(
+            md.contains("| node LIKE.TOGGLE / redis INCR appendfsync always, redis-benchmark -P 16 (req/s) | 60000 | 50000 | **1.200** |")
+        );
+
+        // Nothing answered on the RESP port: no RESP goal at all, two notes,
+        // and the probe's own words from resp_note.txt.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("runs.tsv"), "0\tmeta.resp_likes\t0\n0\tmeta.resp_get\t0\n").unwrap();
+        std::fs::write(dir.path().join("resp_note.txt"), "skipped: nothing answers RESP on 127.0.0.1:6380\n").unwrap();
+        let md = summarize_dir(dir.path()).unwrap();
+        assert!(!md.contains("LIKE.TOGGLE / redis"), "{md}");
+        assert!(md.contains("\n- RESP probe: skipped: nothing answers RESP on 127.0.0.1:6380\n"), "{md}");
     }
 
     #[test]

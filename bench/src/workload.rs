@@ -39,6 +39,12 @@ pub enum WorkloadKind {
     /// A multiple of capacity (open loop) of `cold` (default: the path the
     /// server sheds with 503) or `seed-v4`; 503 share, accepted latency.
     Overload,
+    /// RESP: `LIKE.TOGGLE character` over users x characters; each
+    /// connection authenticates (`AUTH token`) as one user.
+    RespLikes,
+    /// RESP: `EXPECT.GET character GZIP` of warm characters (the seed
+    /// names, or --names), the RESP twin of seed-v4.
+    RespExpect,
 }
 
 /// What an `overload` run sends.
@@ -60,7 +66,19 @@ impl WorkloadKind {
             WorkloadKind::Likes => "likes",
             WorkloadKind::Mixed => "mixed",
             WorkloadKind::Overload => "overload",
+            WorkloadKind::RespLikes => "resp-likes",
+            WorkloadKind::RespExpect => "resp-expect",
         }
+    }
+
+    /// Spoken over RESP (the node's `--resp-listen` port) rather than HTTP.
+    pub fn is_resp(&self) -> bool {
+        matches!(self, WorkloadKind::RespLikes | WorkloadKind::RespExpect)
+    }
+
+    /// Writes that the node makes durable (fsyncs per write are reported).
+    pub fn writes(&self) -> bool {
+        matches!(self, WorkloadKind::Likes | WorkloadKind::Mixed | WorkloadKind::RespLikes)
     }
 }
 
@@ -102,17 +120,21 @@ struct Shared {
     kind: WorkloadKind,
     /// The kind whose requests are sent (an overload sends its base's).
     sends: WorkloadKind,
-    /// Complete GET requests for the seed characters (seed-v4, overload).
-    seed_requests: Vec<Vec<u8>>,
-    host: String,
+    /// `Host` header values, one per target; lane `l` talks to target `l % hosts.len()`.
+    hosts: Vec<String>,
+    /// Complete GET requests for the seed characters (seed-v4, overload), per host.
+    seed_requests: Vec<Vec<Vec<u8>>>,
     run_tag: String,
     lanes: usize,
-    /// Percent-encoded character names and bearer tokens for likes.
+    /// Character names for likes: percent-encoded (HTTP) or as they are (RESP).
     like_characters: Vec<String>,
+    /// Bearer tokens: one per user (likes, resp-likes) or per lane (mixed).
     tokens: Vec<String>,
-    /// Complete equipment GETs for the Locust names (mixed).
-    equipment_requests: Vec<Vec<u8>>,
+    /// Complete equipment GETs for the Locust names (mixed), per host.
+    equipment_requests: Vec<Vec<Vec<u8>>>,
     mixed_characters: Vec<String>,
+    /// resp-expect: the warm characters, as they are.
+    expect_names: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -121,83 +143,50 @@ pub struct Workload {
     params: BTreeMap<String, String>,
 }
 
+/// One RESP command a lane wrote into its batch buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RespCommand {
+    pub route: &'static str,
+    /// Where its key (the first argument) lies in the buffer: cluster
+    /// routing hashes it.
+    pub key: std::ops::Range<usize>,
+}
+
 impl Workload {
+    /// A workload against one server whose `Host` is `host`.
     pub fn new(kind: WorkloadKind, p: &WorkloadParams, host: &str) -> Workload {
+        Workload::with_hosts(kind, p, &[host.to_string()])
+    }
+
+    /// A workload whose lanes are dealt round-robin over several servers
+    /// (lane `l` → `hosts[l % hosts.len()]`).
+    pub fn with_hosts(kind: WorkloadKind, p: &WorkloadParams, hosts: &[String]) -> Workload {
         assert!(p.users > 0 && p.characters > 0 && p.lanes > 0);
         assert!(!p.seed_names.is_empty(), "at least one seed character");
-        let get = |path: &str, extra: &str| -> Vec<u8> {
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n{extra}\r\n").into_bytes()
-        };
-        let seed_requests = p
-            .seed_names
-            .iter()
-            .map(|n| get(&format!("/api/v4/characters/{}/expectation", encode_name(n)), "Accept-Encoding: gzip\r\n"))
-            .collect();
-        let equipment_requests = LOCUST_NAMES
-            .iter()
-            .map(|n| get(&format!("/api/v2/characters/{}/equipment", encode_name(n)), "Accept-Encoding: gzip\r\n"))
-            .collect();
-        let mut params = BTreeMap::new();
-        let (mut like_characters, mut tokens) = (Vec::new(), Vec::new());
-        let mut mixed_characters = Vec::new();
-        let now = jwt::unix_now();
-        let sign = |user: usize| jwt::sign_hs256(p.jwt_secret.as_bytes(), &format!("bench-user-{user}"), now, now + 86_400);
+        assert!(!hosts.is_empty(), "at least one target");
         let sends = match (kind, p.overload_base) {
             (WorkloadKind::Overload, OverloadBase::Cold) => WorkloadKind::Cold,
             (WorkloadKind::Overload, OverloadBase::SeedV4) => WorkloadKind::SeedV4,
             (k, _) => k,
         };
+        let mut shared = Shared {
+            kind,
+            sends,
+            hosts: hosts.to_vec(),
+            seed_requests: Vec::new(),
+            run_tag: p.run_tag.clone(),
+            lanes: p.lanes,
+            like_characters: Vec::new(),
+            tokens: Vec::new(),
+            equipment_requests: Vec::new(),
+            mixed_characters: Vec::new(),
+            expect_names: Vec::new(),
+        };
+        shared.prepare(p);
+        let mut params = describe(sends, p);
         if kind == WorkloadKind::Overload {
             params.insert("overload_of".into(), sends.name().into());
         }
-        match sends {
-            WorkloadKind::SeedV4 | WorkloadKind::Overload => {
-                params.insert("endpoint".into(), "GET /api/v4/characters/{ign}/expectation".into());
-                params.insert("accept_encoding".into(), "gzip".into());
-                params.insert("characters".into(), p.seed_names.join(","));
-            }
-            WorkloadKind::Cold => {
-                params.insert("endpoint".into(), "GET /api/v4/characters/{ign}/expectation".into());
-                params.insert("characters".into(), format!("new name per request: b{}<n base36>", p.run_tag));
-            }
-            WorkloadKind::Likes => {
-                // The seed characters first, then synthetic names.
-                like_characters = (0..p.characters)
-                    .map(|i| match SEED_NAMES.get(i) {
-                        Some(n) => encode_name(n),
-                        None => format!("like{i}"),
-                    })
-                    .collect();
-                tokens = (0..p.users).map(sign).collect();
-                params.insert("endpoint".into(), "POST /api/v2/characters/{ign}/like".into());
-                params.insert("users".into(), p.users.to_string());
-                params.insert("characters".into(), p.characters.to_string());
-                params.insert("auth".into(), "Bearer HS256 JWT, sub=bench-user-<n>".into());
-            }
-            WorkloadKind::Mixed => {
-                // One user per lane, each with its own token.
-                tokens = (0..p.lanes).map(sign).collect();
-                mixed_characters = LOCUST_NAMES.iter().map(|n| encode_name(n)).collect();
-                params.insert(
-                    "endpoints".into(),
-                    "3 x GET /api/v2/characters/{ign}/equipment : 1 x POST /api/v2/characters/{ign}/like".into(),
-                );
-                params.insert("characters".into(), LOCUST_NAMES.join(","));
-                params.insert("users".into(), p.lanes.to_string());
-            }
-        }
-        let shared = Shared {
-            kind,
-            sends,
-            seed_requests,
-            host: host.to_string(),
-            run_tag: p.run_tag.clone(),
-            lanes: p.lanes,
-            like_characters,
-            tokens,
-            equipment_requests,
-            mixed_characters,
-        };
         Workload { shared: Arc::new(shared), params }
     }
 
@@ -209,16 +198,107 @@ impl Workload {
         &self.params
     }
 
+    /// How many targets (hosts) the lanes are dealt over.
+    pub fn target_count(&self) -> usize {
+        self.shared.hosts.len()
+    }
+
     /// The request source of lane `lane` (global index over all threads).
     pub fn lane(&self, lane: usize, seed: u64) -> LaneRequests {
         assert!(lane < self.shared.lanes);
-        LaneRequests { shared: Arc::clone(&self.shared), lane, seq: 0, rng: SplitMix64::new(seed ^ 0x5EED ^ ((lane as u64) << 32)) }
+        let host = lane % self.shared.hosts.len();
+        let rng = SplitMix64::new(seed ^ 0x5EED ^ ((lane as u64) << 32));
+        LaneRequests { shared: Arc::clone(&self.shared), lane, host, seq: 0, rng }
     }
+}
+
+impl Shared {
+    /// Pre-builds what the lanes of `self.sends` share.
+    fn prepare(&mut self, p: &WorkloadParams) {
+        let now = jwt::unix_now();
+        let sign = |user: usize| jwt::sign_hs256(p.jwt_secret.as_bytes(), &format!("bench-user-{user}"), now, now + 86_400);
+        match self.sends {
+            WorkloadKind::SeedV4 | WorkloadKind::Overload => {
+                let paths: Vec<String> =
+                    p.seed_names.iter().map(|n| format!("/api/v4/characters/{}/expectation", encode_name(n))).collect();
+                self.seed_requests = self.hosts.iter().map(|h| paths.iter().map(|path| gzip_get(h, path)).collect()).collect();
+            }
+            WorkloadKind::Cold => {}
+            WorkloadKind::Likes | WorkloadKind::RespLikes => {
+                let raw = self.sends == WorkloadKind::RespLikes;
+                // The seed characters first, then synthetic names.
+                self.like_characters = (0..p.characters)
+                    .map(|i| match SEED_NAMES.get(i) {
+                        Some(n) if raw => n.to_string(),
+                        Some(n) => encode_name(n),
+                        None => format!("like{i}"),
+                    })
+                    .collect();
+                self.tokens = (0..p.users).map(sign).collect();
+            }
+            WorkloadKind::Mixed => {
+                // One user per lane, each with its own token.
+                self.tokens = (0..p.lanes).map(sign).collect();
+                self.mixed_characters = LOCUST_NAMES.iter().map(|n| encode_name(n)).collect();
+                let paths: Vec<String> = LOCUST_NAMES.iter().map(|n| format!("/api/v2/characters/{}/equipment", encode_name(n))).collect();
+                self.equipment_requests = self.hosts.iter().map(|h| paths.iter().map(|path| gzip_get(h, path)).collect()).collect();
+            }
+            WorkloadKind::RespExpect => self.expect_names = p.seed_names.clone(),
+        }
+    }
+}
+
+/// A complete `GET` asking for gzip.
+fn gzip_get(host: &str, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nAccept-Encoding: gzip\r\n\r\n").into_bytes()
+}
+
+/// The parameters a report shows for a workload that sends `sends`.
+fn describe(sends: WorkloadKind, p: &WorkloadParams) -> BTreeMap<String, String> {
+    let mut params = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        params.insert(k.to_string(), v);
+    };
+    match sends {
+        WorkloadKind::SeedV4 | WorkloadKind::Overload => {
+            put("endpoint", "GET /api/v4/characters/{ign}/expectation".into());
+            put("accept_encoding", "gzip".into());
+            put("characters", p.seed_names.join(","));
+        }
+        WorkloadKind::Cold => {
+            put("endpoint", "GET /api/v4/characters/{ign}/expectation".into());
+            put("characters", format!("new name per request: b{}<n base36>", p.run_tag));
+        }
+        WorkloadKind::Likes => {
+            put("endpoint", "POST /api/v2/characters/{ign}/like".into());
+            put("users", p.users.to_string());
+            put("characters", p.characters.to_string());
+            put("auth", "Bearer HS256 JWT, sub=bench-user-<n>".into());
+        }
+        WorkloadKind::Mixed => {
+            put("endpoints", "3 x GET /api/v2/characters/{ign}/equipment : 1 x POST /api/v2/characters/{ign}/like".into());
+            put("characters", LOCUST_NAMES.join(","));
+            put("users", p.lanes.to_string());
+        }
+        WorkloadKind::RespLikes => {
+            put("command", "LIKE.TOGGLE character".into());
+            put("users", p.users.to_string());
+            put("characters", p.characters.to_string());
+            put("auth", "AUTH <HS256 JWT> per connection, sub=bench-user-<n>".into());
+        }
+        WorkloadKind::RespExpect => {
+            put("command", "EXPECT.GET character GZIP".into());
+            put("characters", p.seed_names.join(","));
+        }
+    }
+    params
 }
 
 pub struct LaneRequests {
     shared: Arc<Shared>,
     lane: usize,
+    /// Index of this lane's target (and `Host`).
+    host: usize,
     seq: u64,
     rng: SplitMix64,
 }
@@ -234,8 +314,9 @@ impl LaneRequests {
         match s.sends {
             WorkloadKind::SeedV4 | WorkloadKind::Overload => {
                 // Rotate over the characters, lanes starting at different ones.
-                let i = (self.lane as u64 + seq) % s.seed_requests.len() as u64;
-                out.extend_from_slice(&s.seed_requests[i as usize]);
+                let requests = &s.seed_requests[self.host];
+                let i = (self.lane as u64 + seq) % requests.len() as u64;
+                out.extend_from_slice(&requests[i as usize]);
                 "v4 expectation"
             }
             WorkloadKind::Cold => {
@@ -243,28 +324,73 @@ impl LaneRequests {
                 out.extend_from_slice(s.run_tag.as_bytes());
                 push_base36(out, seq * s.lanes as u64 + self.lane as u64);
                 out.extend_from_slice(b"/expectation HTTP/1.1\r\nHost: ");
-                out.extend_from_slice(s.host.as_bytes());
+                out.extend_from_slice(s.hosts[self.host].as_bytes());
                 out.extend_from_slice(b"\r\nAccept: application/json\r\nAccept-Encoding: gzip\r\n\r\n");
                 "cold expectation"
             }
             WorkloadKind::Likes => {
                 let c = self.rng.below(s.like_characters.len() as u64) as usize;
                 let u = self.rng.below(s.tokens.len() as u64) as usize;
-                push_like(out, &s.host, &s.like_characters[c], &s.tokens[u]);
+                push_like(out, &s.hosts[self.host], &s.like_characters[c], &s.tokens[u]);
                 "like"
             }
             WorkloadKind::Mixed => {
                 if self.rng.below(4) < 3 {
-                    let i = self.rng.below(s.equipment_requests.len() as u64) as usize;
-                    out.extend_from_slice(&s.equipment_requests[i]);
+                    let requests = &s.equipment_requests[self.host];
+                    let i = self.rng.below(requests.len() as u64) as usize;
+                    out.extend_from_slice(&requests[i]);
                     "equipment"
                 } else {
                     let c = self.rng.below(s.mixed_characters.len() as u64) as usize;
-                    push_like(out, &s.host, &s.mixed_characters[c], &s.tokens[self.lane]);
+                    push_like(out, &s.hosts[self.host], &s.mixed_characters[c], &s.tokens[self.lane]);
                     "like"
                 }
             }
+            WorkloadKind::RespLikes | WorkloadKind::RespExpect => {
+                unreachable!("RESP workloads are driven by crate::resp through next_resp")
+            }
         }
+    }
+
+    /// Index of this lane's target in the run's target list.
+    pub fn target_index(&self) -> usize {
+        self.host
+    }
+
+    /// RESP: appends the next command to `out` (the lane's batch buffer).
+    /// Only for [`WorkloadKind::is_resp`] workloads.
+    pub fn next_resp(&mut self, out: &mut Vec<u8>) -> RespCommand {
+        let s = &*self.shared;
+        let seq = self.seq;
+        self.seq += 1;
+        match s.sends {
+            WorkloadKind::RespLikes => {
+                let c = self.rng.below(s.like_characters.len() as u64) as usize;
+                let key = crate::resp::push_command(out, &[b"LIKE.TOGGLE", s.like_characters[c].as_bytes()], 1);
+                RespCommand { route: "LIKE.TOGGLE", key }
+            }
+            WorkloadKind::RespExpect => {
+                // Rotate over the characters, lanes starting at different ones.
+                let i = ((self.lane as u64 + seq) % s.expect_names.len() as u64) as usize;
+                let key = crate::resp::push_command(out, &[b"EXPECT.GET", s.expect_names[i].as_bytes(), b"GZIP"], 1);
+                RespCommand { route: "EXPECT.GET", key }
+            }
+            other => unreachable!("{} is an HTTP workload", other.name()),
+        }
+    }
+
+    /// RESP: the token a new connection of this lane authenticates with
+    /// (`conn_seq`: how many connections the lane opened before), or `None`
+    /// when the workload needs no `AUTH`. Lane `l`'s connections are users
+    /// `l`, `l + lanes`, `l + 2 lanes` ... (mod users): a reconnect is
+    /// another user, so a long run with reconnects spreads over more users.
+    pub fn resp_token(&self, conn_seq: u64) -> Option<&str> {
+        let s = &*self.shared;
+        if s.sends != WorkloadKind::RespLikes {
+            return None;
+        }
+        let user = (self.lane as u64 + conn_seq * s.lanes as u64) % s.tokens.len() as u64;
+        Some(&s.tokens[user as usize])
     }
 }
 

@@ -114,7 +114,7 @@ fn config(target: &str, kind: WorkloadKind, pacing: Pacing, connections: usize, 
     let params = WorkloadParams::new(secret, 100, 30, "e2e".into(), connections);
     RunConfig {
         workload: Workload::new(kind, &params, &target.host),
-        target,
+        targets: vec![target],
         pacing,
         threads: 2,
         connections,
@@ -124,6 +124,7 @@ fn config(target: &str, kind: WorkloadKind, pacing: Pacing, connections: usize, 
         drain: Duration::from_secs(2),
         seed: 1,
         driver: bench::run::Driver::Epoll,
+        resp: bench::resp::RespOptions::default(),
     }
 }
 
@@ -236,4 +237,47 @@ fn refused_connections_are_errors_not_hangs() {
     assert_eq!(report.responses, 0);
     assert!(report.errors["connect"] > 0);
     assert!(report.first_line.starts_with("ERRORS: "));
+}
+
+/// `--targets`: lanes dealt round-robin over several servers (a cluster's
+/// nodes), each request carrying its own server's `Host`; the CLI path.
+#[test]
+fn likes_round_robin_over_several_targets() {
+    let servers: Vec<(String, Arc<Counters>)> = (0..3).map(|_| start_server(0)).collect();
+    let urls: Vec<&str> = servers.iter().map(|(u, _)| u.as_str()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let args = bench::cli::RunArgs {
+        targets: urls.iter().map(|u| u.to_string()).collect(),
+        connections: Some(6),
+        ..run_args(WorkloadKind::Likes, dir.path())
+    };
+    let report = bench::cli::run_workload(&args).unwrap();
+    assert_eq!(report.errors_total, 0, "{:?}", report.errors);
+    assert_eq!(report.meta.target, urls.join(","));
+    for (url, c) in &servers {
+        let likes = c.valid_likes.load(Ordering::Relaxed);
+        assert!(likes > 0, "{url} got no like");
+    }
+    let total: u64 = servers.iter().map(|(_, c)| c.valid_likes.load(Ordering::Relaxed)).sum();
+    assert!(total >= report.ok, "every ok was a like one of the servers verified");
+    // 2 lanes each: the servers' shares are alike (closed loop, same speed).
+    let least = servers.iter().map(|(_, c)| c.valid_likes.load(Ordering::Relaxed)).min().unwrap();
+    assert!(least * 4 >= total / 3, "lanes were dealt evenly: {least} of {total}");
+    assert!(dir.path().join("multi/report.json").is_file());
+}
+
+/// The flags of `maple bench run` with short phases for tests.
+fn run_args(workload: WorkloadKind, out: &std::path::Path) -> bench::cli::RunArgs {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: bench::cli::RunArgs,
+    }
+    let mut a =
+        Cli::try_parse_from(["x", workload.name(), "--duration", "800ms", "--warmup", "200ms", "--name", "multi", "--jwt-secret", SECRET])
+            .unwrap()
+            .run;
+    a.out = out.to_path_buf();
+    a
 }

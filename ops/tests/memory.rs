@@ -29,7 +29,7 @@ fn drive(addr: std::net::SocketAddr, kind: WorkloadKind, secs: u64, connections:
     let params = WorkloadParams::new(SECRET, 200_000, 2_000, tag.into(), connections);
     let cfg = RunConfig {
         workload: Workload::new(kind, &params, &target.host),
-        target,
+        targets: vec![target],
         pacing: Pacing::Closed,
         threads: 1,
         connections,
@@ -39,6 +39,7 @@ fn drive(addr: std::net::SocketAddr, kind: WorkloadKind, secs: u64, connections:
         drain: Duration::from_secs(10),
         seed: 7,
         driver: bench::run::Driver::Epoll,
+        resp: bench::resp::RespOptions::default(),
     };
     run(&cfg).unwrap()
 }

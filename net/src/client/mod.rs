@@ -211,91 +211,113 @@ impl HttpClient {
             return Err(if conn.is_reused() { Attempt::Stale } else { Attempt::Failed(ClientError::Io(e)) });
         }
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        // Head.
-        let head = loop {
-            match parse_response_head(&buf)? {
-                Some(h) if (100..200).contains(&h.status) => {
-                    // Interim response (e.g. 100 Continue): skip it.
-                    let _ = buf.split_to(h.len);
-                    continue;
-                }
-                Some(h) => break h,
-                None => {}
-            }
-            match conn.read_into(&mut buf, READ_CHUNK).await {
-                Ok(0) if buf.is_empty() && conn.is_reused() => return Err(Attempt::Stale),
-                Ok(0) => return Err(Attempt::Failed(ClientError::Closed)),
-                Ok(_) => {}
-                Err(e) if buf.is_empty() && conn.is_reused() => {
-                    let _ = e;
-                    return Err(Attempt::Stale);
-                }
-                Err(e) => return Err(Attempt::Failed(ClientError::Io(e))),
-            }
-        };
+        let head = read_head(&mut conn, &mut buf).await?;
         let head_bytes = buf.split_to(head.len).freeze();
         let max = self.cfg.max_body_bytes;
         let (body, reusable) = match head.framing {
             Framing::Empty => (Bytes::new(), true),
-            Framing::Length(n) => {
-                if n > max {
-                    return Err(Attempt::Failed(ClientError::BodyTooLarge(max)));
-                }
-                buf.reserve(n.saturating_sub(buf.len()));
-                while buf.len() < n {
-                    let want = (n - buf.len()).max(READ_CHUNK);
-                    match conn.read_into(&mut buf, want).await {
-                        Ok(0) => return Err(Attempt::Failed(ClientError::Closed)),
-                        Ok(_) => {}
-                        Err(e) => return Err(Attempt::Failed(ClientError::Io(e))),
-                    }
-                }
-                // Extra bytes after the body: the server misbehaves; do not reuse.
-                let clean = buf.len() == n;
-                (buf.split_to(n).freeze(), clean)
-            }
-            Framing::Chunked => {
-                let mut dec = ChunkedDecoder::new(max);
-                loop {
-                    match dec.decode(&mut buf) {
-                        Ok(true) => break,
-                        Ok(false) => {}
-                        Err(ChunkedError::TooLarge) => return Err(Attempt::Failed(ClientError::BodyTooLarge(max))),
-                        Err(ChunkedError::Malformed) => return Err(Attempt::Failed(ClientError::Malformed("bad chunked body"))),
-                    }
-                    match conn.read_into(&mut buf, READ_CHUNK).await {
-                        Ok(0) => return Err(Attempt::Failed(ClientError::Closed)),
-                        Ok(_) => {}
-                        Err(e) => return Err(Attempt::Failed(ClientError::Io(e))),
-                    }
-                }
-                let clean = buf.is_empty();
-                (dec.into_body(), clean)
-            }
-            Framing::UntilClose => {
-                loop {
-                    if buf.len() > max {
-                        return Err(Attempt::Failed(ClientError::BodyTooLarge(max)));
-                    }
-                    match conn.read_into(&mut buf, READ_CHUNK).await {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => return Err(Attempt::Failed(ClientError::Io(e))),
-                    }
-                }
-                (buf.split().freeze(), false)
-            }
+            Framing::Length(n) => read_length_body(&mut conn, &mut buf, n, max).await?,
+            Framing::Chunked => read_chunked_body(&mut conn, &mut buf, max).await?,
+            Framing::UntilClose => read_body_until_close(&mut conn, &mut buf, max).await?,
         };
         if reusable && head.keep_alive {
-            conn.mark_reused();
-            let mut idle = self.idle.borrow_mut();
-            if idle.len() < self.cfg.max_idle_per_host {
-                idle.push(conn);
-            }
+            self.keep_idle(conn);
         }
         let headers = head.headers.into_iter().map(|(n, r)| (n, head_bytes.slice(r))).collect();
         Ok(ClientResponse { status: head.status, headers, body })
     }
+
+    /// Back into the pool for the next request (if there is room).
+    fn keep_idle(&self, mut conn: Conn) {
+        conn.mark_reused();
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < self.cfg.max_idle_per_host {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Read until a final response head is complete, skipping interim (1xx)
+/// ones. A reused connection closed before any byte came is `Stale`.
+async fn read_head(conn: &mut Conn, buf: &mut BytesMut) -> Result<ResponseHead, Attempt> {
+    loop {
+        match parse_response_head(buf)? {
+            Some(h) if (100..200).contains(&h.status) => {
+                // Interim response (e.g. 100 Continue): skip it.
+                let _ = buf.split_to(h.len);
+                continue;
+            }
+            Some(h) => return Ok(h),
+            None => {}
+        }
+        match conn.read_into(buf, READ_CHUNK).await {
+            Ok(0) if buf.is_empty() && conn.is_reused() => return Err(Attempt::Stale),
+            Ok(0) => return Err(Attempt::Failed(ClientError::Closed)),
+            Ok(_) => {}
+            Err(e) if buf.is_empty() && conn.is_reused() => {
+                let _ = e;
+                return Err(Attempt::Stale);
+            }
+            Err(e) => return Err(Attempt::Failed(ClientError::Io(e))),
+        }
+    }
+}
+
+/// One more read of a body; a close before its end is `Closed`.
+async fn read_body_more(conn: &mut Conn, buf: &mut BytesMut, want: usize) -> Result<(), Attempt> {
+    match conn.read_into(buf, want).await {
+        Ok(0) => Err(Attempt::Failed(ClientError::Closed)),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Attempt::Failed(ClientError::Io(e))),
+    }
+}
+
+/// A `Content-Length: n` body (`n` ≤ `max`); reusable unless bytes
+/// followed it.
+async fn read_length_body(conn: &mut Conn, buf: &mut BytesMut, n: usize, max: usize) -> Result<(Bytes, bool), Attempt> {
+    if n > max {
+        return Err(Attempt::Failed(ClientError::BodyTooLarge(max)));
+    }
+    buf.reserve(n.saturating_sub(buf.len()));
+    while buf.len() < n {
+        let want = (n - buf.len()).max(READ_CHUNK);
+        read_body_more(conn, buf, want).await?;
+    }
+    // Extra bytes after the body: the server misbehaves; do not reuse.
+    let clean = buf.len() == n;
+    Ok((buf.split_to(n).freeze(), clean))
+}
+
+/// A chunked body of at most `max` bytes; reusable unless bytes followed it.
+async fn read_chunked_body(conn: &mut Conn, buf: &mut BytesMut, max: usize) -> Result<(Bytes, bool), Attempt> {
+    let mut dec = ChunkedDecoder::new(max);
+    loop {
+        match dec.decode(buf) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(ChunkedError::TooLarge) => return Err(Attempt::Failed(ClientError::BodyTooLarge(max))),
+            Err(ChunkedError::Malformed) => return Err(Attempt::Failed(ClientError::Malformed("bad chunked body"))),
+        }
+        read_body_more(conn, buf, READ_CHUNK).await?;
+    }
+    let clean = buf.is_empty();
+    Ok((dec.into_body(), clean))
+}
+
+/// A body delimited by the server closing (at most `max` bytes); the
+/// connection is spent.
+async fn read_body_until_close(conn: &mut Conn, buf: &mut BytesMut, max: usize) -> Result<(Bytes, bool), Attempt> {
+    loop {
+        if buf.len() > max {
+            return Err(Attempt::Failed(ClientError::BodyTooLarge(max)));
+        }
+        match conn.read_into(buf, READ_CHUNK).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(Attempt::Failed(ClientError::Io(e))),
+        }
+    }
+    Ok((buf.split().freeze(), false))
 }
 
 /// Outcome of one attempt on one connection.

@@ -4,7 +4,7 @@
 
 use super::config::Limits;
 use super::encode::{encode_response, error_response, wants_close, DateCache};
-use super::parse::{parse_head, BodyFraming, HeadError};
+use super::parse::{parse_head, BodyFraming, Head, HeadError};
 use super::stats::CoreCounters;
 use crate::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::{Request, Response, Service};
@@ -106,142 +106,192 @@ impl<S: Service> Conn<'_, S> {
         // first request it runs from accept; later, from its first byte.
         let mut head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
         loop {
-            let parsed = parse_head(&self.buf, self.limits().max_headers, self.limits().max_header_bytes, self.limits().max_body_bytes);
-            let head = match parsed {
-                Ok(Some(head)) => head,
-                Ok(None) => {
-                    if !self.flush().await {
-                        return End::Abort;
-                    }
-                    let idle = self.buf.is_empty() && head_deadline.is_none();
-                    if idle && self.core.draining.is_fired() {
-                        return End::Abort;
-                    }
-                    let core = self.core;
-                    // A fresh connection that sent nothing yet is idle too.
-                    let drain_closes = self.buf.is_empty() && self.served == 0;
-                    let got = match head_deadline {
-                        Some(deadline) => {
-                            match monoio::select! {
-                                r = timeout_at(deadline, self.read_more()) => Some(r),
-                                _ = core.draining.wait(), if drain_closes => None,
-                            } {
-                                None => return End::Abort,
-                                Some(Ok(r)) => r,
-                                Some(Err(_)) => {
-                                    CoreCounters::inc(&self.core.counters.timeout_header);
-                                    return End::Abort;
-                                }
-                            }
-                        }
-                        None => {
-                            // Keep-alive wait between requests: the drain closes it at once.
-                            match monoio::select! {
-                                r = timeout(core.limits.idle_timeout, self.read_more()) => Some(r),
-                                _ = core.draining.wait() => None,
-                            } {
-                                None => return End::Abort,
-                                Some(Ok(r)) => r,
-                                Some(Err(_)) => {
-                                    CoreCounters::inc(&self.core.counters.timeout_idle);
-                                    return End::Abort;
-                                }
-                            }
-                        }
-                    };
-                    match got {
-                        Ok(0) => return End::Done,
-                        Ok(_) => {
-                            if head_deadline.is_none() {
-                                head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
-                            }
-                            continue;
-                        }
-                        Err(_) => {
-                            CoreCounters::inc(&self.core.counters.io_errors);
-                            return End::Abort;
-                        }
-                    }
-                }
-                Err(e) => {
-                    let (status, msg, counter) = match e {
-                        HeadError::Malformed(m) => (400, m, &self.core.counters.err_malformed),
-                        HeadError::TooLarge => (431, "request header fields too large", &self.core.counters.err_header_too_large),
-                        HeadError::BodyTooLarge => (413, "request body too large", &self.core.counters.err_body_too_large),
-                        HeadError::Unsupported(m) => (501, m, &self.core.counters.err_unsupported),
-                    };
-                    CoreCounters::inc(counter);
-                    return self.reject(status, msg).await;
-                }
+            let head = match self.next_head(&mut head_deadline).await {
+                Ok(head) => head,
+                Err(end) => return end,
             };
-
             // The head is complete: split it off (zero-copy header values).
             let head_bytes = self.buf.split_to(head.len).freeze();
             head_deadline = None;
-            if head.expect_continue && head.body != BodyFraming::None && self.buf.is_empty() {
-                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                if !self.flush().await {
-                    return End::Abort;
-                }
+            if let Err(end) = self.send_continue_if_expected(&head).await {
+                return end;
             }
-            // The whole body, however it trickles in, by this instant.
-            let body_deadline = Instant::now() + self.limits().body_read_timeout;
-            let body = match head.body {
-                BodyFraming::None => Ok(Bytes::new()),
-                BodyFraming::Length(n) => self.read_body_exact(n, body_deadline).await,
-                BodyFraming::Chunked => self.read_body_chunked(body_deadline).await,
+            let body = match self.receive_body(head.body).await {
+                Ok(body) => body,
+                Err(end) => return end,
             };
-            let body = match body {
-                Ok(b) => b,
-                Err(BodyError::Chunked(ChunkedError::TooLarge)) => {
-                    CoreCounters::inc(&self.core.counters.err_body_too_large);
-                    return self.reject(413, "request body too large").await;
-                }
-                Err(BodyError::Chunked(ChunkedError::Malformed)) => {
-                    CoreCounters::inc(&self.core.counters.err_malformed);
-                    return self.reject(400, "malformed chunked body").await;
-                }
-                Err(BodyError::Timeout) => {
-                    CoreCounters::inc(&self.core.counters.timeout_body);
-                    return self.reject(408, "request body not received in time").await;
-                }
-                Err(BodyError::End(end)) => return end,
-            };
-            let head_only = head.method == "HEAD";
-            let req = Request {
-                method: head.method,
-                path: head.path,
-                query: head.query,
-                headers: head.headers.into_iter().map(|(n, r)| (n, head_bytes.slice(r))).collect(),
-                body,
-            };
-            let resp = self.call(req).await;
-            self.served += 1;
-            let keep_alive = head.keep_alive && !wants_close(&resp) && !self.core.shutdown.is_triggered();
-            let large_body = encode_response(&mut self.out, &resp, keep_alive, head_only, &self.core.date);
-            self.pending += 1;
-            if let Some(body) = large_body {
-                // Head (and earlier pipelined answers) first, then the body from its own buffer.
-                if !self.flush().await || !self.write_body(body).await {
-                    return End::Abort;
-                }
-            }
-            if !keep_alive {
-                return if self.flush().await { End::Done } else { End::Abort };
-            }
-            let batch_full = self.pending >= self.limits().pipeline_depth || self.out.len() >= OUT_FLUSH_BYTES;
-            if batch_full && !self.flush().await {
-                return End::Abort;
-            }
-            if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
-                // Do not keep a large body's buffer around for an idle connection.
-                self.buf = BytesMut::new();
+            if let Err(end) = self.answer(head, head_bytes, body).await {
+                return end;
             }
             if !self.buf.is_empty() {
                 // The next pipelined request has started arriving already.
                 head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
             }
         }
+    }
+
+    /// Parse the next request head, reading until it is complete (by
+    /// `head_deadline`, or the keep-alive idle timeout when it is `None`).
+    /// A bad head is answered and ends the connection.
+    async fn next_head(&mut self, head_deadline: &mut Option<Instant>) -> Result<Head, End> {
+        loop {
+            let parsed = parse_head(&self.buf, self.limits().max_headers, self.limits().max_header_bytes, self.limits().max_body_bytes);
+            match parsed {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => self.wait_for_head_bytes(head_deadline).await?,
+                Err(e) => return Err(self.reject_head(e).await),
+            }
+        }
+    }
+
+    /// Flush pipelined answers, then read more of a head. The first byte
+    /// of a new request starts its `head_deadline`.
+    async fn wait_for_head_bytes(&mut self, head_deadline: &mut Option<Instant>) -> Result<(), End> {
+        if !self.flush().await {
+            return Err(End::Abort);
+        }
+        let idle = self.buf.is_empty() && head_deadline.is_none();
+        if idle && self.core.draining.is_fired() {
+            return Err(End::Abort);
+        }
+        let got = match *head_deadline {
+            Some(deadline) => self.read_head_by(deadline).await?,
+            None => self.read_keep_alive().await?,
+        };
+        match got {
+            Ok(0) => Err(End::Done),
+            Ok(_) => {
+                if head_deadline.is_none() {
+                    *head_deadline = Some(Instant::now() + self.limits().header_read_timeout);
+                }
+                Ok(())
+            }
+            Err(_) => {
+                CoreCounters::inc(&self.core.counters.io_errors);
+                Err(End::Abort)
+            }
+        }
+    }
+
+    /// Read part of a started head by `deadline`; a fresh connection that
+    /// sent nothing yet is idle, so the drain closes it.
+    async fn read_head_by(&mut self, deadline: Instant) -> Result<std::io::Result<usize>, End> {
+        let core = self.core;
+        let drain_closes = self.buf.is_empty() && self.served == 0;
+        match monoio::select! {
+            r = timeout_at(deadline, self.read_more()) => Some(r),
+            _ = core.draining.wait(), if drain_closes => None,
+        } {
+            None => Err(End::Abort),
+            Some(Ok(r)) => Ok(r),
+            Some(Err(_)) => {
+                CoreCounters::inc(&core.counters.timeout_header);
+                Err(End::Abort)
+            }
+        }
+    }
+
+    /// Keep-alive wait between requests: the drain closes it at once.
+    async fn read_keep_alive(&mut self) -> Result<std::io::Result<usize>, End> {
+        let core = self.core;
+        match monoio::select! {
+            r = timeout(core.limits.idle_timeout, self.read_more()) => Some(r),
+            _ = core.draining.wait() => None,
+        } {
+            None => Err(End::Abort),
+            Some(Ok(r)) => Ok(r),
+            Some(Err(_)) => {
+                CoreCounters::inc(&core.counters.timeout_idle);
+                Err(End::Abort)
+            }
+        }
+    }
+
+    /// Count and answer a head the parser refused (400/413/431/501).
+    async fn reject_head(&mut self, e: HeadError) -> End {
+        let (status, msg, counter) = match e {
+            HeadError::Malformed(m) => (400, m, &self.core.counters.err_malformed),
+            HeadError::TooLarge => (431, "request header fields too large", &self.core.counters.err_header_too_large),
+            HeadError::BodyTooLarge => (413, "request body too large", &self.core.counters.err_body_too_large),
+            HeadError::Unsupported(m) => (501, m, &self.core.counters.err_unsupported),
+        };
+        CoreCounters::inc(counter);
+        self.reject(status, msg).await
+    }
+
+    /// `Expect: 100-continue` with a body not sent yet: say go ahead.
+    async fn send_continue_if_expected(&mut self, head: &Head) -> Result<(), End> {
+        if head.expect_continue && head.body != BodyFraming::None && self.buf.is_empty() {
+            self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            if !self.flush().await {
+                return Err(End::Abort);
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole body, however it trickles in, within `body_read_timeout`;
+    /// a bad or late body is answered and ends the connection.
+    async fn receive_body(&mut self, framing: BodyFraming) -> Result<Bytes, End> {
+        let body_deadline = Instant::now() + self.limits().body_read_timeout;
+        let body = match framing {
+            BodyFraming::None => Ok(Bytes::new()),
+            BodyFraming::Length(n) => self.read_body_exact(n, body_deadline).await,
+            BodyFraming::Chunked => self.read_body_chunked(body_deadline).await,
+        };
+        match body {
+            Ok(b) => Ok(b),
+            Err(BodyError::Chunked(ChunkedError::TooLarge)) => {
+                CoreCounters::inc(&self.core.counters.err_body_too_large);
+                Err(self.reject(413, "request body too large").await)
+            }
+            Err(BodyError::Chunked(ChunkedError::Malformed)) => {
+                CoreCounters::inc(&self.core.counters.err_malformed);
+                Err(self.reject(400, "malformed chunked body").await)
+            }
+            Err(BodyError::Timeout) => {
+                CoreCounters::inc(&self.core.counters.timeout_body);
+                Err(self.reject(408, "request body not received in time").await)
+            }
+            Err(BodyError::End(end)) => Err(end),
+        }
+    }
+
+    /// Call the service and queue its answer; flush when the pipeline batch
+    /// is full, a large body is due, or the connection closes after it
+    /// (`Err(End::Done)`).
+    async fn answer(&mut self, head: Head, head_bytes: Bytes, body: Bytes) -> Result<(), End> {
+        let head_only = head.method == "HEAD";
+        let req = Request {
+            method: head.method,
+            path: head.path,
+            query: head.query,
+            headers: head.headers.into_iter().map(|(n, r)| (n, head_bytes.slice(r))).collect(),
+            body,
+        };
+        let resp = self.call(req).await;
+        self.served += 1;
+        let keep_alive = head.keep_alive && !wants_close(&resp) && !self.core.shutdown.is_triggered();
+        let large_body = encode_response(&mut self.out, &resp, keep_alive, head_only, &self.core.date);
+        self.pending += 1;
+        if let Some(body) = large_body {
+            // Head (and earlier pipelined answers) first, then the body from its own buffer.
+            if !self.flush().await || !self.write_body(body).await {
+                return Err(End::Abort);
+            }
+        }
+        if !keep_alive {
+            return Err(if self.flush().await { End::Done } else { End::Abort });
+        }
+        let batch_full = self.pending >= self.limits().pipeline_depth || self.out.len() >= OUT_FLUSH_BYTES;
+        if batch_full && !self.flush().await {
+            return Err(End::Abort);
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+            // Do not keep a large body's buffer around for an idle connection.
+            self.buf = BytesMut::new();
+        }
+        Ok(())
     }
 
     /// Run the service, or answer 503 when this core is at its in-flight limit.

@@ -83,13 +83,48 @@ fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize, max_body:
     let version = req.version.ok_or(HeadError::Malformed("missing version"))?;
     let base = buf.as_ptr() as usize;
     let target = split_target(method, target)?;
-    let mut headers = Vec::with_capacity(req.headers.len() + 1);
-    let mut content_length: Option<usize> = None;
-    let mut te = TransferCodings::default();
-    let mut hosts = 0usize;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    let mut expect_continue = false;
+    let mut fields = scan_headers(req, base, len, max_body)?;
+    check_host(&mut fields, version, target.authority, base)?;
+    let body = body_framing(&fields, version)?;
+    let keep_alive = if version == 1 { !fields.conn_close } else { fields.conn_keep_alive && !fields.conn_close };
+    Ok(Head {
+        method: method.to_string(),
+        path: target.path.to_string(),
+        query: target.query.to_string(),
+        headers: fields.headers,
+        len,
+        body,
+        keep_alive,
+        expect_continue: fields.expect_continue,
+    })
+}
+
+/// What the header lines say, gathered in one pass.
+struct HeaderFields {
+    /// Lower-cased name, value range in the head buffer.
+    headers: Vec<(String, Range<usize>)>,
+    content_length: Option<usize>,
+    te: TransferCodings,
+    hosts: usize,
+    conn_close: bool,
+    conn_keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Lower-case every name, note each value's range (from `base`, the head
+/// buffer's address), and check the fields that frame the request as they
+/// come: Content-Length (digits only, one value, within `max_body`),
+/// Transfer-Encoding, Host, Connection, Expect.
+fn scan_headers(req: &httparse::Request<'_, '_>, base: usize, len: usize, max_body: usize) -> Result<HeaderFields, HeadError> {
+    let mut f = HeaderFields {
+        headers: Vec::with_capacity(req.headers.len() + 1),
+        content_length: None,
+        te: TransferCodings::default(),
+        hosts: 0,
+        conn_close: false,
+        conn_keep_alive: false,
+        expect_continue: false,
+    };
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
         let start = h.value.as_ptr() as usize - base;
@@ -99,18 +134,18 @@ fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize, max_body:
                 // RFC 9110 8.6: 1*DIGIT. `+5`, `0x5`, `5,5` or ` 5 5` are not lengths.
                 let v = parse_digits(h.value).ok_or(HeadError::Malformed("invalid content-length"))?;
                 // Two different lengths = request smuggling attempt.
-                if content_length.is_some_and(|c| c as u64 != v) {
+                if f.content_length.is_some_and(|c| c as u64 != v) {
                     return Err(HeadError::Malformed("conflicting content-length"));
                 }
                 if v > max_body as u64 {
                     return Err(HeadError::BodyTooLarge);
                 }
-                content_length = Some(v as usize);
+                f.content_length = Some(v as usize);
             }
             // Several header lines are one comma-separated list (RFC 9110 5.3).
-            "transfer-encoding" => te.add(h.value)?,
+            "transfer-encoding" => f.te.add(h.value)?,
             "host" => {
-                hosts += 1;
+                f.hosts += 1;
                 if !valid_host(h.value) {
                     return Err(HeadError::Malformed("invalid host header"));
                 }
@@ -119,56 +154,55 @@ fn build_head(req: &httparse::Request<'_, '_>, buf: &[u8], len: usize, max_body:
                 for tok in h.value.split(|b| *b == b',') {
                     let tok = trim_ascii(tok);
                     if tok.eq_ignore_ascii_case(b"close") {
-                        conn_close = true;
+                        f.conn_close = true;
                     } else if tok.eq_ignore_ascii_case(b"keep-alive") {
-                        conn_keep_alive = true;
+                        f.conn_keep_alive = true;
                     }
                 }
             }
-            "expect" if trim_ascii(h.value).eq_ignore_ascii_case(b"100-continue") => expect_continue = true,
+            "expect" if trim_ascii(h.value).eq_ignore_ascii_case(b"100-continue") => f.expect_continue = true,
             _ => {}
         }
-        headers.push((name, start..start + h.value.len()));
+        f.headers.push((name, start..start + h.value.len()));
     }
-    // RFC 9112 3.2: exactly one Host on HTTP/1.1, at most one on HTTP/1.0.
-    if hosts > 1 {
+    Ok(f)
+}
+
+/// RFC 9112 3.2: exactly one Host on HTTP/1.1, at most one on HTTP/1.0;
+/// an absolute-form target's authority replaces it (3.2.2).
+fn check_host(f: &mut HeaderFields, version: u8, authority: Option<&str>, base: usize) -> Result<(), HeadError> {
+    if f.hosts > 1 {
         return Err(HeadError::Malformed("more than one host header"));
     }
-    if hosts == 0 && version == 1 {
+    if f.hosts == 0 && version == 1 {
         return Err(HeadError::Malformed("missing host header"));
     }
-    if let Some(authority) = target.authority {
-        // RFC 9112 3.2.2: an absolute-form target's authority replaces Host.
-        headers.retain(|(n, _)| n != "host");
+    if let Some(authority) = authority {
+        f.headers.retain(|(n, _)| n != "host");
         let start = authority.as_ptr() as usize - base;
-        headers.push(("host".to_string(), start..start + authority.len()));
+        f.headers.push(("host".to_string(), start..start + authority.len()));
     }
-    let chunked = te.framing()?;
+    Ok(())
+}
+
+/// The body's framing: chunked (HTTP/1.1 only, never with a
+/// Content-Length), a length, or none.
+fn body_framing(f: &HeaderFields, version: u8) -> Result<BodyFraming, HeadError> {
+    let chunked = f.te.framing()?;
     if chunked && version == 0 {
         // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing.
         return Err(HeadError::Malformed("transfer-encoding in an HTTP/1.0 request"));
     }
-    if chunked && content_length.is_some() {
+    if chunked && f.content_length.is_some() {
         return Err(HeadError::Malformed("both content-length and transfer-encoding"));
     }
-    let body = if chunked {
+    Ok(if chunked {
         BodyFraming::Chunked
     } else {
-        match content_length {
+        match f.content_length {
             Some(0) | None => BodyFraming::None,
             Some(n) => BodyFraming::Length(n),
         }
-    };
-    let keep_alive = if version == 1 { !conn_close } else { conn_keep_alive && !conn_close };
-    Ok(Head {
-        method: method.to_string(),
-        path: target.path.to_string(),
-        query: target.query.to_string(),
-        headers,
-        len,
-        body,
-        keep_alive,
-        expect_continue,
     })
 }
 
