@@ -39,13 +39,13 @@ pub struct DataMeta {
 }
 
 impl DataMeta {
-    pub fn new(partitions: u32, logs: u32) -> DataMeta {
+    pub fn new(partitions: u32, logs: u32, node_id: u64) -> DataMeta {
         DataMeta {
             format: FORMAT,
             partitions,
             logs,
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            node_id: 1,
+            node_id,
         }
     }
 
@@ -152,7 +152,7 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<DataMeta> {
                 leftovers.join(", ")
             );
             crate::migrate::clear_interrupted(dir)?;
-            let meta = DataMeta::new(cfg.partitions.unwrap_or(DEFAULT_PARTITIONS), cfg.cores as u32);
+            let meta = DataMeta::new(cfg.partitions.unwrap_or(DEFAULT_PARTITIONS), cfg.cores as u32, cfg.cluster.node_id);
             write_meta(dir, &meta)?;
             tracing::info!(
                 data_dir = %dir.display(),
@@ -166,6 +166,15 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<DataMeta> {
             meta
         }
     };
+    anyhow::ensure!(
+        meta.node_id == cfg.cluster.node_id,
+        "the data dir {} belongs to node {} and this start says --node-id {}: a node's Raft state (votes, logs) is \
+         only valid under its own id. Start with --node-id {}, or use a new data dir",
+        dir.display(),
+        meta.node_id,
+        cfg.cluster.node_id,
+        meta.node_id
+    );
     if let Some(p) = cfg.partitions {
         anyhow::ensure!(
             p == meta.partitions,
@@ -201,7 +210,7 @@ mod tests {
     fn the_format_file_round_trips_and_maps_partitions_to_logs() {
         let dir = tempfile_dir("meta");
         assert_eq!(read_meta(&dir).unwrap(), None);
-        let meta = DataMeta::new(16, 3);
+        let meta = DataMeta::new(16, 3, 1);
         write_meta(&dir, &meta).unwrap();
         assert_eq!(read_meta(&dir).unwrap(), Some(meta.clone()));
         assert_eq!(meta.partitions_of_log(1), vec![1, 4, 7, 10, 13]);
@@ -209,6 +218,19 @@ mod tests {
         assert!(read_meta(&dir).unwrap_err().to_string().contains("format 3"));
         std::fs::write(dir.join(META_FILE), "format = 2\npartitions = 16\n").unwrap();
         assert!(read_meta(&dir).is_err(), "a file missing keys is refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_start_with_another_node_id_refuses() {
+        let dir = tempfile_dir("nodeid");
+        let flags = |id: u64| crate::config::ServeFlags { data_dir: Some(dir.clone()), node_id: Some(id), ..Default::default() };
+        let cfg = Config::resolve(&flags(2)).unwrap();
+        assert_eq!(prepare(&cfg).unwrap().node_id, 2, "recorded at creation");
+        assert_eq!(read_meta(&dir).unwrap().unwrap().node_id, 2);
+        let err = prepare(&Config::resolve(&flags(3)).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("belongs to node 2") && err.contains("--node-id 3"), "{err}");
+        assert!(prepare(&cfg).is_ok(), "the same id starts");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -133,6 +133,18 @@ impl CoreGroups {
         transport: Rc<dyn Transport>,
         parts: Vec<PartitionStart>,
     ) -> Result<Rc<CoreGroups>, String> {
+        Self::start_with(node_id, Some(members), transport, parts).await
+    }
+
+    /// [`CoreGroups::start`]; with `members` None no group is bootstrapped
+    /// here (a cluster node: the groups' bootstrapper initialises them once
+    /// every replica answers, see `placement::bootstrap_groups`).
+    pub async fn start_with(
+        node_id: NodeId,
+        members: Option<BTreeMap<NodeId, NodeInfo>>,
+        transport: Rc<dyn Transport>,
+        parts: Vec<PartitionStart>,
+    ) -> Result<Rc<CoreGroups>, String> {
         let host = Host::new(node_id, transport, default_config(), HostLimits::default())?;
         let mut locals = BTreeMap::new();
         for p in parts {
@@ -146,10 +158,47 @@ impl CoreGroups {
         }
         let groups = Rc::new(CoreGroups { host, locals });
         for g in groups.locals.keys().copied().collect::<Vec<_>>() {
-            groups.host.bootstrap(g, members.clone()).await?;
+            if let Some(members) = &members {
+                groups.host.bootstrap(g, members.clone()).await?;
+            }
             groups.watch(g, node_id);
         }
+        groups.spawn_refresh(node_id);
         Ok(groups)
+    }
+
+    /// Every 50 ms: the known leader, the cluster-committed index and
+    /// whether this replica applied it, into each group's stats (read by
+    /// the cluster map, readiness and forwarding from any core). Ends when
+    /// the groups are shut down.
+    fn spawn_refresh(self: &Rc<Self>, me: NodeId) {
+        let this = self.clone();
+        monoio::spawn(async move {
+            loop {
+                let mut any = false;
+                for (g, local) in &this.locals {
+                    let Some(raft) = this.host.raft(*g) else { continue };
+                    any = true;
+                    let m = raft.metrics();
+                    let m = m.borrow_watched();
+                    let committed = m.cluster_committed.as_ref().or(m.local_committed.as_ref()).map(|l| l.index);
+                    let applied = m.last_applied.as_ref().map(|l| l.index);
+                    let leader = m.current_leader.unwrap_or(0);
+                    let caught_up = leader != 0 && leader != me && committed.is_some() && applied >= committed;
+                    local.stats.leader_id.store(if m.state == ServerState::Shutdown { 0 } else { leader }, Ordering::Release);
+                    local.stats.committed.store(committed.map_or(0, |c| c + 1), Ordering::Relaxed);
+                    local.stats.caught_up.store(caught_up as u64, Ordering::Release);
+                }
+                if !any {
+                    break;
+                }
+                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            for local in this.locals.values() {
+                local.stats.leader_id.store(0, Ordering::Release);
+                local.stats.caught_up.store(0, Ordering::Release);
+            }
+        });
     }
 
     /// Keep `ready`, `leader` and `term` of the group's stats current;

@@ -54,6 +54,12 @@ pub struct GroupStats {
     pub term: AtomicU64,
     pub leader: AtomicU64,
     pub ready: AtomicU64,
+    /// The leader this node knows (0: none), the cluster-committed index
+    /// + 1 (0: none) and whether this replica applied everything committed
+    /// (1), kept by the core's status poll (`CoreGroups::refresh`).
+    pub leader_id: AtomicU64,
+    pub committed: AtomicU64,
+    pub caught_up: AtomicU64,
     /// Entries replayed at start.
     pub replayed: AtomicU64,
 }
@@ -65,6 +71,13 @@ impl GroupStats {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) == 1
+    }
+
+    /// Ready to serve on this node: the leader here and ready, or a
+    /// follower of a known leader that applied everything committed.
+    pub fn is_serving(&self, me: u64) -> bool {
+        let leader = self.leader_id.load(Ordering::Acquire);
+        self.is_ready() || (leader != 0 && leader != me && self.caught_up.load(Ordering::Acquire) == 1)
     }
 }
 

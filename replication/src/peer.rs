@@ -22,15 +22,18 @@ use crate::types::{GroupId, NodeId};
 
 /// Where peers are and how many cores each has (partition p lives on core
 /// `p % cores` of every node).
+/// Core counts learnt at run time (the hello exchange) win over `cores`.
 #[derive(Debug, Clone)]
 pub struct PeerBook {
     pub addrs: HashMap<NodeId, SocketAddr>,
     pub cores: HashMap<NodeId, u16>,
+    pub directory: Option<std::sync::Arc<crate::cluster::Directory>>,
 }
 
 impl PeerBook {
     pub fn core_for(&self, node: NodeId, group: GroupId) -> u16 {
-        let cores = self.cores.get(&node).copied().unwrap_or(1).max(1);
+        let learnt = self.directory.as_ref().and_then(|d| d.cores(node));
+        let cores = learnt.or_else(|| self.cores.get(&node).copied()).unwrap_or(1).max(1);
         (group % cores as u32) as u16
     }
 }
@@ -75,6 +78,17 @@ impl TcpTransport {
     pub async fn forward(&self, node: NodeId, core: u16, fwd: Forward, timeout: Duration) -> Result<Bytes, TransportError> {
         let c = self.client(node, core).await?;
         let f = c.request(KIND_FORWARD, 0, fwd.encode(), timeout).await.map_err(|e| transport_err(node, e))?;
+        Ok(f.body)
+    }
+
+    pub fn book(&self) -> &PeerBook {
+        &self.book
+    }
+
+    /// One request of another kind (e.g. the hello exchange) to (node, core).
+    pub async fn request(&self, node: NodeId, core: u16, kind: u8, body: Bytes, timeout: Duration) -> Result<Bytes, TransportError> {
+        let c = self.client(node, core).await?;
+        let f = c.request(kind, 0, body, timeout).await.map_err(|e| transport_err(node, e))?;
         Ok(f.body)
     }
 
