@@ -58,7 +58,13 @@ impl NodeCard {
         if cores == 0 || cores > u16::MAX as u32 {
             return Err(DecodeError::Invalid("card cores"));
         }
-        let card = NodeCard { id, cores: cores as u16, peer_addr: r.str("peer addr")?, http_addr: r.str("http addr")?, resp_addr: r.str("resp addr")? };
+        let card = NodeCard {
+            id,
+            cores: cores as u16,
+            peer_addr: r.str("peer addr")?,
+            http_addr: r.str("http addr")?,
+            resp_addr: r.str("resp addr")?,
+        };
         r.finish()?;
         Ok(card)
     }
@@ -197,7 +203,8 @@ mod tests {
 
     #[test]
     fn cards_round_trip_and_bad_cards_are_errors() {
-        let c = NodeCard { id: 7, cores: 2, peer_addr: "10.0.0.1:7100".into(), http_addr: "10.0.0.1:8080".into(), resp_addr: String::new() };
+        let c =
+            NodeCard { id: 7, cores: 2, peer_addr: "10.0.0.1:7100".into(), http_addr: "10.0.0.1:8080".into(), resp_addr: String::new() };
         assert_eq!(NodeCard::decode(&c.encode()).unwrap(), c);
         let mut b = c.encode().to_vec();
         b[0] = 9;

@@ -12,9 +12,10 @@ use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use net::peer::{
     DropSwitch, Forward, Frame, Hello, PeerClient, PeerError, PeerHandler, PeerLimits, KIND_ERROR, KIND_FORWARD, KIND_FORWARD_REPLY,
-    KIND_REPLY,
+    KIND_INFO, KIND_REPLY,
 };
 
+use crate::cluster::NodeCard;
 use crate::host::Host;
 use crate::network::{MsgKind, Transport, TransportError};
 use crate::state_machine::PartitionMachine;
@@ -74,6 +75,26 @@ impl TcpTransport {
         Ok(c)
     }
 
+    /// Learn `node`'s card (its core count, addresses) through the hello
+    /// exchange ([`KIND_INFO`], to its core 0) unless known: partition p's
+    /// group lives on core `p % cores` there. A no-op without a directory.
+    pub async fn learn(&self, node: NodeId) -> Result<(), TransportError> {
+        let Some(dir) = &self.book.directory else { return Ok(()) };
+        if dir.cores(node).is_some() {
+            return Ok(());
+        }
+        let mine = dir.get(self.me.node).map(|c| c.encode()).unwrap_or_default();
+        let reply = self.request(node, 0, KIND_INFO, mine, Duration::from_secs(2)).await?;
+        let card = NodeCard::decode(&reply).map_err(|e| TransportError::Remote(node, format!("bad node card: {e}")))?;
+        if card.id != node {
+            return Err(TransportError::Remote(node, format!("the node at its address says it is node {}", card.id)));
+        }
+        if dir.learn(card.clone()) {
+            tracing::info!(node, cores = card.cores, http = %card.http_addr, "learnt the card of node {node}");
+        }
+        Ok(())
+    }
+
     /// Forward a client request to `node`'s `core` and wait for its answer.
     pub async fn forward(&self, node: NodeId, core: u16, fwd: Forward, timeout: Duration) -> Result<Bytes, TransportError> {
         let c = self.client(node, core).await?;
@@ -108,6 +129,7 @@ impl Transport for Rc<TcpTransport> {
     ) -> LocalBoxFuture<'static, Result<Bytes, TransportError>> {
         let this = self.clone();
         Box::pin(async move {
+            this.learn(target).await?;
             let core = this.book.core_for(target, group);
             let c = this.client(target, core).await?;
             let f = c.request(kind as u8, group, body, timeout).await.map_err(|e| transport_err(target, e))?;

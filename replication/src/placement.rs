@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use openraft::type_config::async_runtime::watch::WatchReceiver;
+
 use crate::host::Host;
 use crate::state_machine::PartitionMachine;
 use crate::types::{GroupId, NodeId, NodeInfo};
@@ -108,6 +110,12 @@ pub async fn bootstrap_groups<M: PartitionMachine>(
     let mut done = Vec::new();
     for g in host.groups() {
         if placement.bootstrapper(g) != me {
+            continue;
+        }
+        // Initialised already (a restart): nothing to wait for.
+        let initialised =
+            host.raft(g).is_some_and(|r| r.metrics().borrow_watched().membership_config.membership().voter_ids().next().is_some());
+        if initialised {
             continue;
         }
         let replicas = placement.replicas(g);
