@@ -126,6 +126,74 @@ impl NodeCluster {
     }
 }
 
+impl NodeCluster {
+    /// `GET /admin/cluster`: the nodes as this node knows them, and per
+    /// partition its slots, replicas, the leader this node knows, and this
+    /// node's replica (state, term, last log / committed / applied index;
+    /// on the leader, each replica's lag behind the committed index).
+    pub fn status_json(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let v = &self.view;
+        let nodes: Vec<_> = v
+            .directory
+            .all()
+            .into_iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "http": c.http_addr,
+                    "peer": c.peer_addr,
+                    "cores": (c.cores > 0).then_some(c.cores),
+                    "me": c.id == self.me,
+                })
+            })
+            .collect();
+        let idx = |x: u64| x.checked_sub(1);
+        let partitions: Vec<_> = (0..v.placement.partitions())
+            .map(|p| {
+                let mut j = serde_json::json!({
+                    "partition": p,
+                    "slots": [v.slots.slot_range(p).0, v.slots.slot_range(p).1],
+                    "replicas": v.placement.replicas(p),
+                    "leader": v.map_leader(p),
+                });
+                if let (true, Some(s)) = (v.hosts(p), v.stats.get(p as usize)) {
+                    let committed = idx(s.committed.load(Relaxed));
+                    let matched = s.matched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let lag: serde_json::Map<String, serde_json::Value> = matched
+                        .iter()
+                        .map(|(n, m)| {
+                            // Entries committed that the replica is not known to hold.
+                            let lag = match (committed, m) {
+                                (Some(c), Some(m)) => Some(c.saturating_sub(*m)),
+                                (Some(c), None) => Some(c + 1),
+                                (None, _) => None,
+                            };
+                            (n.to_string(), serde_json::json!(lag))
+                        })
+                        .collect();
+                    let state = *s.state.lock().unwrap_or_else(|e| e.into_inner());
+                    j["here"] = serde_json::json!({
+                        "state": if state.is_empty() { "starting" } else { state },
+                        "term": s.term.load(Relaxed),
+                        "last_log": idx(s.last_log.load(Relaxed)),
+                        "committed": committed,
+                        "applied": s.applied_index(),
+                        "lag": lag,
+                    });
+                }
+                j
+            })
+            .collect();
+        serde_json::json!({
+            "node": self.me,
+            "replication_factor": v.placement.rf(),
+            "nodes": nodes,
+            "partitions": partitions,
+        })
+    }
+}
+
 // ---- forwarded requests ----
 
 /// Request headers a forward carries (the rest are not read by the service).

@@ -169,6 +169,15 @@ impl ClusterView {
         (id != 0).then_some(id)
     }
 
+    /// The leader the cluster map shows for `p` (this node in a one-node cluster).
+    pub fn map_leader(&self, p: GroupId) -> Option<NodeId> {
+        if self.single() {
+            Some(self.me)
+        } else {
+            self.leader(p)
+        }
+    }
+
     pub fn route(&self, p: GroupId) -> Route {
         if self.single() {
             return Route::Local;
@@ -188,7 +197,7 @@ impl ClusterView {
             .map(|p| PartitionView {
                 partition: p,
                 slots: self.slots.slot_range(p),
-                leader: if self.single() { Some(self.me) } else { self.leader(p) },
+                leader: self.map_leader(p),
                 replicas: self.placement.replicas(p),
                 term: self.stats.get(p as usize).map_or(0, |s| s.term.load(Ordering::Relaxed)),
             })

@@ -188,6 +188,10 @@ impl CoreGroups {
                     local.stats.leader_id.store(if m.state == ServerState::Shutdown { 0 } else { leader }, Ordering::Release);
                     local.stats.committed.store(committed.map_or(0, |c| c + 1), Ordering::Relaxed);
                     local.stats.caught_up.store(caught_up as u64, Ordering::Release);
+                    local.stats.last_log.store(m.last_log_index.map_or(0, |i| i + 1), Ordering::Relaxed);
+                    *local.stats.state.lock().unwrap_or_else(|p| p.into_inner()) = crate::host::state_str(m.state);
+                    let matched = m.replication.as_ref().map(|r| r.iter().map(|(n, l)| (*n, l.as_ref().map(|l| l.index))).collect());
+                    *local.stats.matched.lock().unwrap_or_else(|p| p.into_inner()) = matched.unwrap_or_default();
                 }
                 if !any {
                     break;
@@ -213,7 +217,7 @@ impl CoreGroups {
         monoio::spawn(async move {
             let mut rx = raft.server_metrics();
             let mut was_leader = false;
-            loop {
+            'watch: loop {
                 let (leader, stopping) = {
                     let m = rx.borrow_watched();
                     (m.state == ServerState::Leader && m.current_leader == Some(me), m.state == ServerState::Shutdown)
@@ -243,7 +247,9 @@ impl CoreGroups {
                         }
                         let changed = monoio::time::timeout(std::time::Duration::from_millis(2), rx.changed()).await;
                         if matches!(changed, Ok(Err(_))) {
-                            break;
+                            // The group stopped (its metrics channel closed):
+                            // done, not a busy loop over a stale "leader".
+                            break 'watch;
                         }
                         if matches!(changed, Ok(Ok(()))) {
                             break; // leadership may have moved: look again

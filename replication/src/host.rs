@@ -145,7 +145,7 @@ pub struct Host<M: PartitionMachine> {
     incoming: RefCell<HashMap<GroupId, IncomingSnapshot>>,
 }
 
-fn state_str(s: ServerState) -> &'static str {
+pub(crate) fn state_str(s: ServerState) -> &'static str {
     match s {
         ServerState::Leader => "leader",
         ServerState::Follower => "follower",

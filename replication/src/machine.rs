@@ -60,6 +60,12 @@ pub struct GroupStats {
     pub leader_id: AtomicU64,
     pub committed: AtomicU64,
     pub caught_up: AtomicU64,
+    /// This replica's state ("leader", "follower", ...), its last log
+    /// index + 1, and (leader only) per replica the highest index known
+    /// replicated there, kept by the same poll (for the cluster status).
+    pub state: std::sync::Mutex<&'static str>,
+    pub last_log: AtomicU64,
+    pub matched: std::sync::Mutex<Vec<(u64, Option<u64>)>>,
     /// Entries replayed at start.
     pub replayed: AtomicU64,
 }

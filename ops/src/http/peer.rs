@@ -179,6 +179,13 @@ impl CoreInner {
                     }
                 }
                 Err(e) => {
+                    // A stale map (the leader died or moved): once more at the leader known now.
+                    if let (0, ClusterRoute::Remote(n)) = (attempt, self.shared.cluster.view.route(p)) {
+                        if n != target {
+                            target = n;
+                            continue;
+                        }
+                    }
                     tracing::warn!(partition = p, node = target, error = %e, traceparent, "forward to the leader failed: {e}");
                     return Err(error_json(
                         503,

@@ -10,6 +10,8 @@ pub enum Route {
     Metrics,
     Live,
     Ready,
+    /// `GET /admin/cluster`: the cluster map and this node's replicas.
+    AdminCluster,
     Character(Name, CharOp),
 }
 
@@ -39,6 +41,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Live => "health_live",
             Route::Ready => "health_ready",
+            Route::AdminCluster => "admin_cluster",
             Route::Character(_, op) => op.label(),
         }
     }
@@ -89,6 +92,7 @@ pub fn route(method: &str, path: &str, query: &str) -> Result<Route, RouteError>
         ["metrics"] => return plain(method, Route::Metrics),
         ["health", "live"] => return plain(method, Route::Live),
         ["health", "ready"] => return plain(method, Route::Ready),
+        ["admin", "cluster"] => return plain(method, Route::AdminCluster),
         ["api", "v4", "characters", ign, "expectation"] => (CharOp::Expectation { force: query_flag(query, "force") }, *ign, "GET"),
         ["api", "v4", "characters", ign, "expectation", "preset", n] => {
             // Method is checked before the preset number is.

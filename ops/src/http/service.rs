@@ -122,6 +122,9 @@ impl CoreInner {
         let resp = match route {
             Route::Live => Response::json(200, r#"{"status":"UP"}"#),
             Route::Ready => self.readiness(),
+            Route::AdminCluster => {
+                Response::json(200, serde_json::to_vec(&self.shared.cluster.status_json()).expect("json value serialises"))
+            }
             Route::Metrics => Response::new(200)
                 .header("content-type", crate::metrics::CONTENT_TYPE)
                 .body(self.shared.metrics.render(self.shared.server_stats.as_ref(), Some(&self.shared.storage))),
