@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -36,7 +37,16 @@ pub struct NodeCluster {
     listener: Mutex<Option<std::net::TcpListener>>,
     handoff_tx: Vec<flume::Sender<Handoff>>,
     handoff_rx: Mutex<Vec<Option<flume::Receiver<Handoff>>>>,
+    /// Requests this node forwarded, by result ([`FORWARD_RESULTS`]), and
+    /// requests other nodes forwarded here.
+    pub forwards: [AtomicU64; 3],
+    pub forwards_in: AtomicU64,
 }
+
+/// The results a forward is counted under: answered by the leader (any
+/// status), no leader known / "not the leader" twice (503), or the peer
+/// did not answer (503).
+pub const FORWARD_RESULTS: [&str; 3] = ["answered", "no_leader", "failed"];
 
 impl NodeCluster {
     /// Resolve the peers, bind the peer listener (before any core serves:
@@ -100,6 +110,8 @@ impl NodeCluster {
             listener: Mutex::new(listener),
             handoff_tx: tx,
             handoff_rx: Mutex::new(rx.into_iter().map(Some).collect()),
+            forwards: Default::default(),
+            forwards_in: AtomicU64::new(0),
         })
     }
 
@@ -127,6 +139,10 @@ impl NodeCluster {
 }
 
 impl NodeCluster {
+    pub fn count_forward(&self, result: usize) {
+        self.forwards[result].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// `GET /admin/cluster`: the nodes as this node knows them, and per
     /// partition its slots, replicas, the leader this node knows, and this
     /// node's replica (state, term, last log / committed / applied index;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod common;
-use common::cluster::{Cluster, SECRET};
+use common::cluster::{send_until_served, Cluster, SECRET};
 use common::http::Conn;
 use common::{enc, Resp};
 
@@ -108,12 +108,11 @@ fn kill_9_of_the_leader_under_like_load_loses_no_acknowledged_toggle() {
     // Every node that runs answers the exact acknowledged state.
     let check = |c: &Cluster, ids: &[u64]| {
         for id in ids {
-            let mut conn = Conn::open(c.addr(*id)).unwrap();
             for w in 0..6 {
                 let user = format!("loader-{w}");
                 let auth = format!("Bearer {}", token(&user));
                 let path = format!("/api/v2/characters/{}/like/status", enc(characters[w % 3]));
-                let r = conn.send("GET", &path, &[("Authorization", &auth)]).unwrap();
+                let r = send_until_served(c.addr(*id), "GET", &path, &[("Authorization", &auth)]);
                 // TOGGLES is odd: every loader likes its character; 2 loaders per character.
                 assert_eq!(like(&r), (true, 2), "{user} through node {id}");
             }
@@ -137,8 +136,8 @@ fn sigterm_transfers_leadership_and_exits_0_then_the_node_rejoins() {
     let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     let auth = format!("Bearer {}", token("term-user"));
     let path = format!("/api/v2/characters/{}/like", enc("omega"));
-    let mut conn = Conn::open(c.addr(others[0])).unwrap();
-    assert_eq!(like(&conn.send("POST", &path, &[("Authorization", &auth)]).unwrap()), (true, 1));
+    let keyed = |key: &str| send_until_served(c.addr(others[0]), "POST", &path, &[("Authorization", &auth), ("Idempotency-Key", key)]);
+    assert_eq!(like(&keyed("term-1")), (true, 1));
 
     let mut m = c.take(leader);
     m.stop_gracefully();
@@ -147,23 +146,13 @@ fn sigterm_transfers_leadership_and_exits_0_then_the_node_rejoins() {
     assert!(after.iter().all(|l| *l != leader), "{after:?}");
     drop(m);
     // The others serve on; only 503 + Retry-After while a map is stale.
-    let mut answered = None;
-    for _ in 0..100 {
-        let r = conn.send("POST", &path, &[("Authorization", &auth)]).unwrap();
-        if r.status == 200 {
-            answered = Some(like(&r));
-            break;
-        }
-        assert_eq!(r.status, 503, "{:?}", String::from_utf8_lossy(&r.body));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(answered, Some((false, 0)));
+    let r = send_until_served(c.addr(others[0]), "POST", &path, &[("Authorization", &auth), ("Idempotency-Key", "term-2")]);
+    assert_eq!(like(&r), (false, 0));
     c.restart(leader);
     c.wait_leaders(Duration::from_secs(60));
     let status = format!("/api/v2/characters/{}/like/status", enc("omega"));
     for id in 1..=3 {
-        let mut conn = Conn::open(c.addr(id)).unwrap();
-        assert_eq!(like(&conn.send("GET", &status, &[("Authorization", &auth)]).unwrap()), (false, 0), "node {id}");
+        assert_eq!(like(&send_until_served(c.addr(id), "GET", &status, &[("Authorization", &auth)])), (false, 0), "node {id}");
     }
     for id in 1..=3 {
         c.node(id).stop_gracefully();

@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
-use common::cluster::{Cluster, SECRET};
-use common::http::Conn;
+use common::cluster::{send_until_served, Cluster, SECRET};
 use common::{enc, Resp};
 
 fn token(user: &str) -> String {
@@ -35,7 +34,8 @@ fn like_toggles_through_every_node_agree_and_keys_answer_once() {
     assert_eq!(p0["replicas"].as_array().unwrap().len(), 3, "{p0}");
     assert!(p0["here"]["applied"].as_u64().is_some(), "{p0}");
 
-    let mut conns: Vec<Conn> = (1..=3).map(|id| Conn::open(c.addr(id)).unwrap()).collect();
+    // Every request is retried on 503 (a leadership move to the preferred
+    // replica may happen meanwhile); toggles carry a key, so a retry toggles once.
     let users: Vec<String> = (0..9).map(|i| format!("user-{i}")).collect();
     let characters = ["alpha", "beta", "gamma", "아델"];
     let mut liked: HashMap<(String, &str), bool> = HashMap::new();
@@ -51,7 +51,9 @@ fn like_toggles_through_every_node_agree_and_keys_answer_once() {
                 let node = n % 3;
                 n += 1;
                 let auth = format!("Bearer {}", token(u));
-                let r = conns[node].send("POST", &format!("/api/v2/characters/{}/like", enc(ch)), &[("Authorization", &auth)]).unwrap();
+                let key = format!("t-{n}");
+                let path = format!("/api/v2/characters/{}/like", enc(ch));
+                let r = send_until_served(c.addr(node as u64 + 1), "POST", &path, &[("Authorization", &auth), ("Idempotency-Key", &key)]);
                 forwarded += r.header("x-maple-node").is_some() as usize;
                 let e = liked.entry((u.clone(), ch)).or_insert(false);
                 *e = !*e;
@@ -62,11 +64,12 @@ fn like_toggles_through_every_node_agree_and_keys_answer_once() {
     assert!(forwarded > 0, "some toggles went through a non-leader and were forwarded");
     for ch in characters {
         let expected = users.iter().filter(|u| liked[&((*u).clone(), ch)]).count() as u64;
-        for (node, conn) in conns.iter_mut().enumerate() {
+        for node in 1..=3 {
             for u in &users {
                 let auth = format!("Bearer {}", token(u));
-                let r = conn.send("GET", &format!("/api/v2/characters/{}/like/status", enc(ch)), &[("Authorization", &auth)]).unwrap();
-                assert_eq!(like(&r), (liked[&(u.clone(), ch)], expected), "{u} on {ch} through node {}", node + 1);
+                let path = format!("/api/v2/characters/{}/like/status", enc(ch));
+                let r = send_until_served(c.addr(node), "GET", &path, &[("Authorization", &auth)]);
+                assert_eq!(like(&r), (liked[&(u.clone(), ch)], expected), "{u} on {ch} through node {node}");
             }
         }
     }
@@ -74,12 +77,19 @@ fn like_toggles_through_every_node_agree_and_keys_answer_once() {
     // One Idempotency-Key through three nodes: one toggle, the same answer.
     let auth = format!("Bearer {}", token("keyed-user"));
     let path = format!("/api/v2/characters/{}/like", enc("delta"));
-    let first = like(&conns[1].send("POST", &path, &[("Authorization", &auth), ("Idempotency-Key", "key-1")]).unwrap());
+    let first = like(&send_until_served(c.addr(2), "POST", &path, &[("Authorization", &auth), ("Idempotency-Key", "key-1")]));
     assert_eq!(first, (true, 1));
-    for conn in conns.iter_mut() {
-        let again = like(&conn.send("POST", &path, &[("Authorization", &auth), ("Idempotency-Key", "key-1")]).unwrap());
+    for node in 1..=3 {
+        let again = like(&send_until_served(c.addr(node), "POST", &path, &[("Authorization", &auth), ("Idempotency-Key", "key-1")]));
         assert_eq!(again, first, "a retried key answers its first answer on every node");
     }
-    let r = conns[2].send("POST", &path, &[("Authorization", &auth), ("Idempotency-Key", "key-2")]).unwrap();
+    let r = send_until_served(c.addr(3), "POST", &path, &[("Authorization", &auth), ("Idempotency-Key", "key-2")]);
     assert_eq!(like(&r), (false, 0), "a new key toggles");
+
+    // The cluster's metrics: node id, leaders per partition, forwards both ways.
+    let forwarded_out: f64 = (1..=3).map(|id| common::metric(c.addr(id), "maple_forwards_total{result=\"answered\"}")).sum();
+    let served_in: f64 = (1..=3).map(|id| common::metric(c.addr(id), "maple_forwards_served_total")).sum();
+    assert!(forwarded_out > 0.0 && served_in >= forwarded_out, "{forwarded_out} forwarded, {served_in} served");
+    assert_eq!(common::metric(c.addr(2), "maple_cluster_node_id"), 2.0);
+    assert!(common::metric(c.addr(1), "maple_raft_leader_node{partition=\"0\"}") >= 1.0);
 }

@@ -153,9 +153,14 @@ pub async fn balance_leaders<M: PartitionMachine>(host: &Host<M>, placement: &Pl
     let mut n = 0;
     for s in host.status() {
         let preferred = placement.preferred_leader(s.group);
+        // Only to a preferred replica that holds everything committed (it
+        // is up and caught up): a transfer to a lagging or dead node would
+        // just stall the group until its election timeout.
+        let caught_up = s.committed.is_some() && s.matched.get(&preferred).copied().flatten() >= s.committed;
         if s.leader == Some(me)
             && preferred != me
             && s.voters.contains(&preferred)
+            && caught_up
             && host.transfer_leadership(s.group, Some(preferred)).await.is_some()
         {
             n += 1;

@@ -152,7 +152,10 @@ impl CoreInner {
     /// Send `body` to `node` for partition `p`: `Ok(answer)`, or `Err(503)`
     /// when no leader answered.
     async fn ask(&self, p: u32, node: NodeId, body: Bytes, traceparent: &str) -> Result<Response, Response> {
-        let Some(t) = &self.peers else { return Err(no_leader(p)) };
+        let Some(t) = &self.peers else {
+            self.shared.cluster.count_forward(1);
+            return Err(no_leader(p));
+        };
         let mut target = node;
         for attempt in 0..2 {
             let fwd = Forward { traceparent: traceparent.to_owned(), request: body.clone() };
@@ -165,7 +168,10 @@ impl CoreInner {
                 Err(e) => Err(e.to_string()),
             };
             match reply {
-                Ok(FwdReply::Answer(resp)) => return Ok(resp),
+                Ok(FwdReply::Answer(resp)) => {
+                    self.shared.cluster.count_forward(0);
+                    return Ok(resp);
+                }
                 Ok(FwdReply::NotLeader(hint)) => {
                     tracing::debug!(partition = p, node = target, hint, traceparent, "forward: not the leader there");
                     let next = match self.shared.cluster.view.route(p) {
@@ -175,7 +181,10 @@ impl CoreInner {
                     };
                     match next {
                         Some(n) if attempt == 0 => target = n,
-                        _ => return Err(no_leader(p)),
+                        _ => {
+                            self.shared.cluster.count_forward(1);
+                            return Err(no_leader(p));
+                        }
                     }
                 }
                 Err(e) => {
@@ -186,6 +195,7 @@ impl CoreInner {
                             continue;
                         }
                     }
+                    self.shared.cluster.count_forward(2);
                     tracing::warn!(partition = p, node = target, error = %e, traceparent, "forward to the leader failed: {e}");
                     return Err(error_json(
                         503,
@@ -202,6 +212,7 @@ impl CoreInner {
     /// the partition, else "not the leader" with the leader it knows.
     pub(crate) async fn serve_forward(&self, from: NodeId, fwd: Forward) -> FwdReply {
         let me = self.shared.cluster.me.to_string();
+        self.shared.cluster.forwards_in.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let req = match FwdRequest::decode(&fwd.request) {
             Ok(r) => r,
             Err(e) => {

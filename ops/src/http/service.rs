@@ -16,7 +16,7 @@ use engine::owner::{CacheConfig, CacheStatus, DocOp, Key, Nexon, Owner, OwnerErr
 use engine::partition::{IdempotencyKey, UserId};
 use net::{Request, Response};
 use replication::peer::TcpTransport;
-use replication::{bootstrap_groups, CoreGroups, NoPeers, Route as ClusterRoute, Transport as RaftTransport};
+use replication::{balance_leaders, bootstrap_groups, CoreGroups, NoPeers, Route as ClusterRoute, Transport as RaftTransport};
 
 use super::error::{error_json, owner_error, route_error};
 use super::route::{route, CharOp, Name, Route};
@@ -28,6 +28,9 @@ use crate::upstream::Transport;
 
 /// How often each periodic job (evictions, idempotency expiry) runs on a partition.
 pub const JOBS_EVERY: Duration = Duration::from_secs(30);
+
+/// How often a node hands partitions back to their preferred leader.
+pub const BALANCE_EVERY: Duration = Duration::from_secs(2);
 
 /// The per-core service; the peer handler of the core shares its state.
 pub struct CoreService(Rc<CoreInner>);
@@ -125,9 +128,11 @@ impl CoreInner {
             Route::AdminCluster => {
                 Response::json(200, serde_json::to_vec(&self.shared.cluster.status_json()).expect("json value serialises"))
             }
-            Route::Metrics => Response::new(200)
-                .header("content-type", crate::metrics::CONTENT_TYPE)
-                .body(self.shared.metrics.render(self.shared.server_stats.as_ref(), Some(&self.shared.storage))),
+            Route::Metrics => Response::new(200).header("content-type", crate::metrics::CONTENT_TYPE).body(self.shared.metrics.render(
+                self.shared.server_stats.as_ref(),
+                Some(&self.shared.storage),
+                Some(&self.shared.cluster),
+            )),
             Route::Character(name, op) => self.character(req, name, op, false).await,
         };
         (label, resp)
@@ -283,6 +288,7 @@ fn start_groups(
     peers: Option<Rc<TcpTransport>>,
 ) {
     let shared = shared.clone();
+    let lazy_stop = stop.clone();
     let jobs = JobConfig {
         every: JOBS_EVERY,
         expectation_stale: shared.cfg.cache_stale,
@@ -326,6 +332,21 @@ fn start_groups(
                     break;
                 }
                 Err(e) => tracing::warn!(core, error = %e, "waiting for the other replicas to initialise the partition groups: {e}"),
+            }
+        }
+        // Leadership back to each partition's preferred replica once it is
+        // caught up (after the start, a failover or a rolling restart), so
+        // the nodes share the leaders; never during the drain.
+        if cluster.is_cluster() {
+            while !shared.shutdown.is_triggered() {
+                monoio::time::sleep(BALANCE_EVERY).await;
+                if shared.shutdown.is_triggered() || lazy_stop.get() {
+                    break;
+                }
+                let moved = balance_leaders(groups.host(), &cluster.view.placement).await;
+                if moved > 0 {
+                    tracing::info!(core, moved, "moved the leadership of {moved} partitions to their preferred replicas");
+                }
             }
         }
     });

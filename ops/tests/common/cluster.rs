@@ -113,3 +113,21 @@ impl Cluster {
         }
     }
 }
+
+/// Send until the answer is not a 503 (only 503 + Retry-After with a JSON
+/// body may come first: an election or a leadership move), bounded.
+/// Use with reads, or with keyed toggles (a retried key toggles at most once).
+pub fn send_until_served(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> super::Resp {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = super::http::Conn::open(addr).and_then(|mut c| c.send(method, path, headers)) {
+            if r.status != 503 {
+                return r;
+            }
+            assert!(r.header("retry-after").is_some(), "a 503 carries Retry-After");
+            assert!(r.json()["code"].is_string(), "a 503 has a JSON error body");
+        }
+        assert!(Instant::now() < deadline, "{method} {path} at {addr}: still 503 after 60 s");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
