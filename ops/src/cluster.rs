@@ -32,8 +32,10 @@ pub struct NodeCluster {
     pub members: BTreeMap<NodeId, NodeInfo>,
     pub peer_addr: Option<SocketAddr>,
     pub limits: PeerLimits,
-    /// Test and operator switch: cuts this node off its peers.
+    /// Test switch: cuts this node off its peers (`POST /admin/test/peer-cut`,
+    /// only with `MAPLE_TEST_HOOKS=1` in the node's environment).
     pub switch: DropSwitch,
+    pub test_hooks: bool,
     listener: Mutex<Option<std::net::TcpListener>>,
     handoff_tx: Vec<flume::Sender<Handoff>>,
     handoff_rx: Mutex<Vec<Option<flume::Receiver<Handoff>>>>,
@@ -107,6 +109,7 @@ impl NodeCluster {
             peer_addr,
             limits: PeerLimits::default(),
             switch: DropSwitch::new(),
+            test_hooks: std::env::var("MAPLE_TEST_HOOKS").is_ok_and(|v| v == "1"),
             listener: Mutex::new(listener),
             handoff_tx: tx,
             handoff_rx: Mutex::new(rx.into_iter().map(Some).collect()),

@@ -12,6 +12,9 @@ pub enum Route {
     Ready,
     /// `GET /admin/cluster`: the cluster map and this node's replicas.
     AdminCluster,
+    /// `POST /admin/test/peer-cut?on=1|0`: cut this node off its peers (test
+    /// hook; 404 unless the node runs with `MAPLE_TEST_HOOKS=1`).
+    PeerCut(bool),
     Character(Name, CharOp),
 }
 
@@ -42,6 +45,7 @@ impl Route {
             Route::Live => "health_live",
             Route::Ready => "health_ready",
             Route::AdminCluster => "admin_cluster",
+            Route::PeerCut(_) => "admin_test",
             Route::Character(_, op) => op.label(),
         }
     }
@@ -93,6 +97,16 @@ pub fn route(method: &str, path: &str, query: &str) -> Result<Route, RouteError>
         ["health", "live"] => return plain(method, Route::Live),
         ["health", "ready"] => return plain(method, Route::Ready),
         ["admin", "cluster"] => return plain(method, Route::AdminCluster),
+        ["admin", "test", "peer-cut"] => {
+            if method != "POST" {
+                return Err(RouteError::MethodNotAllowed { allow: "POST" });
+            }
+            return match query {
+                "on=1" => Ok(Route::PeerCut(true)),
+                "on=0" => Ok(Route::PeerCut(false)),
+                _ => Err(RouteError::BadRequest("peer-cut takes on=1 or on=0".into())),
+            };
+        }
         ["api", "v4", "characters", ign, "expectation"] => (CharOp::Expectation { force: query_flag(query, "force") }, *ign, "GET"),
         ["api", "v4", "characters", ign, "expectation", "preset", n] => {
             // Method is checked before the preset number is.

@@ -125,6 +125,7 @@ impl CoreInner {
         let resp = match route {
             Route::Live => Response::json(200, r#"{"status":"UP"}"#),
             Route::Ready => self.readiness(),
+            Route::PeerCut(on) => self.peer_cut(on),
             Route::AdminCluster => {
                 Response::json(200, serde_json::to_vec(&self.shared.cluster.status_json()).expect("json value serialises"))
             }
@@ -161,6 +162,17 @@ impl CoreInner {
             return Response::json(503, body("STARTING", Some(reason)));
         }
         Response::json(200, body("UP", None))
+    }
+
+    /// The test hook cutting this node off its peers (both directions).
+    fn peer_cut(&self, on: bool) -> Response {
+        let c = &self.shared.cluster;
+        if !c.test_hooks {
+            return error_json(404, "NOT_FOUND", "no such route");
+        }
+        c.switch.set(on);
+        tracing::warn!(node = c.me, cut = on, "test hook: peer traffic {}", if on { "cut off" } else { "restored" });
+        Response::json(200, format!("{{\"cut\":{on}}}"))
     }
 
     pub(crate) fn key(&self, name: Name) -> Key {

@@ -20,6 +20,7 @@ pub struct Cluster {
     /// The HTTP address of each node (kept for restarts).
     pub addrs: Vec<SocketAddr>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -29,10 +30,22 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Start `n` nodes (ids 1..=n) and wait until every one is ready.
     pub fn start(tag: &str, n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_with_env(tag, n, extra, &[])
+    }
+
+    /// [`Cluster::start`] with these environment variables on every node.
+    pub fn start_with_env(tag: &str, n: usize, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let peers = ports.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
         let dirs: Vec<DataDir> = (0..n).map(|i| DataDir::new(&format!("{tag}-n{}", i + 1))).collect();
-        let mut c = Cluster { dirs, peers, nodes: Vec::new(), addrs: Vec::new(), extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut c = Cluster {
+            dirs,
+            peers,
+            nodes: Vec::new(),
+            addrs: Vec::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
         let mut nodes: Vec<Maple> = (1..=n as u64).map(|id| c.launch(id, None).spawn()).collect();
         for m in &mut nodes {
             m.wait_listening(START_TIMEOUT);
@@ -54,6 +67,9 @@ impl Cluster {
             .env("MAPLE_JWT_SECRET", SECRET);
         for a in &self.extra {
             l = l.args(&[a.as_str()]);
+        }
+        for (k, v) in &self.env {
+            l = l.env(k, v);
         }
         if let Some(a) = addr {
             l = l.listen(a);
