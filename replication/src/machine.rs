@@ -55,8 +55,8 @@ pub struct GroupStats {
     pub leader: AtomicU64,
     pub ready: AtomicU64,
     /// The leader this node knows (0: none), the cluster-committed index
-    /// + 1 (0: none) and whether this replica applied everything committed
-    /// (1), kept by the core's status poll (`CoreGroups::refresh`).
+    /// plus one (0: none) and whether this replica applied everything
+    /// committed (1), kept by the core's status poll (`CoreGroups::refresh`).
     pub leader_id: AtomicU64,
     pub committed: AtomicU64,
     pub caught_up: AtomicU64,
