@@ -93,3 +93,26 @@ fn like_toggles_through_every_node_agree_and_keys_answer_once() {
     assert_eq!(common::metric(c.addr(2), "maple_cluster_node_id"), 2.0);
     assert!(common::metric(c.addr(1), "maple_raft_leader_node{partition=\"0\"}") >= 1.0);
 }
+
+#[test]
+fn a_hundred_concurrent_misses_over_three_nodes_make_one_upstream_call() {
+    // One simulator for all three nodes; its latency keeps the first fetch
+    // in flight while the others arrive (at the leader, forwarded or not).
+    let sim = common::maple::Launch::upstream_sim(&["--latency-ms", "400"]).start();
+    let url = format!("http://{}", sim.addr);
+    let c = Cluster::start("cl-flight", 3, &["--upstream-url", &url]);
+    c.wait_leaders(Duration::from_secs(60));
+    let path = format!("/api/v4/characters/{}/expectation", enc("동시요청"));
+    let threads: Vec<_> = (0..100u64)
+        .map(|i| {
+            let (addr, path) = (c.addr(i % 3 + 1), path.clone());
+            std::thread::spawn(move || send_until_served(addr, "GET", &path, &[]))
+        })
+        .collect();
+    let answers: Vec<Resp> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(answers.iter().all(|r| r.status == 200), "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(answers.windows(2).all(|w| w[0].body == w[1].body), "everyone got the same rendering");
+    let stats = common::http::get(sim.addr, "/sim/stats").json();
+    assert_eq!(stats["id"], 1, "one id lookup across the cluster: {stats}");
+    assert_eq!(stats["equipment"], 1, "one equipment fetch across the cluster: {stats}");
+}
