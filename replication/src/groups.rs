@@ -172,9 +172,12 @@ impl CoreGroups {
     /// the cluster map, readiness and forwarding from any core). Ends when
     /// the groups are shut down.
     fn spawn_refresh(self: &Rc<Self>, me: NodeId) {
-        let this = self.clone();
+        // A weak handle: a task still asleep when its runtime is dropped
+        // must not keep the groups (and their store) alive.
+        let weak = Rc::downgrade(self);
         monoio::spawn(async move {
             loop {
+                let Some(this) = weak.upgrade() else { return };
                 let mut any = false;
                 for (g, local) in &this.locals {
                     let Some(raft) = this.host.raft(*g) else { continue };
@@ -194,13 +197,14 @@ impl CoreGroups {
                     *local.stats.matched.lock().unwrap_or_else(|p| p.into_inner()) = matched.unwrap_or_default();
                 }
                 if !any {
-                    break;
+                    for local in this.locals.values() {
+                        local.stats.leader_id.store(0, Ordering::Release);
+                        local.stats.caught_up.store(0, Ordering::Release);
+                    }
+                    return;
                 }
+                drop(this);
                 monoio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            for local in this.locals.values() {
-                local.stats.leader_id.store(0, Ordering::Release);
-                local.stats.caught_up.store(0, Ordering::Release);
             }
         });
     }
