@@ -40,7 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // dir (a restart that did not wait for the old process) waits here
     // holding no port, so every connection goes to the running node. Held
     // until the process exits (after the final checkpoint).
-    let _data_dir_lock = lock_data_dir(&cfg.data_dir, data_dir_lock_wait(&cfg))?;
+    let data_dir_lock = lock_data_dir(&cfg.data_dir, data_dir_lock_wait(&cfg))?;
     // The format file (created, read, or written by a format-1 migration)
     // before anything else touches the dir.
     let meta = datadir::prepare(&cfg)?;
@@ -132,7 +132,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _ = shed_log.join();
     // Drained, groups stopped: make every partition's state durable, so the
     // next start replays nothing.
-    shared.storage.final_checkpoint()
+    shared.storage.final_checkpoint()?;
+    // The data dir lock is released by the exit itself, with every other
+    // handle of the process (a log's own lock, held by a writer thread until
+    // it ends): a waiting successor never gets the dir while a log of it is
+    // still held here.
+    std::mem::forget(data_dir_lock);
+    Ok(())
 }
 
 /// Options of the node's logs.
