@@ -80,7 +80,7 @@ fn a_node_with_a_512_mb_budget_stays_under_it_under_the_bench_workloads() {
         refused as f64
     );
     if refused > 0 {
-        assert!(!node.log_lines("like book of core").is_empty(), "a full like book is logged (log follows)");
+        assert!(!node.log_lines("like storage of partition").is_empty(), "a full like book is logged (log follows)");
     }
     let now = rss_mb(a);
     peak = peak.max(now);
