@@ -84,7 +84,7 @@ fn json_format_is_one_object_per_line() {
 
     // The environment variable selects it too; a failing start ends with one JSON error line.
     let out = Command::new(env!("CARGO_BIN_EXE_maple"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue-ms", "0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--resp-listen", "off", "--max-queue-ms", "0", "--data-dir"])
         .arg(dir.path())
         .env("MAPLE_LOG_FORMAT", "json")
         .env_remove("MAPLE_NEXON_API_KEY")

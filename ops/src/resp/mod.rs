@@ -31,7 +31,7 @@ use net::resp::{Authenticated, Command, CommandSpec, ConnState, Flags, Protocol,
 
 use crate::http::error::status_code;
 use crate::http::{LazyGroups, NodeShared};
-pub use topology::{ClusterView, Location, NodeView, ShardView, Topology};
+pub use topology::{Location, Topology};
 
 /// How often each core publishes its partitions' sizes for `INFO keyspace`.
 const KEYSPACE_EVERY: Duration = Duration::from_secs(1);
@@ -388,32 +388,32 @@ pub fn doc_reply(served: &Served, gzip: bool) -> Reply {
 /// why the node's storage failed, if it did (answered `-STORAGE`).
 pub fn owner_reply(e: &OwnerError, storage_down: impl FnOnce() -> Option<String>) -> Reply {
     let (status, http_code) = status_code(e);
-    let mut message = e.to_string();
-    let prefix = match (status, http_code) {
-        (_, "STORAGE_UNAVAILABLE") => "STORAGE",
-        (_, "PARTITION_UNAVAILABLE") => match storage_down() {
-            Some(reason) => {
-                message = reason;
-                return Reply::error(format!("STORAGE {message} (STORAGE_UNAVAILABLE)"));
+    let prefix = match http_code {
+        "STORAGE_UNAVAILABLE" => {
+            // The group's own error names files: it goes to the log, not to clients.
+            tracing::debug!(error = %e, "RESP command failed: {http_code}");
+            let why = storage_down().unwrap_or_else(|| "storage failed; restart needed".into());
+            return Reply::error(format!("STORAGE {why} ({http_code})"));
+        }
+        "PARTITION_UNAVAILABLE" => {
+            if let Some(why) = storage_down() {
+                tracing::debug!(error = %e, "RESP command failed: {http_code}");
+                return Reply::error(format!("STORAGE {why} (STORAGE_UNAVAILABLE)"));
             }
-            None => "TRYAGAIN",
-        },
-        (_, "OVERLOADED") => "OVERLOADED",
-        (_, "STORAGE_BUSY") => "BUSY",
-        (_, "UNAVAILABLE") => "TRYAGAIN",
-        (_, "UPSTREAM_CIRCUIT_OPEN" | "UPSTREAM_TIMEOUT" | "UPSTREAM_ERROR" | "UPSTREAM_BAD_EQUIPMENT" | "UPSTREAM_BAD_BASIC") => "UPSTREAM",
+            "TRYAGAIN"
+        }
+        "OVERLOADED" => "OVERLOADED",
+        "STORAGE_BUSY" => "BUSY",
+        "UNAVAILABLE" => "TRYAGAIN",
+        "UPSTREAM_CIRCUIT_OPEN" | "UPSTREAM_TIMEOUT" | "UPSTREAM_ERROR" | "UPSTREAM_BAD_EQUIPMENT" | "UPSTREAM_BAD_BASIC" => "UPSTREAM",
         _ => "ERR",
     };
-    if http_code == "STORAGE_UNAVAILABLE" {
-        // The group's own error names files: it goes to the log, not to clients.
-        message = storage_down().unwrap_or_else(|| "storage failed; restart needed".into());
-    }
     if status >= 500 && prefix == "ERR" {
         tracing::warn!(error = %e, "RESP command failed: {http_code}");
     } else {
         tracing::debug!(error = %e, "RESP command failed: {http_code}");
     }
-    Reply::error(format!("{prefix} {message} ({http_code})"))
+    Reply::error(format!("{prefix} {e} ({http_code})"))
 }
 
 fn syntax_error(opt: &Bytes) -> Reply {

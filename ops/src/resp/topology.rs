@@ -22,6 +22,8 @@ pub enum Location {
     /// Served by this node.
     Local,
     /// Served by another node: `-MOVED slot host:port` (its RESP address).
+    /// A single node never answers it; the cluster's map does.
+    #[allow(dead_code)]
     Moved(String),
     /// Its partition has no leader right now: `-TRYAGAIN`.
     TryAgain,
