@@ -216,7 +216,7 @@ fn documents_cluster_and_info() {
     assert_eq!(json(equip.bytes()), get(node.addr, "/api/v2/characters/mechanic/equipment").json());
     let recalc = c.call(&["EXPECT.RECALC", "evan"]);
     assert_eq!(json(recalc.bytes())["userIgn"], "evan");
-    let missing = c.call(&["EXPECT.GET", "nosuchcharacter"]);
+    let missing = c.call(&["EXPECT.GET", "missing-person"]);
     assert!(missing.err().ends_with("(CHARACTER_NOT_FOUND)"), "{missing:?}");
 
     // CLUSTER: one node owning every slot, in 8 contiguous partitions.
