@@ -128,7 +128,12 @@ impl NodeMetrics {
 
     /// OpenMetrics text: our registry, the HTTP server's own counters, then
     /// the node's logs, partitions and process.
-    pub fn render(&self, server: Option<&net::ServerStats>, resp: Option<&crate::resp::RespShared>, storage: Option<&NodeStorage>) -> String {
+    pub fn render(
+        &self,
+        server: Option<&net::ServerStats>,
+        resp: Option<&crate::resp::RespShared>,
+        storage: Option<&NodeStorage>,
+    ) -> String {
         let mut out = String::with_capacity(16 * 1024);
         encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
         if let Some(stats) = server {

@@ -266,7 +266,17 @@ fn the_binary_carries_its_fixtures_and_the_overrides_read_a_dir() {
     let out = run(&["upstream-sim", "--addr", "127.0.0.1:0", "--fixtures-dir", nowhere]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir/evan_equip.json"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["serve", "--listen", "127.0.0.1:0", "--resp-listen", "off", "--data-dir", data.path().join("d2").to_str().unwrap(), "--sim-data-dir", nowhere]);
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--resp-listen",
+        "off",
+        "--data-dir",
+        data.path().join("d2").to_str().unwrap(),
+        "--sim-data-dir",
+        nowhere,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir/evan_equip.json"), "{}", String::from_utf8_lossy(&out.stderr));
     // The simulator's old `--data-dir` (fixtures) is gone: it meant the log for `serve`.
@@ -334,7 +344,10 @@ fn toml_config_file_is_read_and_bad_files_fail_fast() {
     assert_eq!(get(node.addr, "/health/ready").status, 200);
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "no_such_setting = 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_maple")).args(["serve", "--resp-listen", "off", "--config", bad.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maple"))
+        .args(["serve", "--resp-listen", "off", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_setting"));
 }

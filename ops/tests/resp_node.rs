@@ -49,7 +49,8 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])))
 }
 
 /// An authenticated RESP connection of `user`.
@@ -324,7 +325,10 @@ fn bad_frames_get_errors_and_the_node_stays_up() {
         let _ = s.shutdown(std::net::Shutdown::Write);
         let mut out = Vec::new();
         let read = s.read_to_end(&mut out);
-        assert!(!matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut), "no close: {input:?}");
+        assert!(
+            !matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+            "no close: {input:?}"
+        );
     }
     let mut a = authed(&node, "ann");
     assert_eq!(a.call(&["LIKE.TOGGLE", "hero"]).like(), (true, 1));
@@ -339,11 +343,8 @@ fn bad_frames_get_errors_and_the_node_stays_up() {
 fn redis_rs_cluster_client_routes_without_redirects() {
     let node = serve(&["--cores", "2", "--partitions", "4"]);
     let url = format!("redis://127.0.0.1:{}/", node.resp_addr().port());
-    let client = redis::cluster::ClusterClientBuilder::new(vec![url.clone()])
-        .username("rs".to_owned())
-        .password(token("rs"))
-        .build()
-        .expect("cluster client");
+    let client =
+        redis::cluster::ClusterClientBuilder::new(vec![url.clone()]).username("rs").password(token("rs")).build().expect("cluster client");
     let mut conn = client.get_connection().expect("cluster connection (CLUSTER SLOTS)");
     let mut expected: HashMap<String, i64> = HashMap::new();
     for i in 0..300 {

@@ -34,12 +34,30 @@ pub struct Place {
 /// What one core asks another.
 #[derive(Debug)]
 pub enum Request {
-    Doc { op: DocOp, name: Key },
-    Toggle { user: UserId, character: Key, key: Option<IdempotencyKey> },
-    Reserve { user: UserId, key: IdempotencyKey, home: PartitionId, character: CharacterName, op: Op },
-    Status { user: UserId, character: Key },
+    Doc {
+        op: DocOp,
+        name: Key,
+    },
+    Toggle {
+        user: UserId,
+        character: Key,
+        key: Option<IdempotencyKey>,
+    },
+    Reserve {
+        user: UserId,
+        key: IdempotencyKey,
+        home: PartitionId,
+        character: CharacterName,
+        op: Op,
+    },
+    Status {
+        user: UserId,
+        character: Key,
+    },
     /// The like count of a character, whoever asks (RESP `LIKE.COUNT`).
-    Count { character: Key },
+    Count {
+        character: Key,
+    },
 }
 
 /// Its answer.

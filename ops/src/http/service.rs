@@ -112,9 +112,11 @@ impl CoreService {
         let resp = match route {
             Route::Live => Response::json(200, r#"{"status":"UP"}"#),
             Route::Ready => self.readiness(),
-            Route::Metrics => Response::new(200)
-                .header("content-type", crate::metrics::CONTENT_TYPE)
-                .body(self.shared.metrics.render(self.shared.server_stats.as_ref(), self.shared.resp.as_deref(), Some(&self.shared.storage))),
+            Route::Metrics => Response::new(200).header("content-type", crate::metrics::CONTENT_TYPE).body(self.shared.metrics.render(
+                self.shared.server_stats.as_ref(),
+                self.shared.resp.as_deref(),
+                Some(&self.shared.storage),
+            )),
             Route::Character(name, op) => self.character(req, name, op).await,
         };
         (label, resp)

@@ -133,7 +133,7 @@ fn persistence(node: &NodeShared, kv: &mut Kv) {
     kv("recovery_replayed_entries", &logs.iter().map(|(l, _)| l.replayed).sum::<u64>());
     kv("recovery_ms", &format!("{:.1}", logs.iter().map(|(l, _)| l.recovered_in.as_secs_f64() * 1e3).fold(0.0, f64::max)));
     kv("recovery_dropped_tail_bytes", &logs.iter().map(|(l, _)| l.recovery.torn_tail.as_ref().map_or(0, |t| t.bytes)).sum::<u64>());
-    kv("storage_down", &node.storage.down().is_some().then_some(1).unwrap_or(0));
+    kv("storage_down", &u8::from(node.storage.down().is_some()));
 }
 
 fn replication(node: &NodeShared, kv: &mut Kv) {

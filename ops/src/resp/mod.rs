@@ -95,7 +95,8 @@ enum Cmd {
     Cluster,
 }
 
-const CMDS: [Cmd; 8] = [Cmd::LikeToggle, Cmd::LikeStatus, Cmd::LikeCount, Cmd::ExpectGet, Cmd::ExpectRecalc, Cmd::EquipGet, Cmd::Info, Cmd::Cluster];
+const CMDS: [Cmd; 8] =
+    [Cmd::LikeToggle, Cmd::LikeStatus, Cmd::LikeCount, Cmd::ExpectGet, Cmd::ExpectRecalc, Cmd::EquipGet, Cmd::Info, Cmd::Cluster];
 
 fn specs() -> Vec<CommandSpec> {
     let keyed = |name, arity, flags: Flags, summary, hint| {
@@ -109,7 +110,13 @@ fn specs() -> Vec<CommandSpec> {
             "Toggles the authenticated user's like of a character; [liked, likeCount] once durable.",
             "character [IDEMPOTENCY key]",
         ),
-        keyed("like.status", 2, Flags::READONLY | Flags::AUTH | Flags::FAST, "The user's like of a character: [liked, likeCount].", "character"),
+        keyed(
+            "like.status",
+            2,
+            Flags::READONLY | Flags::AUTH | Flags::FAST,
+            "The user's like of a character: [liked, likeCount].",
+            "character",
+        ),
         keyed("like.count", 2, Flags::READONLY | Flags::FAST, "The like count of a character.", "character"),
         keyed(
             "expect.get",
@@ -153,7 +160,12 @@ impl RespNode {
 
     /// Spawn core `core`'s RESP listener on this runtime (a no-op without
     /// RESP). The handle ends once the listener drained after shutdown.
-    pub fn serve(core: usize, node: &Arc<NodeShared>, shard: &Rc<Shard>, groups: &Rc<LazyGroups>) -> Option<monoio::task::JoinHandle<std::io::Result<()>>> {
+    pub fn serve(
+        core: usize,
+        node: &Arc<NodeShared>,
+        shard: &Rc<Shard>,
+        groups: &Rc<LazyGroups>,
+    ) -> Option<monoio::task::JoinHandle<std::io::Result<()>>> {
         let resp = node.resp.clone()?;
         let Some(listener) = resp.take_core(core) else {
             tracing::error!(core, "no RESP listener for core {core}: RESP is not served on it");
@@ -465,7 +477,9 @@ mod tests {
             first_character: "hero".into(),
             first_op: engine::partition::Op::LikeToggle,
         });
-        assert!(matches!(owner_reply(&reused, || None), Reply::Error(t) if t.starts_with("ERR ") && t.ends_with("(IDEMPOTENCY_KEY_REUSED)")));
+        assert!(
+            matches!(owner_reply(&reused, || None), Reply::Error(t) if t.starts_with("ERR ") && t.ends_with("(IDEMPOTENCY_KEY_REUSED)"))
+        );
         assert_eq!(code(OwnerError::Overloaded("x")), "OVERLOADED");
         assert_eq!(code(OwnerError::Busy("x")), "BUSY");
         assert_eq!(code(OwnerError::Like(PartitionError::RelationsFull { max: 1 })), "BUSY");
