@@ -340,7 +340,7 @@ fn toml_config_file_is_read_and_bad_files_fail_fast() {
     .until_ready()
     .start();
     assert_eq!(node.addr.ip().to_string(), "127.0.0.1");
-    assert_eq!(node.log_lines("(1 cores)").len(), 1, "cores from the file: {}", node.log());
+    assert_eq!(node.log_lines("(1 cores), upstream").len(), 1, "cores from the file: {}", node.log());
     assert_eq!(get(node.addr, "/health/ready").status, 200);
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "no_such_setting = 1\n").unwrap();

@@ -52,7 +52,7 @@ fn rust_log_filters_and_the_default_is_info() {
     let dir = DataDir::new("observe-info");
     let mut node = Launch::serve(dir.path()).args(&["--cores", "1"]).env("RUST_LOG", "").start();
     assert!(node.log_lines(" DEBUG ").is_empty(), "the default filter is info: {}", node.log());
-    assert_eq!(node.log_lines("listening on").len(), 1);
+    assert_eq!(node.log_lines("maple serve: listening on").len(), 1);
     node.stop_gracefully();
 }
 
