@@ -396,3 +396,36 @@ fn resp_listen_off_and_a_busy_port() {
     assert!(log.contains("--resp-listen") && log.contains(&format!("port {port} is in use")), "{log}");
     drop(taken);
 }
+
+/// A failed write-ahead log (fail point: the 40th fdatasync reports ENOSPC)
+/// is `-STORAGE` over RESP, with the reason and no path; the connection and
+/// the node stay up (INFO says `storage_down:1`).
+#[test]
+fn a_failed_log_is_a_storage_error() {
+    let dir = DataDir::new("resp-storage");
+    let node = Launch::serve(dir.path())
+        .args(&["--cores", "1", "--partitions", "1"])
+        .env("MAPLE_JWT_SECRET", SECRET)
+        .env("MAPLE_STORAGE_CRASH_AT", "wal-fsync-enospc@40")
+        .start();
+    let mut c = authed(&node, "alice");
+    assert_eq!(c.call(&["LIKE.TOGGLE", "one"]).like(), (true, 1), "before the failure");
+    // One toggle at a time: one fdatasync each, until the failing one.
+    let mut acked = 1;
+    let first_failure = loop {
+        match c.call(&["LIKE.TOGGLE", &format!("c{acked}")]) {
+            Value::Array(_) => acked += 1,
+            other => break other,
+        }
+        assert!(acked < 60, "the fail point never hit");
+    };
+    let data_dir = dir.path().to_str().unwrap().to_owned();
+    for r in [first_failure, c.call(&["LIKE.TOGGLE", "five"]), c.call(&["LIKE.STATUS", "one"])] {
+        let e = r.err();
+        assert_eq!(e, "STORAGE storage: write-ahead log 0 failed; restart needed (STORAGE_UNAVAILABLE)");
+        assert!(!e.contains(&data_dir));
+    }
+    assert_eq!(c.call(&["PING"]), Value::Simple("PONG".into()));
+    let info = c.call(&["INFO", "persistence"]).text();
+    assert!(info.contains("storage_down:1\r\n"), "{info}");
+}

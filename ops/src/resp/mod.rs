@@ -195,6 +195,12 @@ impl RespNode {
                 Err(Reply::error(format!("MOVED {} {host}:{port}", key.slot)))
             }
             Location::TryAgain => {
+                // A partition without a leader because the storage under it
+                // failed will not get one by retrying: say why, as HTTP does.
+                if let Some(why) = self.node.storage.down() {
+                    tracing::debug!(slot = key.slot, "RESP command refused: storage down");
+                    return Err(Reply::error(format!("STORAGE {why} (STORAGE_UNAVAILABLE)")));
+                }
                 self.resp.tryagain.fetch_add(1, Ordering::Relaxed);
                 Err(Reply::error(format!("TRYAGAIN partition {} of slot {} has no leader yet; retry", key.partition, key.slot)))
             }
