@@ -20,6 +20,10 @@ pub struct ServeFlags {
     /// (resolved once at start; the first IPv4 address wins) [default: 0.0.0.0:8080].
     #[arg(long, env = "MAPLE_LISTEN", value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
+    /// RESP (Redis protocol) listen address, in the same forms as --listen, or `off` for none. Every core accepts
+    /// (SO_REUSEPORT); the node prints `resp listening on ADDR` [default: 0.0.0.0:6380].
+    #[arg(long, env = "MAPLE_RESP_LISTEN", value_parser = parse_resp_listen)]
+    pub resp_listen: Option<RespListen>,
     /// Cores (threads, each with its own runtime and shard) [default: available parallelism].
     #[arg(long, env = "MAPLE_CORES")]
     pub cores: Option<usize>,
@@ -119,6 +123,7 @@ pub struct ServeFlags {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    resp_listen: Option<String>,
     cores: Option<usize>,
     data_dir: Option<PathBuf>,
     partitions: Option<u32>,
@@ -163,6 +168,8 @@ pub enum UpstreamTarget {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The RESP listener's address; `None` = `--resp-listen off`.
+    pub resp_listen: Option<SocketAddr>,
     pub cores: usize,
     pub data_dir: PathBuf,
     /// `--partitions` if given (a new data dir gets it, default
@@ -383,6 +390,11 @@ impl Config {
                 (None, Some(text)) => parse_listen(text).map_err(|e| anyhow::anyhow!("config file: {e}"))?,
                 (None, None) => "0.0.0.0:8080".parse().expect("valid literal"),
             },
+            resp_listen: match (&f.resp_listen, &file.resp_listen) {
+                (Some(r), _) => r.addr(),
+                (None, Some(text)) => parse_resp_listen(text).map_err(|e| anyhow::anyhow!("config file: resp_listen: {e}"))?.addr(),
+                (None, None) => Some(DEFAULT_RESP_LISTEN.parse().expect("valid literal")),
+            },
             cores,
             data_dir: pick!(data_dir, PathBuf::from("./data")),
             partitions: f.partitions.or(file.partitions),
@@ -433,6 +445,34 @@ impl Config {
         anyhow::ensure!((1..=60_000).contains(&cfg.max_queue.as_millis()), "max_queue_ms must be in 1..=60000");
         Ok(cfg)
     }
+}
+
+/// Default of `--resp-listen` (Redis Cluster's usual port + 1: 6379 stays free for a Redis).
+pub const DEFAULT_RESP_LISTEN: &str = "0.0.0.0:6380";
+
+/// `--resp-listen`: an address as `--listen` takes it, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RespListen {
+    Off,
+    On(SocketAddr),
+}
+
+impl RespListen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            RespListen::Off => None,
+            RespListen::On(a) => Some(a),
+        }
+    }
+}
+
+/// `--resp-listen`: `off` (any case) disables the RESP listener; anything
+/// else goes through [`parse_listen`].
+pub fn parse_resp_listen(s: &str) -> Result<RespListen, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(RespListen::Off);
+    }
+    parse_listen(s).map(RespListen::On)
 }
 
 /// `--listen`: `IP:port`, `[IPv6]:port`, `:port` (= `0.0.0.0:port`) or
@@ -618,6 +658,33 @@ mod tests {
         let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"").unwrap();
         let flags = ServeFlags { listen: Some("127.0.0.1:2".parse().unwrap()), ..Default::default() };
         assert_eq!(Config::merge(&flags, file).unwrap().listen.port(), 2, "flag wins over file");
+    }
+
+    #[test]
+    fn resp_listen_defaults_to_6380_takes_listen_forms_and_off() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: ServeFlags,
+        }
+        let cfg = Config::merge(&ServeFlags::default(), FileConfig::default()).unwrap();
+        assert_eq!(cfg.resp_listen, Some("0.0.0.0:6380".parse().unwrap()));
+        let flags = Cli::try_parse_from(["maple", "--resp-listen", ":7000"]).unwrap().flags;
+        assert_eq!(Config::merge(&flags, FileConfig::default()).unwrap().resp_listen, Some("0.0.0.0:7000".parse().unwrap()));
+        let flags = Cli::try_parse_from(["maple", "--resp-listen", "OFF"]).unwrap().flags;
+        assert_eq!(Config::merge(&flags, FileConfig::default()).unwrap().resp_listen, None);
+        let err = Cli::try_parse_from(["maple", "--resp-listen", "6380"]).err().unwrap().to_string();
+        assert!(err.contains("has no port"), "{err}");
+        let file: FileConfig = toml::from_str("resp_listen = \"off\"").unwrap();
+        assert_eq!(Config::merge(&ServeFlags::default(), file).unwrap().resp_listen, None);
+        let file: FileConfig = toml::from_str("resp_listen = \"localhost:7001\"").unwrap();
+        assert_eq!(Config::merge(&ServeFlags::default(), file).unwrap().resp_listen, Some("127.0.0.1:7001".parse().unwrap()));
+        let file: FileConfig = toml::from_str("resp_listen = \"nowhere\"").unwrap();
+        assert!(Config::merge(&ServeFlags::default(), file).unwrap_err().to_string().contains("resp_listen"));
+        let file: FileConfig = toml::from_str("resp_listen = \"off\"").unwrap();
+        let flags = ServeFlags { resp_listen: Some(RespListen::On("127.0.0.1:7002".parse().unwrap())), ..Default::default() };
+        assert_eq!(Config::merge(&flags, file).unwrap().resp_listen.map(|a| a.port()), Some(7002), "flag wins over file");
     }
 
     #[test]

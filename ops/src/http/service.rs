@@ -38,6 +38,9 @@ pub struct CoreService {
     jobs_stop: Rc<Cell<bool>>,
     /// "Cannot compute from the upstream equipment" lines: one per period.
     calc_log: RefCell<crate::logging::Throttle>,
+    /// This core's RESP listener (same runtime, same owner runtime), drained
+    /// before the groups stop.
+    resp: RefCell<Option<monoio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl CoreService {
@@ -80,7 +83,9 @@ impl CoreService {
         );
         let jobs_stop = Rc::new(Cell::new(false));
         start_groups(core, &shared, groups.clone(), parts, jobs_stop.clone());
+        let resp = crate::resp::RespNode::serve(core, &shared, &shard, &groups);
         CoreService {
+            resp: RefCell::new(resp),
             core,
             shared,
             shard,
@@ -107,9 +112,11 @@ impl CoreService {
         let resp = match route {
             Route::Live => Response::json(200, r#"{"status":"UP"}"#),
             Route::Ready => self.readiness(),
-            Route::Metrics => Response::new(200)
-                .header("content-type", crate::metrics::CONTENT_TYPE)
-                .body(self.shared.metrics.render(self.shared.server_stats.as_ref(), Some(&self.shared.storage))),
+            Route::Metrics => Response::new(200).header("content-type", crate::metrics::CONTENT_TYPE).body(self.shared.metrics.render(
+                self.shared.server_stats.as_ref(),
+                self.shared.resp.as_deref(),
+                Some(&self.shared.storage),
+            )),
             Route::Character(name, op) => self.character(req, name, op).await,
         };
         (label, resp)
@@ -290,6 +297,14 @@ impl net::Service for CoreService {
     /// durable, so no task of this runtime is left for a log's syncer
     /// thread to wake after the runtime is gone (see net/tests/drain_hook.rs).
     async fn drain(&self) {
+        // RESP connections finish the commands they read (bounded by the
+        // drain budget) while the groups still run.
+        let resp = self.resp.borrow_mut().take();
+        if let Some(handle) = resp {
+            if let Err(e) = handle.await {
+                tracing::error!(core = self.core, error = %e, "the RESP listener of core {} failed", self.core);
+            }
+        }
         self.jobs_stop.set(true);
         let Some(groups) = self.groups.get() else { return };
         groups.shutdown().await;

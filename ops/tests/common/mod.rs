@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod maple;
+pub mod resp;
 
 /// One parsed HTTP response.
 #[derive(Debug)]
