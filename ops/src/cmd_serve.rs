@@ -97,7 +97,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     log_memory_plan(&cfg, &meta);
     let slots = SlotMap::new(meta.partitions, cfg.cores);
-    let (storage, starts) = open_storage(&cfg, &meta)?;
+    let placement = replication::Placement::new(&cfg.cluster.node_ids(), meta.partitions, cfg.cluster.replicas)
+        .map_err(|e| anyhow::anyhow!("placement: {e}"))?;
+    let hosted = placement.hosted_on(cfg.cluster.node_id);
+    let (storage, starts) = open_storage(&cfg, &meta, &hosted)?;
+    let resp_addr = resp_server.as_ref().map(|rs| rs.local_addr());
+    let cluster = crate::cluster::NodeCluster::new(&cfg, meta.partitions, server.local_addr(), resp_addr, storage.groups.clone())?;
+    if cluster.is_cluster() {
+        tracing::info!(
+            node = cluster.me,
+            "maple serve: node {} of the cluster {:?}, peer protocol on {}, {} replicas per partition, {} of {} partitions \
+             hosted here",
+            cluster.me,
+            placement.nodes(),
+            cluster.peer_addr.map_or_else(|| "-".to_owned(), |a| a.to_string()),
+            placement.rf(),
+            hosted.len(),
+            meta.partitions
+        );
+    }
     // Tests and scripts read this line for the bound port (`--listen 127.0.0.1:0`).
     tracing::info!(
         "maple serve: listening on {} ({} cores), upstream {upstream}, {} partitions",
@@ -107,8 +125,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let http_addr = server.local_addr();
     let resp = resp_server.map(|rs| {
-        let topology = crate::resp::topology::LocalTopology::new(1, slots, storage.groups.clone(), rs.local_addr(), http_addr);
-        Arc::new(crate::resp::RespShared::new(rs, Arc::new(topology), meta.partitions))
+        // A one-node cluster serves every slot; a node of a cluster answers
+        // `-MOVED` for the slots other nodes lead (their RESP address is on
+        // their card).
+        let topology: Arc<dyn crate::resp::Topology> = if cluster.is_cluster() {
+            let v = &cluster.view;
+            Arc::new(crate::resp::topology::ClusterTopology::new(replication::ClusterView {
+                me: v.me,
+                placement: v.placement.clone(),
+                slots: v.slots,
+                directory: v.directory.clone(),
+                stats: v.stats.clone(),
+            }))
+        } else {
+            Arc::new(crate::resp::topology::LocalTopology::new(cluster.me, slots, storage.groups.clone(), rs.local_addr(), http_addr))
+        };
+        Arc::new(crate::resp::RespShared::new(rs, topology, meta.partitions))
     });
     match &resp {
         Some(r) => tracing::info!("maple serve: resp listening on {} ({} cores)", r.addr, cfg.cores),
@@ -123,7 +155,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let drain = cfg.drain;
     let metrics = Arc::new(NodeMetrics::new());
-    let mut shared = NodeShared::new(cfg, slots, metrics, Some(server.stats()), shutdown.clone(), sim, storage, starts, jwt_secret);
+    let mut shared =
+        NodeShared::new(cfg, slots, metrics, Some(server.stats()), shutdown.clone(), sim, storage, starts, jwt_secret, cluster);
     if let Some(resp) = resp {
         shared = shared.with_resp(resp);
     }
@@ -175,7 +208,7 @@ fn partition_limits(cfg: &Config, partitions: u32) -> Limits {
 /// on disk changes), then the store, then each log's partitions on a
 /// thread of its own (restore from the store, replay of the committed
 /// entries).
-fn open_storage(cfg: &Config, meta: &DataMeta) -> anyhow::Result<(NodeStorage, Vec<PartitionStart>)> {
+fn open_storage(cfg: &Config, meta: &DataMeta, hosted: &[u32]) -> anyhow::Result<(NodeStorage, Vec<PartitionStart>)> {
     let opening: Vec<_> = (0..meta.logs)
         .map(|l| {
             let (dir, opts) = (datadir::log_dir(&cfg.data_dir, l), log_options(cfg));
@@ -199,7 +232,7 @@ fn open_storage(cfg: &Config, meta: &DataMeta) -> anyhow::Result<(NodeStorage, V
         .map(|(l, (log, rec, started))| {
             let l = l as u32;
             let (dir, store, limits) = (datadir::log_dir(&cfg.data_dir, l), store.clone(), limits.clone());
-            let groups = meta.partitions_of_log(l);
+            let groups: Vec<u32> = meta.partitions_of_log(l).into_iter().filter(|p| hosted.contains(p)).collect();
             std::thread::spawn(move || {
                 let opened = open_partitions(log, rec, l, &store, &groups, limits, WriterOptions::default())
                     .with_context(|| format!("recovering the partitions of {}", dir.display()));
@@ -227,9 +260,12 @@ fn open_storage(cfg: &Config, meta: &DataMeta) -> anyhow::Result<(NodeStorage, V
         logs.push(LogState { log_no, log, writer, recovery, recovered_in: took, replayed });
         starts.extend(partitions);
     }
-    let mut groups: Vec<_> = starts.iter().map(|s| (s.recovered.group, s.stats.clone())).collect();
-    groups.sort_by_key(|(p, _)| *p);
-    Ok((NodeStorage { store, logs, groups: groups.into_iter().map(|(_, g)| g).collect() }, starts))
+    // Index = partition; a partition not hosted here keeps empty stats.
+    let mut groups: Vec<Arc<replication::GroupStats>> = (0..meta.partitions).map(|_| Arc::default()).collect();
+    for s in &starts {
+        groups[s.recovered.group as usize] = s.stats.clone();
+    }
+    Ok((NodeStorage { store, logs, groups }, starts))
 }
 
 /// The start-up line that says how `--memory-mb` was split.

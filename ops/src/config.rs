@@ -116,6 +116,112 @@ pub struct ServeFlags {
     /// Upstream circuit breaker: how long it stays open before it lets probe calls through, s (1..=3600) [default: 30].
     #[arg(long, env = "MAPLE_BREAKER_OPEN_SECS")]
     pub breaker_open_secs: Option<u64>,
+    /// This node's id in the cluster (1..=2^63). Recorded in a new data dir; a later start with another id refuses
+    /// [default: 1].
+    #[arg(long, env = "MAPLE_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Every node of the cluster as `ID=HOST:PORT` (its peer protocol address), comma-separated, this node included,
+    /// e.g. `1=10.0.0.1:7100,2=10.0.0.2:7100,3=10.0.0.3:7100`. Without it the node is a one-node cluster (each
+    /// partition a one-member Raft group) on the same code path [default: none].
+    #[arg(long, env = "MAPLE_PEERS")]
+    pub peers: Option<String>,
+    /// Peer protocol listen address [default: this node's own --peers entry].
+    #[arg(long, env = "MAPLE_PEER_LISTEN", value_parser = parse_listen)]
+    pub peer_listen: Option<SocketAddr>,
+    /// Replicas of each partition (1..=nodes), each on another node [default: min(3, nodes)].
+    #[arg(long, env = "MAPLE_REPLICAS")]
+    pub replicas: Option<usize>,
+}
+
+/// The `[cluster]` section of the TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    node_id: Option<u64>,
+    /// `["1=10.0.0.1:7100", ...]`
+    peers: Option<Vec<String>>,
+    peer_listen: Option<String>,
+    replicas: Option<usize>,
+}
+
+/// The node's place in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    /// Every node's peer address (`HOST:PORT` as given), this one included;
+    /// empty for a one-node cluster.
+    pub peers: std::collections::BTreeMap<u64, String>,
+    /// Where this node's peer listener binds (None: a one-node cluster).
+    pub peer_listen: Option<SocketAddr>,
+    /// Replicas per partition.
+    pub replicas: usize,
+}
+
+impl ClusterConfig {
+    /// The node ids of the cluster (just this one without --peers).
+    pub fn node_ids(&self) -> Vec<u64> {
+        if self.peers.is_empty() {
+            vec![self.node_id]
+        } else {
+            self.peers.keys().copied().collect()
+        }
+    }
+
+    fn resolve(flags: &ServeFlags, file: ClusterFile) -> anyhow::Result<ClusterConfig> {
+        let node_id = flags.node_id.or(file.node_id).unwrap_or(1);
+        anyhow::ensure!((1..=i64::MAX as u64).contains(&node_id), "node_id must be >= 1, got {node_id}");
+        let entries: Vec<String> = match (&flags.peers, file.peers) {
+            (Some(list), _) => list.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_owned).collect(),
+            (None, Some(list)) => list,
+            (None, None) => Vec::new(),
+        };
+        let peers = parse_peers(&entries)?;
+        if peers.is_empty() {
+            let replicas = flags.replicas.or(file.replicas).unwrap_or(1);
+            anyhow::ensure!(replicas == 1, "replicas {replicas} needs --peers: a one-node cluster has 1 replica per partition");
+            let listen = match (flags.peer_listen, &file.peer_listen) {
+                (Some(a), _) => Some(a),
+                (None, Some(t)) => Some(parse_listen(t).map_err(|e| anyhow::anyhow!("config file: peer_listen: {e}"))?),
+                (None, None) => None,
+            };
+            anyhow::ensure!(listen.is_none(), "peer_listen needs --peers (a one-node cluster has no peers)");
+            return Ok(ClusterConfig { node_id, peers, peer_listen: None, replicas: 1 });
+        }
+        let own = peers.get(&node_id).ok_or_else(|| {
+            anyhow::anyhow!("--peers lists nodes {:?} but not this node's id {node_id} (--node-id)", peers.keys().collect::<Vec<_>>())
+        })?;
+        let peer_listen = match (flags.peer_listen, &file.peer_listen) {
+            (Some(a), _) => a,
+            (None, Some(t)) => parse_listen(t).map_err(|e| anyhow::anyhow!("config file: peer_listen: {e}"))?,
+            (None, None) => parse_listen(own).map_err(|e| anyhow::anyhow!("--peers entry of node {node_id}: {e}"))?,
+        };
+        let replicas = flags.replicas.or(file.replicas).unwrap_or_else(|| replication::default_rf(peers.len()));
+        anyhow::ensure!(
+            (1..=peers.len()).contains(&replicas),
+            "replicas must be in 1..={} (the nodes in --peers), got {replicas}",
+            peers.len()
+        );
+        Ok(ClusterConfig { node_id, peers, peer_listen: Some(peer_listen), replicas })
+    }
+}
+
+/// `ID=HOST:PORT` entries → id → address; ids unique and >= 1, every
+/// address with a numeric port.
+pub fn parse_peers(entries: &[String]) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
+    let mut peers = std::collections::BTreeMap::new();
+    for e in entries {
+        let (id, addr) = e.split_once('=').ok_or_else(|| anyhow::anyhow!("peer entry {e:?}: expected ID=HOST:PORT"))?;
+        let id: u64 = id.trim().parse().map_err(|_| anyhow::anyhow!("peer entry {e:?}: the id {id:?} is not a number"))?;
+        anyhow::ensure!(id >= 1, "peer entry {e:?}: ids start at 1");
+        let addr = addr.trim();
+        let port = addr.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+        anyhow::ensure!(
+            matches!(port, Some((h, Ok(p))) if !h.is_empty() && p != 0),
+            "peer entry {e:?}: the address needs a host and a port (HOST:PORT, port 1..=65535)"
+        );
+        anyhow::ensure!(peers.insert(id, addr.to_owned()).is_none(), "peer entry {e:?}: node id {id} listed twice");
+    }
+    Ok(peers)
 }
 
 /// The TOML file: same names as the flags.
@@ -151,6 +257,7 @@ struct FileConfig {
     store_expectations_max: Option<usize>,
     idempotency_ttl_secs: Option<u64>,
     breaker_open_secs: Option<u64>,
+    cluster: Option<ClusterFile>,
 }
 
 pub const NEXON_URL: &str = "https://open.api.nexon.com";
@@ -203,6 +310,8 @@ pub struct Config {
     pub breaker_open: Duration,
     /// The memory budget and how it is split (per core where it says so).
     pub memory: MemoryPlan,
+    /// Node id, peers, replicas.
+    pub cluster: ClusterConfig,
     /// Things worth a warning at start (logged by `serve`, not here).
     pub warnings: Vec<String>,
 }
@@ -384,6 +493,7 @@ impl Config {
                 memory_mb
             ));
         }
+        let cluster = ClusterConfig::resolve(f, file.cluster.unwrap_or_default())?;
         let cfg = Config {
             listen: match (f.listen, &file.listen) {
                 (Some(addr), _) => addr,
@@ -426,6 +536,7 @@ impl Config {
             idempotency_ttl: Duration::from_secs(pick!(idempotency_ttl_secs, 86_400)),
             breaker_open: Duration::from_secs(pick!(breaker_open_secs, 30)),
             memory,
+            cluster,
             warnings,
         };
         anyhow::ensure!((1..=3600).contains(&cfg.breaker_open.as_secs()), "breaker_open_secs must be in 1..=3600");
@@ -685,6 +796,46 @@ mod tests {
         let file: FileConfig = toml::from_str("resp_listen = \"off\"").unwrap();
         let flags = ServeFlags { resp_listen: Some(RespListen::On("127.0.0.1:7002".parse().unwrap())), ..Default::default() };
         assert_eq!(Config::merge(&flags, file).unwrap().resp_listen.map(|a| a.port()), Some(7002), "flag wins over file");
+    }
+
+    #[test]
+    fn cluster_flags_file_section_and_bad_peers() {
+        let cfg = Config::merge(&ServeFlags::default(), FileConfig::default()).unwrap();
+        assert_eq!(cfg.cluster, ClusterConfig { node_id: 1, peers: Default::default(), peer_listen: None, replicas: 1 });
+        assert_eq!(cfg.cluster.node_ids(), vec![1]);
+        let flags = ServeFlags {
+            node_id: Some(2),
+            peers: Some("1=127.0.0.1:7101, 2=127.0.0.1:7102,3=localhost:7103".into()),
+            ..Default::default()
+        };
+        let cfg = Config::merge(&flags, FileConfig::default()).unwrap();
+        assert_eq!(cfg.cluster.node_ids(), vec![1, 2, 3]);
+        assert_eq!(cfg.cluster.replicas, 3, "min(3, nodes)");
+        assert_eq!(cfg.cluster.peer_listen, Some("127.0.0.1:7102".parse().unwrap()), "derived from the own entry");
+        let file: FileConfig =
+            toml::from_str("[cluster]\nnode_id = 3\npeers = [\"1=a:1\", \"3=b:2\"]\npeer_listen = \":9000\"\nreplicas = 1").unwrap();
+        let cfg = Config::merge(&ServeFlags::default(), file).unwrap();
+        assert_eq!((cfg.cluster.node_id, cfg.cluster.replicas), (3, 1));
+        assert_eq!(cfg.cluster.peer_listen, Some("0.0.0.0:9000".parse().unwrap()));
+        for (peers, id, says) in [
+            ("1=a:1,2=b:2", 3, "not this node's id 3"),
+            ("1=a:1,1=b:2", 1, "listed twice"),
+            ("x=a:1", 1, "not a number"),
+            ("1=a", 1, "HOST:PORT"),
+            ("1:a:1", 1, "ID=HOST:PORT"),
+            ("0=a:1", 1, "start at 1"),
+        ] {
+            let flags = ServeFlags { node_id: Some(id), peers: Some(peers.into()), ..Default::default() };
+            let err = format!("{:#}", Config::merge(&flags, FileConfig::default()).unwrap_err());
+            assert!(err.contains(says), "{peers}: {err}");
+        }
+        let flags = ServeFlags { peers: Some("1=a:1,2=b:2".into()), replicas: Some(3), ..Default::default() };
+        assert!(Config::merge(&flags, FileConfig::default()).is_err(), "more replicas than nodes");
+        let flags = ServeFlags { replicas: Some(2), ..Default::default() };
+        assert!(Config::merge(&flags, FileConfig::default()).is_err(), "replicas without peers");
+        let flags = ServeFlags { node_id: Some(0), ..Default::default() };
+        assert!(Config::merge(&flags, FileConfig::default()).is_err());
+        assert!(toml::from_str::<FileConfig>("[cluster]\nnode = 1").is_err(), "unknown key in [cluster]");
     }
 
     #[test]

@@ -36,17 +36,49 @@ pub struct DataMeta {
     /// RFC 3339, UTC.
     pub created: String,
     pub node_id: u64,
+    /// The cluster's nodes as `ID=HOST:PORT` (peer addresses) when the dir
+    /// was created; absent (older dirs, one-node clusters): just this node.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Replicas per partition; absent: 1.
+    #[serde(default = "one")]
+    pub replicas: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl DataMeta {
-    pub fn new(partitions: u32, logs: u32) -> DataMeta {
+    pub fn new(partitions: u32, logs: u32, node_id: u64) -> DataMeta {
         DataMeta {
             format: FORMAT,
             partitions,
             logs,
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            node_id: 1,
+            node_id,
+            peers: Vec::new(),
+            replicas: 1,
         }
+    }
+
+    /// [`DataMeta::new`] for a node of `cluster`.
+    pub fn for_cluster(partitions: u32, logs: u32, cluster: &crate::config::ClusterConfig) -> DataMeta {
+        DataMeta {
+            peers: cluster.peers.iter().map(|(id, a)| format!("{id}={a}")).collect(),
+            replicas: cluster.replicas as u32,
+            ..DataMeta::new(partitions, logs, cluster.node_id)
+        }
+    }
+
+    /// The node ids of the cluster the dir was created in.
+    pub fn node_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.peers.iter().filter_map(|e| e.split_once('=').and_then(|(id, _)| id.trim().parse().ok())).collect();
+        if ids.is_empty() {
+            ids.push(self.node_id);
+        }
+        ids.sort_unstable();
+        ids
     }
 
     fn text(&self) -> String {
@@ -54,8 +86,14 @@ impl DataMeta {
             "# maple-engine data directory. Written once when the directory was created; never edit it:\n\
              # the partition count decides which partition (and so which log and which\n\
              # state tree) holds each key.\n\
-             format = {}\npartitions = {}\nlogs = {}\ncreated = \"{}\"\nnode_id = {}\n",
-            self.format, self.partitions, self.logs, self.created, self.node_id
+             format = {}\npartitions = {}\nlogs = {}\ncreated = \"{}\"\nnode_id = {}\nreplicas = {}\npeers = [{}]\n",
+            self.format,
+            self.partitions,
+            self.logs,
+            self.created,
+            self.node_id,
+            self.replicas,
+            self.peers.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
         )
     }
 
@@ -152,7 +190,7 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<DataMeta> {
                 leftovers.join(", ")
             );
             crate::migrate::clear_interrupted(dir)?;
-            let meta = DataMeta::new(cfg.partitions.unwrap_or(DEFAULT_PARTITIONS), cfg.cores as u32);
+            let meta = DataMeta::for_cluster(cfg.partitions.unwrap_or(DEFAULT_PARTITIONS), cfg.cores as u32, &cfg.cluster);
             write_meta(dir, &meta)?;
             tracing::info!(
                 data_dir = %dir.display(),
@@ -166,6 +204,25 @@ pub fn prepare(cfg: &Config) -> anyhow::Result<DataMeta> {
             meta
         }
     };
+    anyhow::ensure!(
+        meta.node_id == cfg.cluster.node_id,
+        "the data dir {} belongs to node {} and this start says --node-id {}: a node's Raft state (votes, logs) is \
+         only valid under its own id. Start with --node-id {}, or use a new data dir",
+        dir.display(),
+        meta.node_id,
+        cfg.cluster.node_id,
+        meta.node_id
+    );
+    let (was, now) = (meta.node_ids(), cfg.cluster.node_ids());
+    anyhow::ensure!(
+        was == now && meta.replicas as usize == cfg.cluster.replicas,
+        "the data dir {} was created in a cluster of nodes {was:?} with {} replicas per partition, and this start says \
+         nodes {now:?} (--peers) with {} replicas: the node set and the replica count decide which nodes hold every \
+         partition, so they never change silently. Start with the same --peers / --replicas, or use a new data dir",
+        dir.display(),
+        meta.replicas,
+        cfg.cluster.replicas
+    );
     if let Some(p) = cfg.partitions {
         anyhow::ensure!(
             p == meta.partitions,
@@ -201,7 +258,7 @@ mod tests {
     fn the_format_file_round_trips_and_maps_partitions_to_logs() {
         let dir = tempfile_dir("meta");
         assert_eq!(read_meta(&dir).unwrap(), None);
-        let meta = DataMeta::new(16, 3);
+        let meta = DataMeta::new(16, 3, 1);
         write_meta(&dir, &meta).unwrap();
         assert_eq!(read_meta(&dir).unwrap(), Some(meta.clone()));
         assert_eq!(meta.partitions_of_log(1), vec![1, 4, 7, 10, 13]);
@@ -209,6 +266,40 @@ mod tests {
         assert!(read_meta(&dir).unwrap_err().to_string().contains("format 3"));
         std::fs::write(dir.join(META_FILE), "format = 2\npartitions = 16\n").unwrap();
         assert!(read_meta(&dir).is_err(), "a file missing keys is refused");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_start_with_another_node_id_refuses() {
+        let dir = tempfile_dir("nodeid");
+        let flags = |id: u64| crate::config::ServeFlags { data_dir: Some(dir.clone()), node_id: Some(id), ..Default::default() };
+        let cfg = Config::resolve(&flags(2)).unwrap();
+        assert_eq!(prepare(&cfg).unwrap().node_id, 2, "recorded at creation");
+        assert_eq!(read_meta(&dir).unwrap().unwrap().node_id, 2);
+        let err = prepare(&Config::resolve(&flags(3)).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("belongs to node 2") && err.contains("--node-id 3"), "{err}");
+        assert!(prepare(&cfg).is_ok(), "the same id starts");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_start_with_another_node_set_refuses() {
+        let dir = tempfile_dir("peers");
+        let flags = |peers: &str| crate::config::ServeFlags {
+            data_dir: Some(dir.clone()),
+            node_id: Some(1),
+            peers: Some(peers.into()),
+            ..Default::default()
+        };
+        let three = "1=127.0.0.1:7100,2=127.0.0.1:7101,3=127.0.0.1:7102";
+        let meta = prepare(&Config::resolve(&flags(three)).unwrap()).unwrap();
+        assert_eq!((meta.node_ids(), meta.replicas), (vec![1, 2, 3], 3));
+        assert_eq!(read_meta(&dir).unwrap().unwrap(), meta, "recorded");
+        assert!(prepare(&Config::resolve(&flags("1=127.0.0.1:8100,2=h:8101,3=h:8102")).unwrap()).is_ok(), "addresses may move");
+        let err = prepare(&Config::resolve(&flags("1=127.0.0.1:7100,2=127.0.0.1:7101")).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("nodes [1, 2, 3]") && err.contains("nodes [1, 2]"), "{err}");
+        let single = crate::config::ServeFlags { data_dir: Some(dir.clone()), ..Default::default() };
+        assert!(prepare(&Config::resolve(&single).unwrap()).is_err(), "a one-node start on a cluster dir");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

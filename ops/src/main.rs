@@ -10,8 +10,10 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cluster;
 mod cmd_bench;
 mod cmd_calc;
+mod cmd_cluster;
 mod cmd_serve;
 mod cmd_token;
 mod cmd_upstream_sim;
@@ -47,6 +49,10 @@ enum Cmd {
     Bench(cmd_bench::Args),
     /// Mint an HS256 JWT for a user (tests, bench).
     Token(cmd_token::Args),
+    /// Inspect a running cluster (`maple cluster status`).
+    Cluster(cmd_cluster::Args),
+    /// Start N local nodes as one cluster in the foreground (Ctrl-C stops them all).
+    DevCluster(cmd_cluster::DevArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +64,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Calc(a) => cmd_calc::run(a),
         Cmd::Bench(a) => cmd_bench::run(a),
         Cmd::Token(a) => cmd_token::run(a),
+        Cmd::Cluster(a) => cmd_cluster::run(a),
+        Cmd::DevCluster(a) => cmd_cluster::dev_cluster(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

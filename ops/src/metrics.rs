@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 
 use storage::log::LogStats;
 
+use crate::cluster::NodeCluster;
 use crate::http::NodeStorage;
 
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -133,6 +134,7 @@ impl NodeMetrics {
         server: Option<&net::ServerStats>,
         resp: Option<&crate::resp::RespShared>,
         storage: Option<&NodeStorage>,
+        cluster: Option<&NodeCluster>,
     ) -> String {
         let mut out = String::with_capacity(16 * 1024);
         encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
@@ -144,6 +146,9 @@ impl NodeMetrics {
         }
         if let Some(storage) = storage {
             render_storage(&mut out, storage);
+        }
+        if let Some(c) = cluster {
+            render_cluster(&mut out, c);
         }
         if let Some(p) = ProcessStats::read() {
             render_process(&mut out, &p);
@@ -426,6 +431,72 @@ fn render_partitions(out: &mut String, storage: &NodeStorage) {
     );
 }
 
+/// The cluster: this node's id, per partition the leader it knows and its
+/// replica's log / commit indexes, per replica the lag the leader sees,
+/// and the forwards to and from other nodes.
+fn render_cluster(out: &mut String, c: &NodeCluster) {
+    let me = c.me;
+    let _ = writeln!(out, "# HELP maple_cluster_node_id This node's id (--node-id)\n# TYPE maple_cluster_node_id gauge");
+    let _ = writeln!(out, "maple_cluster_node_id {me}");
+    let _ = writeln!(out, "# HELP maple_cluster_nodes Nodes in the cluster\n# TYPE maple_cluster_nodes gauge");
+    let _ = writeln!(out, "maple_cluster_nodes {}", c.view.placement.nodes().len());
+    let v = &c.view;
+    let hosted: Vec<(u32, &std::sync::Arc<replication::GroupStats>)> =
+        v.stats.iter().enumerate().map(|(p, s)| (p as u32, s)).filter(|(p, _)| v.hosts(*p)).collect();
+    family(
+        out,
+        "raft_leader_node",
+        "gauge",
+        "The partition's leader as this node knows it (0: none known)",
+        "partition",
+        &hosted,
+        |(p, _)| Some((p.to_string(), v.map_leader(*p).unwrap_or(0) as f64)),
+    );
+    family(
+        out,
+        "raft_committed_index",
+        "gauge",
+        "Last log index known committed in the partition's group",
+        "partition",
+        &hosted,
+        |(p, s)| s.committed.load(Ordering::Relaxed).checked_sub(1).map(|c| (p.to_string(), c as f64)),
+    );
+    family(
+        out,
+        "raft_last_log_index",
+        "gauge",
+        "Last log index of this node's replica of the partition",
+        "partition",
+        &hosted,
+        |(p, s)| s.last_log.load(Ordering::Relaxed).checked_sub(1).map(|c| (p.to_string(), c as f64)),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP maple_raft_replica_lag Entries committed that a replica is not known to hold (reported by the partition's leader)\n\
+         # TYPE maple_raft_replica_lag gauge"
+    );
+    for (p, s) in &hosted {
+        let Some(committed) = s.committed.load(Ordering::Relaxed).checked_sub(1) else { continue };
+        for (n, m) in s.matched.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let lag = m.map_or(committed + 1, |m| committed.saturating_sub(m));
+            let _ = writeln!(out, "maple_raft_replica_lag{{partition=\"{p}\",replica=\"{n}\"}} {lag}");
+        }
+    }
+    let results: Vec<(&str, u64)> =
+        crate::cluster::FORWARD_RESULTS.iter().zip(&c.forwards).map(|(r, n)| (*r, n.load(Ordering::Relaxed))).collect();
+    family(
+        out,
+        "forwards",
+        "counter",
+        "Requests forwarded to a partition's leader on another node, by result",
+        "result",
+        &results,
+        |(r, n)| Some((r.to_string(), *n as f64)),
+    );
+    let _ = writeln!(out, "# HELP maple_forwards_served Requests other nodes forwarded here\n# TYPE maple_forwards_served counter");
+    let _ = writeln!(out, "maple_forwards_served_total {}", c.forwards_in.load(Ordering::Relaxed));
+}
+
 /// The admission metrics (registered in the node's registry).
 #[derive(Clone, Default)]
 pub struct AdmissionMetrics {
@@ -661,7 +732,7 @@ mod tests {
         c0.upstream("equipment", "ok");
         c0.flight_join();
         c0.like_toggle("ok");
-        let text = node.render(None, None, None);
+        let text = node.render(None, None, None, None);
         assert!(text.contains("maple_likes_toggles_total{core=\"0\",result=\"ok\"} 1"), "{text}");
         assert!(text.contains("maple_http_requests_total{route=\"expectation\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("maple_cache_lookups_total{cache=\"expectation\",result=\"hit\",core=\"0\"} 1"), "{text}");

@@ -152,7 +152,7 @@ pub fn migrate(cfg: &Config, cores: &[u32]) -> anyhow::Result<DataMeta> {
     let dir = &cfg.data_dir;
     let started = std::time::Instant::now();
     clear_interrupted(dir)?;
-    let meta = DataMeta::new(cfg.partitions.unwrap_or(DEFAULT_PARTITIONS), cfg.cores as u32);
+    let meta = DataMeta::for_cluster(cfg.partitions.unwrap_or(DEFAULT_PARTITIONS), cfg.cores as u32, &cfg.cluster);
     tracing::info!(
         data_dir = %dir.display(),
         cores = cores.len(),

@@ -133,6 +133,18 @@ impl CoreGroups {
         transport: Rc<dyn Transport>,
         parts: Vec<PartitionStart>,
     ) -> Result<Rc<CoreGroups>, String> {
+        Self::start_with(node_id, Some(members), transport, parts).await
+    }
+
+    /// [`CoreGroups::start`]; with `members` None no group is bootstrapped
+    /// here (a cluster node: the groups' bootstrapper initialises them once
+    /// every replica answers, see `placement::bootstrap_groups`).
+    pub async fn start_with(
+        node_id: NodeId,
+        members: Option<BTreeMap<NodeId, NodeInfo>>,
+        transport: Rc<dyn Transport>,
+        parts: Vec<PartitionStart>,
+    ) -> Result<Rc<CoreGroups>, String> {
         let host = Host::new(node_id, transport, default_config(), HostLimits::default())?;
         let mut locals = BTreeMap::new();
         for p in parts {
@@ -146,10 +158,55 @@ impl CoreGroups {
         }
         let groups = Rc::new(CoreGroups { host, locals });
         for g in groups.locals.keys().copied().collect::<Vec<_>>() {
-            groups.host.bootstrap(g, members.clone()).await?;
+            if let Some(members) = &members {
+                groups.host.bootstrap(g, members.clone()).await?;
+            }
             groups.watch(g, node_id);
         }
+        groups.spawn_refresh(node_id);
         Ok(groups)
+    }
+
+    /// Every 50 ms: the known leader, the cluster-committed index and
+    /// whether this replica applied it, into each group's stats (read by
+    /// the cluster map, readiness and forwarding from any core). Ends when
+    /// the groups are shut down.
+    fn spawn_refresh(self: &Rc<Self>, me: NodeId) {
+        // A weak handle: a task still asleep when its runtime is dropped
+        // must not keep the groups (and their store) alive.
+        let weak = Rc::downgrade(self);
+        monoio::spawn(async move {
+            loop {
+                let Some(this) = weak.upgrade() else { return };
+                let mut any = false;
+                for (g, local) in &this.locals {
+                    let Some(raft) = this.host.raft(*g) else { continue };
+                    any = true;
+                    let m = raft.metrics();
+                    let m = m.borrow_watched();
+                    let committed = m.cluster_committed.as_ref().or(m.local_committed.as_ref()).map(|l| l.index);
+                    let applied = m.last_applied.as_ref().map(|l| l.index);
+                    let leader = m.current_leader.unwrap_or(0);
+                    let caught_up = leader != 0 && leader != me && committed.is_some() && applied >= committed;
+                    local.stats.leader_id.store(if m.state == ServerState::Shutdown { 0 } else { leader }, Ordering::Release);
+                    local.stats.committed.store(committed.map_or(0, |c| c + 1), Ordering::Relaxed);
+                    local.stats.caught_up.store(caught_up as u64, Ordering::Release);
+                    local.stats.last_log.store(m.last_log_index.map_or(0, |i| i + 1), Ordering::Relaxed);
+                    *local.stats.state.lock().unwrap_or_else(|p| p.into_inner()) = crate::host::state_str(m.state);
+                    let matched = m.replication.as_ref().map(|r| r.iter().map(|(n, l)| (*n, l.as_ref().map(|l| l.index))).collect());
+                    *local.stats.matched.lock().unwrap_or_else(|p| p.into_inner()) = matched.unwrap_or_default();
+                }
+                if !any {
+                    for local in this.locals.values() {
+                        local.stats.leader_id.store(0, Ordering::Release);
+                        local.stats.caught_up.store(0, Ordering::Release);
+                    }
+                    return;
+                }
+                drop(this);
+                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
     }
 
     /// Keep `ready`, `leader` and `term` of the group's stats current;
@@ -164,7 +221,7 @@ impl CoreGroups {
         monoio::spawn(async move {
             let mut rx = raft.server_metrics();
             let mut was_leader = false;
-            loop {
+            'watch: loop {
                 let (leader, stopping) = {
                     let m = rx.borrow_watched();
                     (m.state == ServerState::Leader && m.current_leader == Some(me), m.state == ServerState::Shutdown)
@@ -194,7 +251,9 @@ impl CoreGroups {
                         }
                         let changed = monoio::time::timeout(std::time::Duration::from_millis(2), rx.changed()).await;
                         if matches!(changed, Ok(Err(_))) {
-                            break;
+                            // The group stopped (its metrics channel closed):
+                            // done, not a busy loop over a stale "leader".
+                            break 'watch;
                         }
                         if matches!(changed, Ok(Ok(()))) {
                             break; // leadership may have moved: look again

@@ -61,6 +61,10 @@ pub fn default_config() -> Config {
     }
 }
 
+/// Longest wait for a write to commit or a read index to be confirmed (a
+/// leader without its quorum answers "unknown" / "no quorum" after it).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Limits of one host.
 #[derive(Debug, Clone)]
 pub struct HostLimits {
@@ -145,7 +149,7 @@ pub struct Host<M: PartitionMachine> {
     incoming: RefCell<HashMap<GroupId, IncomingSnapshot>>,
 }
 
-fn state_str(s: ServerState) -> &'static str {
+pub(crate) fn state_str(s: ServerState) -> &'static str {
     match s {
         ServerState::Leader => "leader",
         ServerState::Follower => "follower",
@@ -217,7 +221,16 @@ impl<M: PartitionMachine> Host<M> {
     /// and applied; returns the state machine's answer.
     pub async fn write(&self, group: GroupId, record: Bytes) -> Result<Bytes, WriteError> {
         let raft = self.raft(group).ok_or(WriteError::NoGroup(group))?;
-        match raft.client_write(crate::types::Record(record)).await {
+        // A leader cut off from its quorum never commits: the caller gets
+        // "outcome unknown" (retry with the same key), not a hang.
+        let written = match monoio::time::timeout(WRITE_TIMEOUT, raft.client_write(crate::types::Record(record))).await {
+            Ok(w) => w,
+            Err(_) => {
+                tracing::debug!(group, "write not committed within {WRITE_TIMEOUT:?}: no quorum?");
+                return Err(WriteError::Unknown(group));
+            }
+        };
+        match written {
             Ok(rs) => Ok(rs.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 let leader = f.leader_id.map(|id| (id, f.leader_node.unwrap_or_default()));
@@ -239,7 +252,10 @@ impl<M: PartitionMachine> Host<M> {
     pub async fn read_index(&self, group: GroupId, lease: bool) -> Result<(), ReadError> {
         let raft = self.raft(group).ok_or(ReadError::NoGroup(group))?;
         let policy = if lease { ReadPolicy::LeaseRead } else { ReadPolicy::ReadIndex };
-        match raft.ensure_linearizable(policy).await {
+        let Ok(confirmed) = monoio::time::timeout(WRITE_TIMEOUT, raft.ensure_linearizable(policy)).await else {
+            return Err(ReadError::NoQuorum(group));
+        };
+        match confirmed {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                 let leader = f.leader_id.map(|id| (id, f.leader_node.unwrap_or_default()));

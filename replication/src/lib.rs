@@ -21,6 +21,7 @@
 //! platforms and versions: placement must never depend on `std`'s
 //! randomised hasher.
 
+pub mod cluster;
 pub mod codec;
 pub mod groups;
 pub mod host;
@@ -35,6 +36,7 @@ pub mod testkit;
 pub mod types;
 pub mod wal;
 
+pub use cluster::{ClusterMap, ClusterView, Directory, NodeCard, PartitionView, Route};
 pub use groups::{open_log, open_partitions, CoreGroups, OpenedLog, PartitionStart};
 pub use host::{default_config, GroupStatus, Host, HostLimits, Raft, ReadError, WriteError};
 pub use log_store::{AppendError, GroupLog, LogRecord, LogStore, MemLog, PurgeFloor};

@@ -54,6 +54,18 @@ pub struct GroupStats {
     pub term: AtomicU64,
     pub leader: AtomicU64,
     pub ready: AtomicU64,
+    /// The leader this node knows (0: none), the cluster-committed index
+    /// plus one (0: none) and whether this replica applied everything
+    /// committed (1), kept by the core's status poll (`CoreGroups::refresh`).
+    pub leader_id: AtomicU64,
+    pub committed: AtomicU64,
+    pub caught_up: AtomicU64,
+    /// This replica's state ("leader", "follower", ...), its last log
+    /// index + 1, and (leader only) per replica the highest index known
+    /// replicated there, kept by the same poll (for the cluster status).
+    pub state: std::sync::Mutex<&'static str>,
+    pub last_log: AtomicU64,
+    pub matched: std::sync::Mutex<Vec<(u64, Option<u64>)>>,
     /// Entries replayed at start.
     pub replayed: AtomicU64,
 }
@@ -65,6 +77,13 @@ impl GroupStats {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) == 1
+    }
+
+    /// Ready to serve on this node: the leader here and ready, or a
+    /// follower of a known leader that applied everything committed.
+    pub fn is_serving(&self, me: u64) -> bool {
+        let leader = self.leader_id.load(Ordering::Acquire);
+        self.is_ready() || (leader != 0 && leader != me && self.caught_up.load(Ordering::Acquire) == 1)
     }
 }
 

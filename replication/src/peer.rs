@@ -12,9 +12,10 @@ use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use net::peer::{
     DropSwitch, Forward, Frame, Hello, PeerClient, PeerError, PeerHandler, PeerLimits, KIND_ERROR, KIND_FORWARD, KIND_FORWARD_REPLY,
-    KIND_REPLY,
+    KIND_INFO, KIND_REPLY,
 };
 
+use crate::cluster::NodeCard;
 use crate::host::Host;
 use crate::network::{MsgKind, Transport, TransportError};
 use crate::state_machine::PartitionMachine;
@@ -22,15 +23,18 @@ use crate::types::{GroupId, NodeId};
 
 /// Where peers are and how many cores each has (partition p lives on core
 /// `p % cores` of every node).
+/// Core counts learnt at run time (the hello exchange) win over `cores`.
 #[derive(Debug, Clone)]
 pub struct PeerBook {
     pub addrs: HashMap<NodeId, SocketAddr>,
     pub cores: HashMap<NodeId, u16>,
+    pub directory: Option<std::sync::Arc<crate::cluster::Directory>>,
 }
 
 impl PeerBook {
     pub fn core_for(&self, node: NodeId, group: GroupId) -> u16 {
-        let cores = self.cores.get(&node).copied().unwrap_or(1).max(1);
+        let learnt = self.directory.as_ref().and_then(|d| d.cores(node));
+        let cores = learnt.or_else(|| self.cores.get(&node).copied()).unwrap_or(1).max(1);
         (group % cores as u32) as u16
     }
 }
@@ -71,10 +75,41 @@ impl TcpTransport {
         Ok(c)
     }
 
+    /// Learn `node`'s card (its core count, addresses) through the hello
+    /// exchange ([`KIND_INFO`], to its core 0) unless known: partition p's
+    /// group lives on core `p % cores` there. A no-op without a directory.
+    pub async fn learn(&self, node: NodeId) -> Result<(), TransportError> {
+        let Some(dir) = &self.book.directory else { return Ok(()) };
+        if dir.cores(node).is_some() {
+            return Ok(());
+        }
+        let mine = dir.get(self.me.node).map(|c| c.encode()).unwrap_or_default();
+        let reply = self.request(node, 0, KIND_INFO, mine, Duration::from_secs(2)).await?;
+        let card = NodeCard::decode(&reply).map_err(|e| TransportError::Remote(node, format!("bad node card: {e}")))?;
+        if card.id != node {
+            return Err(TransportError::Remote(node, format!("the node at its address says it is node {}", card.id)));
+        }
+        if dir.learn(card.clone()) {
+            tracing::info!(node, cores = card.cores, http = %card.http_addr, "learnt the card of node {node}");
+        }
+        Ok(())
+    }
+
     /// Forward a client request to `node`'s `core` and wait for its answer.
     pub async fn forward(&self, node: NodeId, core: u16, fwd: Forward, timeout: Duration) -> Result<Bytes, TransportError> {
         let c = self.client(node, core).await?;
         let f = c.request(KIND_FORWARD, 0, fwd.encode(), timeout).await.map_err(|e| transport_err(node, e))?;
+        Ok(f.body)
+    }
+
+    pub fn book(&self) -> &PeerBook {
+        &self.book
+    }
+
+    /// One request of another kind (e.g. the hello exchange) to (node, core).
+    pub async fn request(&self, node: NodeId, core: u16, kind: u8, body: Bytes, timeout: Duration) -> Result<Bytes, TransportError> {
+        let c = self.client(node, core).await?;
+        let f = c.request(kind, 0, body, timeout).await.map_err(|e| transport_err(node, e))?;
         Ok(f.body)
     }
 
@@ -94,6 +129,7 @@ impl Transport for Rc<TcpTransport> {
     ) -> LocalBoxFuture<'static, Result<Bytes, TransportError>> {
         let this = self.clone();
         Box::pin(async move {
+            this.learn(target).await?;
             let core = this.book.core_for(target, group);
             let c = this.client(target, core).await?;
             let f = c.request(kind as u8, group, body, timeout).await.map_err(|e| transport_err(target, e))?;

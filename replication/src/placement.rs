@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use openraft::type_config::async_runtime::watch::WatchReceiver;
+
 use crate::host::Host;
 use crate::state_machine::PartitionMachine;
 use crate::types::{GroupId, NodeId, NodeInfo};
@@ -110,6 +112,12 @@ pub async fn bootstrap_groups<M: PartitionMachine>(
         if placement.bootstrapper(g) != me {
             continue;
         }
+        // Initialised already (a restart): nothing to wait for.
+        let initialised =
+            host.raft(g).is_some_and(|r| r.metrics().borrow_watched().membership_config.membership().voter_ids().next().is_some());
+        if initialised {
+            continue;
+        }
         let replicas = placement.replicas(g);
         for r in replicas.iter().copied().filter(|r| *r != me) {
             loop {
@@ -145,9 +153,14 @@ pub async fn balance_leaders<M: PartitionMachine>(host: &Host<M>, placement: &Pl
     let mut n = 0;
     for s in host.status() {
         let preferred = placement.preferred_leader(s.group);
+        // Only to a preferred replica that holds everything committed (it
+        // is up and caught up): a transfer to a lagging or dead node would
+        // just stall the group until its election timeout.
+        let caught_up = s.committed.is_some() && s.matched.get(&preferred).copied().flatten() >= s.committed;
         if s.leader == Some(me)
             && preferred != me
             && s.voters.contains(&preferred)
+            && caught_up
             && host.transfer_leadership(s.group, Some(preferred)).await.is_some()
         {
             n += 1;

@@ -24,6 +24,7 @@ fn tcp_cluster(durable: bool) -> Cluster {
     let book = PeerBook {
         addrs: listeners.iter().map(|(id, l)| (*id, l.local_addr().unwrap())).collect(),
         cores: (1..=3).map(|id| (id, 1)).collect(),
+        directory: None,
     };
     let dir = durable.then(|| tempfile::tempdir().unwrap());
     let mut switches = HashMap::new();

@@ -178,27 +178,34 @@ impl Shard {
     /// key is first reserved at `home` (the user's partition) unless that is
     /// the character's own partition (its toggle record makes the binding).
     pub async fn toggle(&self, user: UserId, character: Key, key: Option<(IdempotencyKey, Place)>) -> Result<LikeResult, OwnerError> {
-        let busy = OwnerError::Busy("owner core queue is full");
         let key = match key {
             None => None,
             Some((key, home)) => {
                 if home.partition != character.partition {
-                    let name = character.character()?;
-                    let req = Request::Reserve {
-                        user: user.clone(),
-                        key: key.clone(),
-                        home: home.partition,
-                        character: name,
-                        op: Op::LikeToggle,
-                    };
-                    match self.call(home.core, req, busy.clone()).await? {
-                        Reply::Reserved => {}
-                        other => return Err(unexpected(other)),
-                    }
+                    self.reserve(&user, &key, home, &character).await?;
                 }
                 Some(key)
             }
         };
+        self.toggle_reserved(user, character, key).await
+    }
+
+    /// The reservation step of a keyed toggle alone: bind `key` to
+    /// `character` at `home` (the user's partition). A cluster node calls it
+    /// on the node leading `home` when that is not the character's leader.
+    pub async fn reserve(&self, user: &UserId, key: &IdempotencyKey, home: Place, character: &Key) -> Result<(), OwnerError> {
+        let name = character.character()?;
+        let req = Request::Reserve { user: user.clone(), key: key.clone(), home: home.partition, character: name, op: Op::LikeToggle };
+        match self.call(home.core, req, OwnerError::Busy("owner core queue is full")).await? {
+            Reply::Reserved => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The toggle at the character's partition, its key (if any) reserved
+    /// at the user's partition already ([`Shard::reserve`]).
+    pub async fn toggle_reserved(&self, user: UserId, character: Key, key: Option<IdempotencyKey>) -> Result<LikeResult, OwnerError> {
+        let busy = OwnerError::Busy("owner core queue is full");
         let core = character.core;
         match self.call(core, Request::Toggle { user, character, key }, busy).await? {
             Reply::Like(r) => Ok(r),

@@ -31,6 +31,9 @@ pub const KIND_ERROR: u8 = 0x42;
 pub const KIND_FORWARD: u8 = 0x43;
 /// The owner's answer to a forward (body opaque to the peer layer).
 pub const KIND_FORWARD_REPLY: u8 = 0x44;
+/// The hello exchange: the body is the caller's node card, the reply the
+/// callee's (both opaque here; `replication::NodeCard`).
+pub const KIND_INFO: u8 = 0x45;
 
 /// Longest `traceparent` carried by a forward (W3C: 55 chars; room to spare).
 pub const MAX_TRACEPARENT: usize = 256;

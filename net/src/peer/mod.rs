@@ -10,5 +10,5 @@ pub mod frame;
 pub use conn::{accept_loop, handoff_loop, serve_conn, DropSwitch, Handoff, PeerClient, PeerError, PeerHandler, PeerLimits};
 pub use frame::{
     decode_frame, Forward, Frame, FrameDecoder, FrameError, Hello, DEFAULT_MAX_FRAME, HEADER_LEN, KIND_ERROR, KIND_FORWARD,
-    KIND_FORWARD_REPLY, KIND_HELLO, KIND_REPLY, MAX_TRACEPARENT, VERSION,
+    KIND_FORWARD_REPLY, KIND_HELLO, KIND_INFO, KIND_REPLY, MAX_TRACEPARENT, VERSION,
 };

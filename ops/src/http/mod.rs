@@ -5,6 +5,7 @@
 //! them to requests (see ARCHITECTURE.md for the data paths).
 
 pub mod error;
+pub mod peer;
 pub mod route;
 pub mod service;
 
@@ -22,6 +23,7 @@ use replication::{CoreGroups, GroupStats, PartitionStart, SlotMap};
 use storage::log::{Log, LogRecovery};
 use storage::store::{BatchWriter, Store};
 
+use crate::cluster::NodeCluster;
 use crate::config::Config;
 use crate::metrics::NodeMetrics;
 use crate::sim::Simulator;
@@ -60,11 +62,6 @@ impl NodeStorage {
         })
     }
 
-    /// Partitions whose group is not ready on this node yet.
-    pub fn not_ready(&self) -> Vec<PartitionId> {
-        self.groups.iter().enumerate().filter(|(_, g)| !g.is_ready()).map(|(p, _)| p as PartitionId).collect()
-    }
-
     /// Apply what the groups handed to the writers, checkpoint every log.
     /// Blocking; at shutdown, once the cores are done.
     pub fn final_checkpoint(&self) -> anyhow::Result<()> {
@@ -87,7 +84,6 @@ impl NodeStorage {
 /// Read-only state every core shares (`Send + Sync`).
 pub struct NodeShared {
     pub cfg: Config,
-    pub node_id: u64,
     pub slots: SlotMap,
     pub versions: SlotVersions,
     pub metrics: Arc<NodeMetrics>,
@@ -104,6 +100,8 @@ pub struct NodeShared {
     pub jwt_secret: String,
     /// The RESP listener and its node-wide state (`None`: `--resp-listen off`).
     pub resp: Option<Arc<crate::resp::RespShared>>,
+    /// The node's place in the cluster (routes, map, peer listener).
+    pub cluster: NodeCluster,
 }
 
 impl NodeShared {
@@ -118,6 +116,7 @@ impl NodeShared {
         storage: NodeStorage,
         starts: Vec<PartitionStart>,
         jwt_secret: String,
+        cluster: NodeCluster,
     ) -> NodeShared {
         let inboxes = engine::owner::Inboxes::new(cfg.cores);
         let mut per_core: Vec<Vec<PartitionStart>> = (0..cfg.cores).map(|_| Vec::new()).collect();
@@ -125,7 +124,7 @@ impl NodeShared {
             per_core[slots.core_of(s.recovered.group)].push(s);
         }
         NodeShared {
-            node_id: 1,
+            cluster,
             slots,
             versions: SlotVersions::new(replication::SLOT_COUNT as usize),
             metrics,
@@ -146,6 +145,14 @@ impl NodeShared {
     pub fn with_resp(mut self, resp: Arc<crate::resp::RespShared>) -> NodeShared {
         self.resp = Some(resp);
         self
+    }
+
+    /// Partitions hosted here that cannot serve yet: no ready leader here,
+    /// and not a follower of a known leader with everything committed applied.
+    pub fn not_ready(&self) -> Vec<PartitionId> {
+        let (me, view) = (self.cluster.me, &self.cluster.view);
+        let groups = &self.storage.groups;
+        groups.iter().enumerate().filter(|(p, g)| view.hosts(*p as u32) && !g.is_serving(me)).map(|(p, _)| p as PartitionId).collect()
     }
 
     /// Core `core`'s inbox and partitions (once; later calls get nothing).

@@ -10,6 +10,11 @@ pub enum Route {
     Metrics,
     Live,
     Ready,
+    /// `GET /admin/cluster`: the cluster map and this node's replicas.
+    AdminCluster,
+    /// `POST /admin/test/peer-cut?on=1|0`: cut this node off its peers (test
+    /// hook; 404 unless the node runs with `MAPLE_TEST_HOOKS=1`).
+    PeerCut(bool),
     Character(Name, CharOp),
 }
 
@@ -39,6 +44,8 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Live => "health_live",
             Route::Ready => "health_ready",
+            Route::AdminCluster => "admin_cluster",
+            Route::PeerCut(_) => "admin_test",
             Route::Character(_, op) => op.label(),
         }
     }
@@ -89,6 +96,17 @@ pub fn route(method: &str, path: &str, query: &str) -> Result<Route, RouteError>
         ["metrics"] => return plain(method, Route::Metrics),
         ["health", "live"] => return plain(method, Route::Live),
         ["health", "ready"] => return plain(method, Route::Ready),
+        ["admin", "cluster"] => return plain(method, Route::AdminCluster),
+        ["admin", "test", "peer-cut"] => {
+            if method != "POST" {
+                return Err(RouteError::MethodNotAllowed { allow: "POST" });
+            }
+            return match query {
+                "on=1" => Ok(Route::PeerCut(true)),
+                "on=0" => Ok(Route::PeerCut(false)),
+                _ => Err(RouteError::BadRequest("peer-cut takes on=1 or on=0".into())),
+            };
+        }
         ["api", "v4", "characters", ign, "expectation"] => (CharOp::Expectation { force: query_flag(query, "force") }, *ign, "GET"),
         ["api", "v4", "characters", ign, "expectation", "preset", n] => {
             // Method is checked before the preset number is.

@@ -3,7 +3,6 @@
 //! into responses (gzip as stored, ETag / 304).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,31 +15,41 @@ use engine::owner::likes::Likes;
 use engine::owner::{CacheConfig, CacheStatus, DocOp, Key, Nexon, Owner, OwnerError, Place, Served, Shard, Sink};
 use engine::partition::{IdempotencyKey, UserId};
 use net::{Request, Response};
-use replication::{CoreGroups, NoPeers, NodeInfo};
+use replication::peer::TcpTransport;
+use replication::{balance_leaders, bootstrap_groups, CoreGroups, NoPeers, Route as ClusterRoute, Transport as RaftTransport};
 
 use super::error::{error_json, owner_error, route_error};
 use super::route::{route, CharOp, Name, Route};
 use super::{LazyGroups, NodeShared};
 use crate::config::UpstreamTarget;
+use crate::http::peer::no_leader;
 use crate::metrics::CoreMetrics;
 use crate::upstream::Transport;
 
 /// How often each periodic job (evictions, idempotency expiry) runs on a partition.
 pub const JOBS_EVERY: Duration = Duration::from_secs(30);
 
-pub struct CoreService {
-    core: usize,
-    shared: Arc<NodeShared>,
-    shard: Rc<Shard>,
-    groups: Rc<LazyGroups>,
-    metrics: Rc<CoreMetrics>,
+/// How often a node hands partitions back to their preferred leader.
+pub const BALANCE_EVERY: Duration = Duration::from_secs(2);
+
+/// The per-core service; the peer handler of the core shares its state.
+pub struct CoreService(Rc<CoreInner>);
+
+pub struct CoreInner {
+    pub(crate) core: usize,
+    pub(crate) shared: Arc<NodeShared>,
+    pub(crate) shard: Rc<Shard>,
+    pub(crate) groups: Rc<LazyGroups>,
+    pub(crate) metrics: Rc<CoreMetrics>,
     /// Set at the drain: the periodic jobs stop proposing.
-    jobs_stop: Rc<Cell<bool>>,
+    pub(crate) jobs_stop: Rc<Cell<bool>>,
     /// "Cannot compute from the upstream equipment" lines: one per period.
-    calc_log: RefCell<crate::logging::Throttle>,
+    pub(crate) calc_log: RefCell<crate::logging::Throttle>,
     /// This core's RESP listener (same runtime, same owner runtime), drained
     /// before the groups stop.
-    resp: RefCell<Option<monoio::task::JoinHandle<std::io::Result<()>>>>,
+    pub(crate) resp: RefCell<Option<monoio::task::JoinHandle<std::io::Result<()>>>>,
+    /// This core's connections to the other nodes (None: a one-node cluster).
+    pub(crate) peers: Option<Rc<TcpTransport>>,
 }
 
 impl CoreService {
@@ -82,10 +91,13 @@ impl CoreService {
             sink,
         );
         let jobs_stop = Rc::new(Cell::new(false));
-        start_groups(core, &shared, groups.clone(), parts, jobs_stop.clone());
-        let resp = crate::resp::RespNode::serve(core, &shared, &shard, &groups);
-        CoreService {
-            resp: RefCell::new(resp),
+        let peers = shared.cluster.book.clone().map(|book| {
+            let c = &shared.cluster;
+            TcpTransport::new(c.me, core as u16, book, c.limits.clone(), c.switch.clone())
+        });
+        start_groups(core, &shared, groups.clone(), parts, jobs_stop.clone(), peers.clone());
+        let inner = Rc::new(CoreInner {
+            resp: RefCell::new(None),
             core,
             shared,
             shard,
@@ -93,9 +105,15 @@ impl CoreService {
             metrics,
             jobs_stop,
             calc_log: RefCell::new(crate::logging::Throttle::new(crate::logging::SUMMARY_EVERY)),
-        }
+            peers,
+        });
+        crate::http::peer::serve_peers(&inner);
+        *inner.resp.borrow_mut() = crate::resp::RespNode::serve(&inner);
+        CoreService(inner)
     }
+}
 
+impl CoreInner {
     async fn dispatch(&self, req: &Request) -> (&'static str, Response) {
         // The in-process simulator's control paths (`maple serve` without a
         // key only): call counters and run-time failure/latency injection.
@@ -112,12 +130,17 @@ impl CoreService {
         let resp = match route {
             Route::Live => Response::json(200, r#"{"status":"UP"}"#),
             Route::Ready => self.readiness(),
+            Route::PeerCut(on) => self.peer_cut(on),
+            Route::AdminCluster => {
+                Response::json(200, serde_json::to_vec(&self.shared.cluster.status_json()).expect("json value serialises"))
+            }
             Route::Metrics => Response::new(200).header("content-type", crate::metrics::CONTENT_TYPE).body(self.shared.metrics.render(
                 self.shared.server_stats.as_ref(),
                 self.shared.resp.as_deref(),
                 Some(&self.shared.storage),
+                Some(&self.shared.cluster),
             )),
-            Route::Character(name, op) => self.character(req, name, op).await,
+            Route::Character(name, op) => self.character(req, name, op, false).await,
         };
         (label, resp)
     }
@@ -138,22 +161,43 @@ impl CoreService {
         if let Some(reason) = self.shared.storage.down() {
             return Response::json(503, body("DOWN", Some(reason)));
         }
-        let waiting = self.shared.storage.not_ready();
+        let waiting = self.shared.not_ready();
         if !waiting.is_empty() {
             let list: Vec<String> = waiting.iter().map(u32::to_string).collect();
-            let reason = format!("partitions without a ready leader on this node yet: {}", list.join(", "));
+            let reason = format!("partitions without a ready leader here or a known leader this node caught up with: {}", list.join(", "));
             return Response::json(503, body("STARTING", Some(reason)));
         }
         Response::json(200, body("UP", None))
     }
 
-    fn key(&self, name: Name) -> Key {
+    /// The test hook cutting this node off its peers (both directions).
+    fn peer_cut(&self, on: bool) -> Response {
+        let c = &self.shared.cluster;
+        if !c.test_hooks {
+            return error_json(404, "NOT_FOUND", "no such route");
+        }
+        c.switch.set(on);
+        tracing::warn!(node = c.me, cut = on, "test hook: peer traffic {}", if on { "cut off" } else { "restored" });
+        Response::json(200, format!("{{\"cut\":{on}}}"))
+    }
+
+    pub(crate) fn key(&self, name: Name) -> Key {
         let partition = self.shared.slots.partition_of(name.slot);
         Key { display: name.display, key: name.key, slot: name.slot, partition, core: self.shared.slots.core_of(partition) }
     }
 
-    async fn character(&self, req: &Request, name: Name, op: CharOp) -> Response {
+    /// A character request: served here when this node leads the key's
+    /// partition (or the node is a one-node cluster), else forwarded to the
+    /// leader (`forwarded`: it came from another node and is not passed on).
+    pub async fn character(&self, req: &Request, name: Name, op: CharOp, forwarded: bool) -> Response {
         let key = self.key(name);
+        if !forwarded {
+            match self.shared.cluster.view.route(key.partition) {
+                ClusterRoute::Local => {}
+                ClusterRoute::Remote(node) => return self.forward(req, key.partition, node).await,
+                ClusterRoute::NoLeader => return no_leader(key.partition),
+            }
+        }
         let doc_op = match op {
             CharOp::LikeToggle | CharOp::LikeStatus => return self.like(req, key, op).await,
             CharOp::Expectation { force } => DocOp::Expectation { force },
@@ -189,12 +233,21 @@ impl CoreService {
                 Some(raw) => match IdempotencyKey::parse(raw) {
                     Ok(k) => {
                         let partition = self.shared.slots.partition_of(replication::slot_of(user.as_str()));
-                        Some((k, Place { partition, core: self.shared.slots.core_of(partition) }))
+                        Some((k, Place { partition, core: self.shared.slots.core_of(partition) }, raw))
                     }
                     Err(e) => return error_json(400, "BAD_REQUEST", &e.to_string()),
                 },
             };
-            self.shard.toggle(user, character, key).await
+            match key {
+                // The user's partition is led by another node: reserve the key there first.
+                Some((k, home, raw)) if home.partition != character.partition && !self.leads(home.partition) => {
+                    if let Some(refused) = self.reserve_remote(&user, raw, &character, home.partition).await {
+                        return refused;
+                    }
+                    self.shard.toggle_reserved(user, character, Some(k)).await
+                }
+                other => self.shard.toggle(user, character, other.map(|(k, home, _)| (k, home))).await,
+            }
         } else {
             self.shard.status(user, character).await
         };
@@ -207,7 +260,7 @@ impl CoreService {
         }
     }
 
-    fn error(&self, e: &OwnerError) -> Response {
+    pub(crate) fn error(&self, e: &OwnerError) -> Response {
         owner_error(e, || self.shared.storage.down())
     }
 
@@ -240,17 +293,20 @@ impl CoreService {
     }
 }
 
-/// Start the core's partition groups (one-member groups: this node is the
-/// only voter), then the periodic jobs of the partitions it leads.
+/// Start the core's partition groups, bootstrap the ones this node
+/// initialises (the lowest node id of each group, once every replica
+/// answers; idempotent), then the periodic jobs (they run on the
+/// partitions this node leads only).
 fn start_groups(
     core: usize,
     shared: &Arc<NodeShared>,
     lazy: Rc<LazyGroups>,
     parts: Vec<replication::PartitionStart>,
     stop: Rc<Cell<bool>>,
+    peers: Option<Rc<TcpTransport>>,
 ) {
-    let http_addr = shared.cfg.listen.to_string();
-    let node_id = shared.node_id;
+    let shared = shared.clone();
+    let lazy_stop = stop.clone();
     let jobs = JobConfig {
         every: JOBS_EVERY,
         expectation_stale: shared.cfg.cache_stale,
@@ -259,15 +315,56 @@ fn start_groups(
     };
     monoio::spawn(async move {
         let partitions: Vec<u32> = parts.iter().map(|p| p.recovered.group).collect();
-        let members = BTreeMap::from([(node_id, NodeInfo { peer_addr: String::new(), http_addr, resp_addr: String::new() })]);
-        match CoreGroups::start(node_id, members, Rc::new(NoPeers), parts).await {
-            Ok(groups) => {
-                let _ = lazy.inner.set(groups);
-                spawn_jobs(lazy, partitions, jobs, stop);
-            }
+        let transport: Rc<dyn RaftTransport> = match peers {
+            Some(t) => Rc::new(t),
+            None => Rc::new(NoPeers),
+        };
+        let cluster = &shared.cluster;
+        let groups = match CoreGroups::start_with(cluster.me, None, transport, parts).await {
+            Ok(groups) => groups,
             Err(e) => {
                 tracing::error!(core, error = %e, "the partition groups of core {core} did not start");
                 *lazy.failed.borrow_mut() = Some(e);
+                return;
+            }
+        };
+        let _ = lazy.inner.set(groups.clone());
+        spawn_jobs(lazy, partitions, jobs, stop);
+        // Every replica of a fresh group must answer before it is
+        // initialised; a node that starts first waits for the others.
+        loop {
+            match bootstrap_groups(groups.host(), &cluster.view.placement, &cluster.members, Duration::from_secs(10)).await {
+                Ok(done) => {
+                    if !done.is_empty() {
+                        tracing::info!(
+                            core,
+                            groups = done.len(),
+                            "initialised {} new partition groups on core {core}: {done:?}",
+                            done.len()
+                        );
+                    }
+                    break;
+                }
+                Err(e) if shared.shutdown.is_triggered() => {
+                    tracing::info!(core, error = %e, "stopping before the partition groups were initialised");
+                    break;
+                }
+                Err(e) => tracing::warn!(core, error = %e, "waiting for the other replicas to initialise the partition groups: {e}"),
+            }
+        }
+        // Leadership back to each partition's preferred replica once it is
+        // caught up (after the start, a failover or a rolling restart), so
+        // the nodes share the leaders; never during the drain.
+        if cluster.is_cluster() {
+            while !shared.shutdown.is_triggered() {
+                monoio::time::sleep(BALANCE_EVERY).await;
+                if shared.shutdown.is_triggered() || lazy_stop.get() {
+                    break;
+                }
+                let moved = balance_leaders(groups.host(), &cluster.view.placement).await;
+                if moved > 0 {
+                    tracing::info!(core, moved, "moved the leadership of {moved} partitions to their preferred replicas");
+                }
             }
         }
     });
@@ -275,6 +372,16 @@ fn start_groups(
 
 impl net::Service for CoreService {
     async fn call(&self, req: Request) -> Response {
+        self.0.call(req).await
+    }
+
+    async fn drain(&self) {
+        self.0.drain().await
+    }
+}
+
+impl CoreInner {
+    pub async fn call(&self, req: Request) -> Response {
         let start = Instant::now();
         // A guard, so a request dropped mid-way (client gone, drain budget
         // over) still leaves the gauge.
@@ -307,6 +414,12 @@ impl net::Service for CoreService {
         }
         self.jobs_stop.set(true);
         let Some(groups) = self.groups.get() else { return };
+        if self.shared.cluster.is_cluster() {
+            // Hand leadership to the other replicas first: they keep serving
+            // while this node stops (no election timeout to wait out).
+            let moved = groups.host().transfer_all(Duration::from_secs(3)).await;
+            tracing::info!(core = self.core, moved, "core {}: transferred the leadership of {moved} partitions", self.core);
+        }
         groups.shutdown().await;
         let deadline = Instant::now() + Duration::from_secs(4);
         for p in groups.partitions() {

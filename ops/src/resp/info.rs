@@ -70,7 +70,7 @@ fn server(node: &NodeShared, resp: &RespShared, kv: &mut Kv) {
     kv("uptime_in_days", &(up / 86_400));
     kv("cores", &node.cfg.cores);
     kv("partitions", &node.slots.partitions());
-    kv("node_id", &node.node_id);
+    kv("node_id", &node.cluster.me);
     kv("data_dir", &node.cfg.data_dir.display());
 }
 

@@ -19,7 +19,7 @@ pub mod topology;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +30,7 @@ use engine::partition::{IdempotencyKey, LikeResult, UserId};
 use net::resp::{Authenticated, Command, CommandSpec, ConnState, Flags, Protocol, Reply, RespCore, RespService, RespStats, ServerIdent};
 
 use crate::http::error::status_code;
+use crate::http::service::CoreInner;
 use crate::http::{LazyGroups, NodeShared};
 pub use topology::{Location, Topology};
 
@@ -148,6 +149,9 @@ pub struct RespNode {
     node: Arc<NodeShared>,
     resp: Arc<RespShared>,
     shard: Rc<Shard>,
+    /// The core's HTTP/peer side: a keyed toggle whose user's partition is
+    /// led by another node reserves its key there, as HTTP does.
+    peer: Weak<CoreInner>,
 }
 
 impl RespNode {
@@ -155,23 +159,20 @@ impl RespNode {
     /// core's partition sizes for `INFO keyspace` (ends at shutdown).
     pub fn new(core: usize, node: Arc<NodeShared>, resp: Arc<RespShared>, shard: Rc<Shard>, groups: Rc<LazyGroups>) -> RespNode {
         spawn_sizes(core, node.clone(), resp.clone(), groups);
-        RespNode { core, node, resp, shard }
+        RespNode { core, node, resp, shard, peer: Weak::new() }
     }
 
-    /// Spawn core `core`'s RESP listener on this runtime (a no-op without
-    /// RESP). The handle ends once the listener drained after shutdown.
-    pub fn serve(
-        core: usize,
-        node: &Arc<NodeShared>,
-        shard: &Rc<Shard>,
-        groups: &Rc<LazyGroups>,
-    ) -> Option<monoio::task::JoinHandle<std::io::Result<()>>> {
+    /// Spawn the RESP listener of `inner`'s core on this runtime (a no-op
+    /// without RESP). The handle ends once the listener drained after shutdown.
+    pub fn serve(inner: &Rc<CoreInner>) -> Option<monoio::task::JoinHandle<std::io::Result<()>>> {
+        let (core, node) = (inner.core, &inner.shared);
         let resp = node.resp.clone()?;
         let Some(listener) = resp.take_core(core) else {
             tracing::error!(core, "no RESP listener for core {core}: RESP is not served on it");
             return None;
         };
-        let service = RespNode::new(core, node.clone(), resp, shard.clone(), groups.clone());
+        let mut service = RespNode::new(core, node.clone(), resp, inner.shard.clone(), inner.groups.clone());
+        service.peer = Rc::downgrade(inner);
         Some(monoio::spawn(listener.serve(service, node.shutdown.clone(), node.cfg.drain)))
     }
 
@@ -268,15 +269,25 @@ impl RespNode {
             let key = match opts {
                 [] => None,
                 [o, k] if o.eq_ignore_ascii_case(b"idempotency") => match IdempotencyKey::parse(k) {
-                    Ok(k) => {
+                    Ok(key) => {
                         let partition = self.node.slots.partition_of(replication::slot_of(user.as_str()));
-                        Some((k, Place { partition, core: self.node.slots.core_of(partition) }))
+                        Some((key, Place { partition, core: self.node.slots.core_of(partition) }, k))
                     }
                     Err(e) => return Reply::err(e),
                 },
                 [o, ..] => return syntax_error(o),
             };
-            self.shard.toggle(user, character, key).await
+            match key {
+                // The user's partition is led by another node: reserve the key there first.
+                Some((key, home, raw)) if home.partition != character.partition && !self.leads(home.partition) => {
+                    let Some(peer) = self.peer.upgrade() else { return Reply::error("TRYAGAIN the node is stopping") };
+                    if let Some(refused) = peer.reserve_remote(&user, raw, &character, home.partition).await {
+                        return refused_reply(&refused);
+                    }
+                    self.shard.toggle_reserved(user, character, Some(key)).await
+                }
+                key => self.shard.toggle(user, character, key.map(|(k, home, _)| (k, home))).await,
+            }
         } else {
             if let Some(o) = opts.first() {
                 return syntax_error(o);
@@ -294,6 +305,11 @@ impl RespNode {
             Ok(served) => doc_reply(&served, gzip),
             Err(e) => self.owner_error(&e),
         }
+    }
+
+    /// True when this node serves partition `p` (always on a single node).
+    fn leads(&self, p: u32) -> bool {
+        self.node.cluster.view.route(p) == replication::Route::Local
     }
 
     fn owner_error(&self, e: &OwnerError) -> Reply {
@@ -432,6 +448,17 @@ pub fn owner_reply(e: &OwnerError, storage_down: impl FnOnce() -> Option<String>
         tracing::debug!(error = %e, "RESP command failed: {http_code}");
     }
     Reply::error(format!("{prefix} {e} ({http_code})"))
+}
+
+/// The refusal of a remote key reservation (an HTTP error answer from the
+/// leader of the user's partition) as a RESP error: 503 → `-TRYAGAIN`,
+/// anything else `-ERR`, with the HTTP API's code.
+fn refused_reply(r: &net::Response) -> Reply {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let code = v.get("code").and_then(|c| c.as_str()).unwrap_or("UNAVAILABLE");
+    let message = v.get("message").and_then(|m| m.as_str()).unwrap_or("the idempotency key could not be reserved");
+    let prefix = if r.status == 503 { "TRYAGAIN" } else { "ERR" };
+    Reply::error(format!("{prefix} {message} ({code})"))
 }
 
 fn syntax_error(opt: &Bytes) -> Reply {

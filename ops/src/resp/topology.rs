@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use replication::{GroupStats, SlotMap};
+use replication::{GroupStats, Route as ClusterRoute, SlotMap};
 
 /// A node id (the cluster's; 1 for a single node).
 pub type NodeId = u64;
@@ -23,7 +23,6 @@ pub enum Location {
     Local,
     /// Served by another node: `-MOVED slot host:port` (its RESP address).
     /// A single node never answers it; the cluster's map does.
-    #[allow(dead_code)]
     Moved(String),
     /// Its partition has no leader right now: `-TRYAGAIN`.
     TryAgain,
@@ -131,6 +130,56 @@ impl Topology for LocalTopology {
             nodes: vec![NodeView { id: self.me, resp_addr: self.resp_addr.to_string(), http_addr: self.http_addr.to_string() }],
             shards,
         }
+    }
+}
+
+/// A node of a cluster: the cluster's map ([`replication::ClusterView`]:
+/// placement, the node cards learnt over the peer protocol, the leaders
+/// this node's groups know). A slot whose partition this node leads is
+/// served here; one led elsewhere answers `-MOVED` with the leader's RESP
+/// address (from its card); no known leader, or a leader without a RESP
+/// listener, answers `-TRYAGAIN`.
+pub struct ClusterTopology {
+    view: replication::ClusterView,
+}
+
+impl ClusterTopology {
+    pub fn new(view: replication::ClusterView) -> ClusterTopology {
+        ClusterTopology { view }
+    }
+}
+
+impl Topology for ClusterTopology {
+    fn locate(&self, slot: u16) -> Location {
+        let p = self.view.slots.partition_of(slot);
+        match self.view.route(p) {
+            ClusterRoute::Local if self.view.stats.get(p as usize).is_some_and(|g| g.is_ready()) => Location::Local,
+            ClusterRoute::Local | ClusterRoute::NoLeader => Location::TryAgain,
+            ClusterRoute::Remote(node) => match self.view.directory.get(node) {
+                Some(card) if !card.resp_addr.is_empty() => Location::Moved(card.resp_addr),
+                _ => Location::TryAgain,
+            },
+        }
+    }
+
+    fn view(&self) -> ClusterView {
+        let map = self.view.map();
+        let nodes =
+            map.nodes.iter().map(|c| NodeView { id: c.id, resp_addr: c.resp_addr.clone(), http_addr: c.http_addr.clone() }).collect();
+        let shards = map
+            .partitions
+            .iter()
+            .map(|pv| ShardView {
+                partition: pv.partition,
+                first_slot: pv.slots.0,
+                last_slot: pv.slots.1,
+                leader: pv.leader,
+                replicas: pv.replicas.iter().copied().filter(|r| Some(*r) != pv.leader).collect(),
+            })
+            .collect();
+        // The epoch moves with every election: the sum of the partitions' terms.
+        let epoch = map.partitions.iter().map(|pv| pv.term).sum::<u64>().max(1);
+        ClusterView { me: map.me, epoch, nodes, shards }
     }
 }
 

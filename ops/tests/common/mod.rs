@@ -2,6 +2,7 @@
 //! ([`maple`]), a std-only HTTP/1.1 client ([`http`]), the parsed response.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod http;
 pub mod maple;
 pub mod resp;
