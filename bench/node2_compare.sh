@@ -17,7 +17,7 @@ run_one() { # bin label workload
   local bin=$1 label=$2 wl=$3
   local dir="$WORK/data-$label-$wl" log="$WORK/$label-$wl.log" out="$WORK/out-$label-$wl"
   rm -rf "$dir" "$out"
-  "$bin" serve --data-dir "$dir" --cores 2 --listen 127.0.0.1:0 --jwt-secret "$SECRET" 2>"$log" &
+  "$bin" serve --data-dir "$dir" --cores 2 --listen 127.0.0.1:0 --resp-listen off --jwt-secret "$SECRET" 2>"$log" &
   local pid=$!
   local addr=""
   for _ in $(seq 1 400); do addr=$(grep -o "listening on [0-9.:]*" "$log" | head -1 | awk '{print $3}' || true); [[ -n $addr ]] && break; sleep 0.05; done

@@ -53,7 +53,13 @@ pub const FORWARD_RESULTS: [&str; 3] = ["answered", "no_leader", "failed"];
 impl NodeCluster {
     /// Resolve the peers, bind the peer listener (before any core serves:
     /// a port in use is a start error), build the map.
-    pub fn new(cfg: &Config, partitions: u32, http_addr: SocketAddr, stats: Vec<Arc<GroupStats>>) -> anyhow::Result<NodeCluster> {
+    pub fn new(
+        cfg: &Config,
+        partitions: u32,
+        http_addr: SocketAddr,
+        resp_addr: Option<SocketAddr>,
+        stats: Vec<Arc<GroupStats>>,
+    ) -> anyhow::Result<NodeCluster> {
         let c = &cfg.cluster;
         let me = c.node_id;
         let placement = Placement::new(&c.node_ids(), partitions, c.replicas).map_err(|e| anyhow::anyhow!("placement: {e}"))?;
@@ -82,7 +88,7 @@ impl NodeCluster {
             cores: cfg.cores as u16,
             peer_addr: c.peers.get(&me).cloned().unwrap_or_default(),
             http_addr: http_addr.to_string(),
-            resp_addr: String::new(),
+            resp_addr: resp_addr.map(|a| a.to_string()).unwrap_or_default(),
         };
         let directory = Arc::new(Directory::new([card]));
         for (id, a) in &c.peers {

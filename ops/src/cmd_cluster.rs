@@ -131,7 +131,8 @@ pub struct DevArgs {
     /// Nodes to start (ids 1..=N).
     #[arg(long, default_value_t = 3)]
     pub nodes: u16,
-    /// Node i listens for HTTP on base-port + i - 1 and for its peers on base-port + 100 + i - 1.
+    /// Node i listens for HTTP on base-port + i - 1, for its peers on
+    /// base-port + 100 + i - 1 and for RESP on base-port + 200 + i - 1.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
     /// Node i keeps its data in DIR/node-<i> and its log in DIR/node-<i>.log.
@@ -146,6 +147,7 @@ struct Node {
     id: u16,
     http: String,
     peer: String,
+    resp: String,
     child: Child,
     log: PathBuf,
 }
@@ -156,7 +158,7 @@ struct Node {
 pub fn dev_cluster(a: DevArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=9).contains(&a.nodes), "--nodes must be in 1..=9");
     anyhow::ensure!((1..=64).contains(&a.cores), "--cores must be in 1..=64");
-    anyhow::ensure!(a.base_port >= 1024 && a.base_port as u32 + 100 + a.nodes as u32 <= 65535, "--base-port must be in 1024..=65000");
+    anyhow::ensure!(a.base_port >= 1024 && a.base_port as u32 + 200 + a.nodes as u32 <= 65535, "--base-port must be in 1024..=65000");
     std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
@@ -173,11 +175,13 @@ pub fn dev_cluster(a: DevArgs) -> anyhow::Result<()> {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 1..=a.nodes {
         let (http, peer) = (format!("{host}:{}", a.base_port + i - 1), format!("{host}:{}", a.base_port + 100 + i - 1));
+        let resp = format!("{host}:{}", a.base_port + 200 + i - 1);
         let dir = a.data_dir.join(format!("node-{i}"));
         let log = a.data_dir.join(format!("node-{i}.log"));
         let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(&exe);
-        cmd.args(["serve", "--listen", &http, "--node-id", &i.to_string(), "--peers", &peers, "--cores", &a.cores.to_string()])
+        cmd.args(["serve", "--listen", &http, "--resp-listen", &resp, "--node-id", &i.to_string(), "--peers", &peers])
+            .args(["--cores", &a.cores.to_string()])
             .arg("--data-dir")
             .arg(&dir)
             .stdin(Stdio::null())
@@ -193,14 +197,14 @@ pub fn dev_cluster(a: DevArgs) -> anyhow::Result<()> {
                 return Err(e).context(format!("starting node {i}"));
             }
         };
-        nodes.push(Node { id: i, http, peer, child, log });
+        nodes.push(Node { id: i, http, peer, resp, child, log });
     }
     if let Err(e) = wait_all_ready(&mut nodes, &stop) {
         stop_all(&mut nodes);
         return Err(e);
     }
     for n in &nodes {
-        println!("node {} http={} peer={} pid={}", n.id, n.http, n.peer, n.child.id());
+        println!("node {} http={} peer={} resp={} pid={}", n.id, n.http, n.peer, n.resp, n.child.id());
     }
     eprintln!(
         "maple dev-cluster: {} nodes ready (logs: {}/node-<id>.log; `maple cluster status --target http://{}`); Ctrl-C stops them",

@@ -55,6 +55,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // another process"), then binds one SO_REUSEPORT listener per core.
     let server = net::BoundServer::bind(net::ServerConfig { addr: cfg.listen, cores: cfg.cores, limits })
         .with_context(|| format!("binding {}", cfg.listen))?;
+    // The RESP listener, on every core too, with the same refusal of a busy port.
+    let resp_server = match cfg.resp_listen {
+        None => None,
+        Some(addr) => {
+            let limits = net::resp::RespLimits {
+                max_in_flight_per_core: cfg.max_in_flight,
+                max_connections_per_core: cfg.max_connections,
+                ..net::resp::RespLimits::default()
+            };
+            let bound = net::resp::RespServer::bind(net::resp::RespConfig { addr, cores: cfg.cores, limits })
+                .with_context(|| format!("binding the RESP listener {addr} (--resp-listen; `off` disables it)"))?;
+            Some(bound)
+        }
+    };
     let sim = match &cfg.upstream {
         UpstreamTarget::InProcess { fixtures_dir, latency, failure_rate } => {
             let fixtures = Fixtures::open(fixtures_dir.as_deref()).context("loading the in-process upstream simulator's fixtures")?;
@@ -87,7 +101,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("placement: {e}"))?;
     let hosted = placement.hosted_on(cfg.cluster.node_id);
     let (storage, starts) = open_storage(&cfg, &meta, &hosted)?;
-    let cluster = crate::cluster::NodeCluster::new(&cfg, meta.partitions, server.local_addr(), storage.groups.clone())?;
+    let resp_addr = resp_server.as_ref().map(|rs| rs.local_addr());
+    let cluster = crate::cluster::NodeCluster::new(&cfg, meta.partitions, server.local_addr(), resp_addr, storage.groups.clone())?;
     if cluster.is_cluster() {
         tracing::info!(
             node = cluster.me,
@@ -108,6 +123,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.cores,
         meta.partitions
     );
+    let http_addr = server.local_addr();
+    let resp = resp_server.map(|rs| {
+        // A one-node cluster serves every slot; a node of a cluster answers
+        // `-MOVED` for the slots other nodes lead (their RESP address is on
+        // their card).
+        let topology: Arc<dyn crate::resp::Topology> = if cluster.is_cluster() {
+            let v = &cluster.view;
+            Arc::new(crate::resp::topology::ClusterTopology::new(replication::ClusterView {
+                me: v.me,
+                placement: v.placement.clone(),
+                slots: v.slots,
+                directory: v.directory.clone(),
+                stats: v.stats.clone(),
+            }))
+        } else {
+            Arc::new(crate::resp::topology::LocalTopology::new(cluster.me, slots, storage.groups.clone(), rs.local_addr(), http_addr))
+        };
+        Arc::new(crate::resp::RespShared::new(rs, topology, meta.partitions))
+    });
+    match &resp {
+        Some(r) => tracing::info!("maple serve: resp listening on {} ({} cores)", r.addr, cfg.cores),
+        None => tracing::info!("maple serve: RESP off (--resp-listen off)"),
+    }
     let jwt_secret = match &cfg.jwt_secret {
         Some(secret) => secret.clone(),
         None => {
@@ -117,8 +155,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let drain = cfg.drain;
     let metrics = Arc::new(NodeMetrics::new());
-    let shared =
-        Arc::new(NodeShared::new(cfg, slots, metrics, Some(server.stats()), shutdown.clone(), sim, storage, starts, jwt_secret, cluster));
+    let mut shared =
+        NodeShared::new(cfg, slots, metrics, Some(server.stats()), shutdown.clone(), sim, storage, starts, jwt_secret, cluster);
+    if let Some(resp) = resp {
+        shared = shared.with_resp(resp);
+    }
+    let shared = Arc::new(shared);
     let stop_shed_log = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shed_log =
         logging::spawn_shed_summary(Arc::new(NodeShedCounters { shared: shared.clone() }), stop_shed_log.clone(), logging::SUMMARY_EVERY)

@@ -23,6 +23,7 @@ mod http;
 mod logging;
 mod metrics;
 mod migrate;
+mod resp;
 mod sim;
 mod upstream;
 

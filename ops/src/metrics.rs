@@ -129,11 +129,20 @@ impl NodeMetrics {
 
     /// OpenMetrics text: our registry, the HTTP server's own counters, then
     /// the node's logs, partitions and process.
-    pub fn render(&self, server: Option<&net::ServerStats>, storage: Option<&NodeStorage>, cluster: Option<&NodeCluster>) -> String {
+    pub fn render(
+        &self,
+        server: Option<&net::ServerStats>,
+        resp: Option<&crate::resp::RespShared>,
+        storage: Option<&NodeStorage>,
+        cluster: Option<&NodeCluster>,
+    ) -> String {
         let mut out = String::with_capacity(16 * 1024);
         encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
         if let Some(stats) = server {
             render_server_stats(&mut out, stats);
+        }
+        if let Some(resp) = resp {
+            render_resp(&mut out, resp);
         }
         if let Some(storage) = storage {
             render_storage(&mut out, storage);
@@ -175,6 +184,28 @@ fn render_server_stats(out: &mut String, stats: &net::ServerStats) {
     family("timeouts", "counter", "Connections closed by header, body (408) or idle timeout", &|s| {
         s.timeout_header + s.timeout_body + s.timeout_idle
     });
+}
+
+/// The RESP server's counters per core (`maple_resp_*`), and the node's
+/// redirects: `-MOVED` and `-TRYAGAIN` answers.
+fn render_resp(out: &mut String, resp: &crate::resp::RespShared) {
+    let per_core = resp.stats.per_core();
+    let Some(first) = per_core.first() else { return };
+    for (i, (name, _)) in first.fields().into_iter().enumerate() {
+        let gauge = matches!(name, "connections_active" | "in_flight");
+        let (kind, suffix) = if gauge { ("gauge", "") } else { ("counter", "_total") };
+        let _ = writeln!(out, "# HELP maple_resp_{name} RESP server: {}", name.replace('_', " "));
+        let _ = writeln!(out, "# TYPE maple_resp_{name} {kind}");
+        for (core, s) in per_core.iter().enumerate() {
+            let _ = writeln!(out, "maple_resp_{name}{suffix}{{core=\"{core}\"}} {}", s.fields()[i].1);
+        }
+    }
+    let _ = writeln!(out, "# HELP maple_resp_moved -MOVED answers: commands for a slot another node serves");
+    let _ = writeln!(out, "# TYPE maple_resp_moved counter");
+    let _ = writeln!(out, "maple_resp_moved_total {}", resp.moved.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP maple_resp_tryagain -TRYAGAIN answers: commands for a partition without a leader");
+    let _ = writeln!(out, "# TYPE maple_resp_tryagain counter");
+    let _ = writeln!(out, "maple_resp_tryagain_total {}", resp.tryagain.load(Ordering::Relaxed));
 }
 
 /// The standard process metrics (as the Prometheus client libraries name
@@ -701,7 +732,7 @@ mod tests {
         c0.upstream("equipment", "ok");
         c0.flight_join();
         c0.like_toggle("ok");
-        let text = node.render(None, None, None);
+        let text = node.render(None, None, None, None);
         assert!(text.contains("maple_likes_toggles_total{core=\"0\",result=\"ok\"} 1"), "{text}");
         assert!(text.contains("maple_http_requests_total{route=\"expectation\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("maple_cache_lookups_total{cache=\"expectation\",result=\"hit\",core=\"0\"} 1"), "{text}");

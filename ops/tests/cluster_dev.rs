@@ -11,7 +11,8 @@ mod common;
 use common::http::Conn;
 use common::maple::DataDir;
 
-/// A base port whose HTTP (base..base+3) and peer (base+100..base+103) ports are free now.
+/// A base port whose HTTP (base..base+3), peer (base+100..base+103) and
+/// RESP (base+200..base+203) ports are free now.
 fn free_base() -> u16 {
     let seed = std::process::id() as u16;
     for k in 0..200u16 {
@@ -19,6 +20,7 @@ fn free_base() -> u16 {
         let ok = (0..3).all(|i| {
             std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
                 && std::net::TcpListener::bind(("127.0.0.1", base + 100 + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + 200 + i)).is_ok()
         });
         if ok {
             return base;
@@ -44,13 +46,14 @@ fn dev_cluster_starts_three_nodes_status_shows_leaders_and_ctrl_c_stops_all() {
     let mut nodes = Vec::new();
     while nodes.len() < 3 {
         let line = lines.next().expect("dev-cluster printed its node lines").unwrap();
-        // node <id> http=<host:port> peer=<host:port> pid=<pid>
+        // node <id> http=<host:port> peer=<host:port> resp=<host:port> pid=<pid>
         let f: Vec<&str> = line.split(' ').collect();
-        assert_eq!((f.len(), f[0]), (5, "node"), "{line}");
+        assert_eq!((f.len(), f[0]), (6, "node"), "{line}");
         let http = f[2].strip_prefix("http=").unwrap().to_owned();
         assert!(f[3].starts_with("peer=127.0.0.1:"), "{line}");
-        let pid: u32 = f[4].strip_prefix("pid=").unwrap().parse().unwrap();
-        nodes.push((http, pid));
+        let resp: std::net::SocketAddr = f[4].strip_prefix("resp=").unwrap().parse().unwrap();
+        let pid: u32 = f[5].strip_prefix("pid=").unwrap().parse().unwrap();
+        nodes.push((http, pid, resp));
     }
     assert_eq!(nodes[0].0, format!("127.0.0.1:{base}"));
 
@@ -88,6 +91,19 @@ fn dev_cluster_starts_three_nodes_status_shows_leaders_and_ctrl_c_stops_all() {
     let mut c3 = Conn::open(nodes[2].0.parse().unwrap()).unwrap();
     let r = c3.send("GET", "/api/v2/characters/alpha/like/status", &[("Authorization", &auth)]).unwrap();
     assert_eq!((r.status, r.json()["likeCount"].as_u64()), (200, Some(1)));
+    // Every node's RESP port answers, and the count is the same over RESP
+    // (at the leader of alpha's partition: the others answer -MOVED there).
+    let mut count = None;
+    for (_, _, resp) in &nodes {
+        let mut c = common::resp::RespConn::open(*resp).unwrap();
+        assert_eq!(c.call(&["PING"]), common::resp::Value::Simple("PONG".into()));
+        match c.call(&["LIKE.COUNT", "alpha"]) {
+            common::resp::Value::Int(n) => count = Some(n),
+            common::resp::Value::Error(e) => assert!(e.starts_with("MOVED "), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(count, Some(1), "alpha's leader answered over RESP");
 
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -99,7 +115,7 @@ fn dev_cluster_starts_three_nodes_status_shows_leaders_and_ctrl_c_stops_all() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "dev-cluster exit: {status}");
-    for (_, pid) in nodes {
+    for (_, pid, _) in nodes {
         let alive = Command::new("kill").args(["-0", &pid.to_string()]).stderr(Stdio::null()).status().unwrap().success();
         assert!(!alive, "node pid {pid} still running");
     }

@@ -266,7 +266,17 @@ fn the_binary_carries_its_fixtures_and_the_overrides_read_a_dir() {
     let out = run(&["upstream-sim", "--addr", "127.0.0.1:0", "--fixtures-dir", nowhere]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir/evan_equip.json"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data.path().join("d2").to_str().unwrap(), "--sim-data-dir", nowhere]);
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--resp-listen",
+        "off",
+        "--data-dir",
+        data.path().join("d2").to_str().unwrap(),
+        "--sim-data-dir",
+        nowhere,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir/evan_equip.json"), "{}", String::from_utf8_lossy(&out.stderr));
     // The simulator's old `--data-dir` (fixtures) is gone: it meant the log for `serve`.
@@ -281,6 +291,8 @@ fn serve_help_documents_every_setting() {
     for flag in [
         "--config",
         "--listen",
+        "--resp-listen",
+        "MAPLE_RESP_LISTEN",
         "--cores",
         "--data-dir",
         "--nexon-api-key",
@@ -318,6 +330,8 @@ fn toml_config_file_is_read_and_bad_files_fail_fast() {
         "serve",
         "--config",
         good.to_str().unwrap(),
+        "--resp-listen",
+        "127.0.0.1:0",
         "--wal-segment-mb",
         "4",
         "--data-dir",
@@ -326,11 +340,14 @@ fn toml_config_file_is_read_and_bad_files_fail_fast() {
     .until_ready()
     .start();
     assert_eq!(node.addr.ip().to_string(), "127.0.0.1");
-    assert_eq!(node.log_lines("(1 cores)").len(), 1, "cores from the file: {}", node.log());
+    assert_eq!(node.log_lines("(1 cores), upstream").len(), 1, "cores from the file: {}", node.log());
     assert_eq!(get(node.addr, "/health/ready").status, 200);
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "no_such_setting = 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_maple")).args(["serve", "--config", bad.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_maple"))
+        .args(["serve", "--resp-listen", "off", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_setting"));
 }

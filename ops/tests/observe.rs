@@ -52,7 +52,7 @@ fn rust_log_filters_and_the_default_is_info() {
     let dir = DataDir::new("observe-info");
     let mut node = Launch::serve(dir.path()).args(&["--cores", "1"]).env("RUST_LOG", "").start();
     assert!(node.log_lines(" DEBUG ").is_empty(), "the default filter is info: {}", node.log());
-    assert_eq!(node.log_lines("listening on").len(), 1);
+    assert_eq!(node.log_lines("maple serve: listening on").len(), 1);
     node.stop_gracefully();
 }
 
@@ -84,7 +84,7 @@ fn json_format_is_one_object_per_line() {
 
     // The environment variable selects it too; a failing start ends with one JSON error line.
     let out = Command::new(env!("CARGO_BIN_EXE_maple"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue-ms", "0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--resp-listen", "off", "--max-queue-ms", "0", "--data-dir"])
         .arg(dir.path())
         .env("MAPLE_LOG_FORMAT", "json")
         .env_remove("MAPLE_NEXON_API_KEY")

@@ -105,7 +105,7 @@ fn bad_max_queue_values_are_refused_at_start() {
     for bad in ["0", "60001", "x"] {
         let dir = DataDir::new("overload-bad-flag");
         let out = Command::new(env!("CARGO_BIN_EXE_maple"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--max-queue-ms", bad, "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--resp-listen", "off", "--max-queue-ms", bad, "--data-dir"])
             .arg(dir.path())
             .env_remove("MAPLE_NEXON_API_KEY")
             .output()

@@ -148,6 +148,14 @@ impl Likes {
         Ok(r)
     }
 
+    /// The like count of `character`, linearizable as [`Likes::status`].
+    pub async fn count(&self, p: PartitionId, character: &CharacterName) -> Result<u64, OwnerError> {
+        let machine = self.machine(p)?;
+        self.groups.read_index(p).await?;
+        let n = machine.borrow().like_count(character.as_str());
+        Ok(n)
+    }
+
     /// Speculate `record`, hand it to the group, settle; the applied outcome.
     async fn propose(&self, p: PartitionId, machine: &Rc<RefCell<Partition>>, record: Record) -> Result<Outcome, OwnerError> {
         let bytes = record.encode()?;

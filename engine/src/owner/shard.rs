@@ -34,10 +34,30 @@ pub struct Place {
 /// What one core asks another.
 #[derive(Debug)]
 pub enum Request {
-    Doc { op: DocOp, name: Key },
-    Toggle { user: UserId, character: Key, key: Option<IdempotencyKey> },
-    Reserve { user: UserId, key: IdempotencyKey, home: PartitionId, character: CharacterName, op: Op },
-    Status { user: UserId, character: Key },
+    Doc {
+        op: DocOp,
+        name: Key,
+    },
+    Toggle {
+        user: UserId,
+        character: Key,
+        key: Option<IdempotencyKey>,
+    },
+    Reserve {
+        user: UserId,
+        key: IdempotencyKey,
+        home: PartitionId,
+        character: CharacterName,
+        op: Op,
+    },
+    Status {
+        user: UserId,
+        character: Key,
+    },
+    /// The like count of a character, whoever asks (RESP `LIKE.COUNT`).
+    Count {
+        character: Key,
+    },
 }
 
 /// Its answer.
@@ -201,6 +221,14 @@ impl Shard {
         }
     }
 
+    /// The like count of `character`, linearizable (as [`Shard::status`]).
+    pub async fn count(&self, character: Key) -> Result<u64, OwnerError> {
+        match self.call(character.core, Request::Count { character }, OwnerError::Busy("owner core queue is full")).await? {
+            Reply::Like(r) => Ok(r.like_count),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Serve here, or on `core` through its inbox (`full` when it is full).
     async fn call(&self, core: usize, req: Request, full: OwnerError) -> Result<Reply, OwnerError> {
         if core == self.core {
@@ -229,6 +257,11 @@ impl Shard {
             Request::Status { user, character } => {
                 let name = character.character()?;
                 self.likes.status(character.partition, &user, &name).await.map(Reply::Like)
+            }
+            Request::Count { character } => {
+                let name = character.character()?;
+                let like_count = self.likes.count(character.partition, &name).await?;
+                Ok(Reply::Like(LikeResult { liked: false, like_count }))
             }
         }
     }

@@ -119,12 +119,15 @@ pub struct RespServer {
 
 impl RespServer {
     /// Bind `cfg.cores` SO_REUSEPORT listeners on `cfg.addr` (port 0: the
-    /// first picks a free port, the others join it).
+    /// first picks a free port, the others join it). A port another process
+    /// listens on is refused ("port N is in use by another process"), as the
+    /// HTTP server does.
     pub fn bind(cfg: RespConfig) -> io::Result<Self> {
         cfg.limits.validate()?;
         if cfg.cores == 0 || cfg.cores > 1024 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "cores must be in 1..=1024"));
         }
+        crate::server::probe_port(cfg.addr)?;
         let mut addr = cfg.addr;
         let mut listeners = Vec::with_capacity(cfg.cores);
         for _ in 0..cfg.cores {

@@ -190,7 +190,7 @@ pub fn force_epoll() -> bool {
 /// port is an operator error this catches in every other timing. Holding
 /// the probe while binding would not close the window either: a bound,
 /// non-listening socket does not stop a later SO_REUSEPORT bind.
-fn probe_port(addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn probe_port(addr: SocketAddr) -> io::Result<()> {
     use socket2::{Domain, Protocol, Socket, Type};
     if addr.port() == 0 {
         return Ok(());

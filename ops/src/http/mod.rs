@@ -98,6 +98,8 @@ pub struct NodeShared {
     pub storage: NodeStorage,
     /// HS256 secret of user tokens.
     pub jwt_secret: String,
+    /// The RESP listener and its node-wide state (`None`: `--resp-listen off`).
+    pub resp: Option<Arc<crate::resp::RespShared>>,
     /// The node's place in the cluster (routes, map, peer listener).
     pub cluster: NodeCluster,
 }
@@ -134,8 +136,15 @@ impl NodeShared {
             starts: Mutex::new(per_core.into_iter().map(Some).collect()),
             storage,
             jwt_secret,
+            resp: None,
             cfg,
         }
+    }
+
+    /// Serve RESP too (before the node is shared with the cores).
+    pub fn with_resp(mut self, resp: Arc<crate::resp::RespShared>) -> NodeShared {
+        self.resp = Some(resp);
+        self
     }
 
     /// Partitions hosted here that cannot serve yet: no ready leader here,

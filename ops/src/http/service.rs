@@ -45,6 +45,9 @@ pub struct CoreInner {
     pub(crate) jobs_stop: Rc<Cell<bool>>,
     /// "Cannot compute from the upstream equipment" lines: one per period.
     pub(crate) calc_log: RefCell<crate::logging::Throttle>,
+    /// This core's RESP listener (same runtime, same owner runtime), drained
+    /// before the groups stop.
+    pub(crate) resp: RefCell<Option<monoio::task::JoinHandle<std::io::Result<()>>>>,
     /// This core's connections to the other nodes (None: a one-node cluster).
     pub(crate) peers: Option<Rc<TcpTransport>>,
 }
@@ -94,6 +97,7 @@ impl CoreService {
         });
         start_groups(core, &shared, groups.clone(), parts, jobs_stop.clone(), peers.clone());
         let inner = Rc::new(CoreInner {
+            resp: RefCell::new(None),
             core,
             shared,
             shard,
@@ -104,6 +108,7 @@ impl CoreService {
             peers,
         });
         crate::http::peer::serve_peers(&inner);
+        *inner.resp.borrow_mut() = crate::resp::RespNode::serve(&inner);
         CoreService(inner)
     }
 }
@@ -131,6 +136,7 @@ impl CoreInner {
             }
             Route::Metrics => Response::new(200).header("content-type", crate::metrics::CONTENT_TYPE).body(self.shared.metrics.render(
                 self.shared.server_stats.as_ref(),
+                self.shared.resp.as_deref(),
                 Some(&self.shared.storage),
                 Some(&self.shared.cluster),
             )),
@@ -398,6 +404,14 @@ impl CoreInner {
     /// durable, so no task of this runtime is left for a log's syncer
     /// thread to wake after the runtime is gone (see net/tests/drain_hook.rs).
     async fn drain(&self) {
+        // RESP connections finish the commands they read (bounded by the
+        // drain budget) while the groups still run.
+        let resp = self.resp.borrow_mut().take();
+        if let Some(handle) = resp {
+            if let Err(e) = handle.await {
+                tracing::error!(core = self.core, error = %e, "the RESP listener of core {} failed", self.core);
+            }
+        }
         self.jobs_stop.set(true);
         let Some(groups) = self.groups.get() else { return };
         if self.shared.cluster.is_cluster() {

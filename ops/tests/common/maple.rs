@@ -55,6 +55,9 @@ pub struct Launch {
     args: Vec<OsString>,
     /// `--listen` of a `serve` (kept apart so a restart can pin the port).
     listen: Option<String>,
+    /// `--resp-listen` of a `serve`: `127.0.0.1:0` unless set, so parallel
+    /// tests never meet on the default 6380.
+    resp_listen: Option<String>,
     env: Vec<(String, String)>,
     /// Poll `/health/ready` until 200 after the "listening" line.
     wait_ready: bool,
@@ -72,6 +75,7 @@ impl Launch {
         Launch {
             args: args.iter().map(OsString::from).collect(),
             listen: None,
+            resp_listen: None,
             env: Vec::new(),
             wait_ready: false,
             cwd: None,
@@ -85,8 +89,15 @@ impl Launch {
         let mut l = Launch::command(&["serve", "--wal-segment-mb", "4", "--data-dir"]);
         l.args.push(data_dir.as_os_str().to_owned());
         l.listen = Some("127.0.0.1:0".into());
+        l.resp_listen = Some("127.0.0.1:0".into());
         l.wait_ready = true;
         l
+    }
+
+    /// `--resp-listen` this address (a restart on the same RESP port) or `off`.
+    pub fn resp_listen(mut self, addr: &str) -> Launch {
+        self.resp_listen = Some(addr.to_owned());
+        self
     }
 
     /// Listen on this address instead (a restart on the same port).
@@ -153,6 +164,9 @@ impl Launch {
         if let Some(listen) = &self.listen {
             cmd.args(["--listen", listen]);
         }
+        if let Some(resp) = &self.resp_listen {
+            cmd.args(["--resp-listen", resp]);
+        }
         for (key, _) in std::env::vars_os() {
             let name = key.to_string_lossy();
             if name.starts_with("MAPLE_") && !KEPT_ENV.contains(&name.as_ref()) {
@@ -179,13 +193,22 @@ impl Launch {
         let (addr_tx, addr_rx) = mpsc::channel();
         let stderr = child.stderr.take().expect("stderr is piped");
         let sink = log.clone();
+        let resp_addr = Arc::new(Mutex::new(None));
+        let resp_sink = resp_addr.clone();
         // Reads until the child closes stderr (it exits), so the child never
         // blocks on a full pipe; hands over the address of the "listening" line.
         let reader = std::thread::spawn(move || {
             let mut addr_tx = Some(addr_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let addr =
-                    line.split("listening on ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|a| a.parse::<SocketAddr>().ok());
+                let after = |marker: &str| {
+                    line.split(marker).nth(1).and_then(|r| r.split_whitespace().next()).and_then(|a| a.parse::<SocketAddr>().ok())
+                };
+                // `maple serve: resp listening on ADDR` (the RESP listener) is not the HTTP address.
+                let resp = after("resp listening on ");
+                if resp.is_some() {
+                    *resp_sink.lock().unwrap_or_else(|p| p.into_inner()) = resp;
+                }
+                let addr = if resp.is_some() { None } else { after("listening on ") };
                 // The line is in the log before anyone waiting for the address sees it.
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
                 if let Some(addr) = addr {
@@ -195,7 +218,7 @@ impl Launch {
                 }
             }
         });
-        Maple { child, addr: "0.0.0.0:0".parse().unwrap(), log, exited: None, addr_rx: Some(addr_rx), reader: Some(reader) }
+        Maple { child, addr: "0.0.0.0:0".parse().unwrap(), log, exited: None, addr_rx: Some(addr_rx), reader: Some(reader), resp_addr }
     }
 }
 
@@ -227,11 +250,26 @@ pub struct Maple {
     addr_rx: Option<mpsc::Receiver<SocketAddr>>,
     /// The stderr reader, joined once the process has exited.
     reader: Option<std::thread::JoinHandle<()>>,
+    /// The address of the "resp listening on" line, once seen.
+    resp_addr: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl Maple {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The bound RESP address (`resp listening on ADDR`, logged before the
+    /// node is ready). Panics if the node has none (`--resp-listen off`).
+    pub fn resp_addr(&self) -> SocketAddr {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(a) = *self.resp_addr.lock().unwrap_or_else(|p| p.into_inner()) {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "no `resp listening on` line (its log follows)");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Everything the process wrote to stderr so far.

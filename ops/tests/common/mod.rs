@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod http;
 pub mod maple;
+pub mod resp;
 
 /// One parsed HTTP response.
 #[derive(Debug)]
