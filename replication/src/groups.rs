@@ -114,6 +114,9 @@ pub fn open_partitions(
 struct Local {
     machine: Rc<RefCell<Partition>>,
     store: storage::store::Partition,
+    /// The log's store writer: readiness waits until what the machine
+    /// applied is in the store too (the owner reads stored rows from it).
+    writer: storage::store::BatchWriter,
     stats: Arc<GroupStats>,
 }
 
@@ -151,10 +154,10 @@ impl CoreGroups {
             let g = p.recovered.group;
             let store = p.recovered.store.clone();
             let PartitionStart { recovered, floor, stats, writer, limits } = p;
-            let (nm, machine) = NodeMachine::new(recovered, limits, writer, stats.clone());
+            let (nm, machine) = NodeMachine::new(recovered, limits, writer.clone(), stats.clone());
             let wal = WalGroup::new(store.group().clone());
             host.start_group(g, wal, floor, nm).await?;
-            locals.insert(g, Local { machine, store, stats });
+            locals.insert(g, Local { machine, store, writer, stats });
         }
         let groups = Rc::new(CoreGroups { host, locals });
         for g in groups.locals.keys().copied().collect::<Vec<_>>() {
@@ -217,7 +220,7 @@ impl CoreGroups {
     fn watch(self: &Rc<Self>, g: PartitionId, me: NodeId) {
         let Some(raft) = self.host.raft(g) else { return };
         let local = &self.locals[&g];
-        let (machine, stats) = (local.machine.clone(), local.stats.clone());
+        let (machine, stats, writer) = (local.machine.clone(), local.stats.clone(), local.writer.clone());
         monoio::spawn(async move {
             let mut rx = raft.server_metrics();
             let mut was_leader = false;
@@ -246,7 +249,17 @@ impl CoreGroups {
                             m.current_leader == Some(me) && m.last_applied.as_ref().is_some_and(|l| term_of(l) == m.current_term)
                         };
                         if applied_now {
-                            stats.ready.store(1, Ordering::Release);
+                            // Entries committed before the restart but past
+                            // the saved commit index are applied only now;
+                            // their rows reach the store through the writer.
+                            // Ready once they are there (a stored expectation
+                            // is read from the store, not from the machine).
+                            match writer.barrier().await {
+                                Ok(()) => stats.ready.store(1, Ordering::Release),
+                                Err(e) => {
+                                    tracing::error!(partition = g, error = %e, "store writer failed before the partition became ready; it stays not ready")
+                                }
+                            }
                             break;
                         }
                         let changed = monoio::time::timeout(std::time::Duration::from_millis(2), rx.changed()).await;
