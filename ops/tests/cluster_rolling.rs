@@ -314,7 +314,13 @@ fn read_client(addrs: Vec<SocketAddr>, life: Arc<Lifecycle>) -> Report {
         }
         life.reads.fetch_add(1, Ordering::SeqCst);
     }
-    Report { model: HashMap::new(), failures: client.failures, statuses: client.statuses, retried_in_window: client.retried_in_window, replays: 0 }
+    Report {
+        model: HashMap::new(),
+        failures: client.failures,
+        statuses: client.statuses,
+        retried_in_window: client.retried_in_window,
+        replays: 0,
+    }
 }
 
 /// Wait until `counter` reaches `target`; Err when a client gave up or
@@ -411,7 +417,9 @@ fn rolling_restart_of_three_nodes_under_load_loses_nothing() {
     }
     let replays: usize = reports.iter().map(|r| r.replays).sum();
     let retried: usize = reports.iter().map(|r| r.retried_in_window).sum();
-    eprintln!("cluster rolling restart: statuses {statuses:?}, {retried} retried inside restart windows, {replays} keyed toggles sent again");
+    eprintln!(
+        "cluster rolling restart: statuses {statuses:?}, {retried} retried inside restart windows, {replays} keyed toggles sent again"
+    );
     assert!(replays >= LIKE_CLIENTS * NODES, "every like client sent keyed toggles again, across restarts too");
     let model: HashMap<(usize, usize), bool> = reports.into_iter().flat_map(|r| r.model).collect();
 
