@@ -205,7 +205,16 @@ fn drive(
     for id in &ids {
         cluster.wait_ready(*id, START_TIMEOUT)?;
     }
-    let map = cluster.wait_agreed(&ids, START_TIMEOUT, |_| true)?;
+    let mut map = cluster.wait_agreed(&ids, START_TIMEOUT, |_| true)?;
+    // The lowest id initialises every group, so it leads them all at first;
+    // the first round should find the layout later rounds find (bounded, soft).
+    match cluster.wait_agreed(&ids, a.recover_timeout, ClusterMap::balanced) {
+        Ok(balanced) => map = balanced,
+        Err(e) => {
+            anyhow::ensure!(!interrupted.load(Ordering::Relaxed), "interrupted");
+            eprintln!("crash-loop: leadership not on the preferred replicas after the start: {e:#}");
+        }
+    }
     report.partitions = map.partitions.len();
     let probe_characters: Vec<String> = (0..map.partitions.len())
         .map(|p| map.name_in(&format!("cl{tag}p{p}n"), p))
