@@ -250,10 +250,10 @@ fn drive(
     let result = rounds.warm_up(a.loaders).and_then(|()| {
         for round in 1..=a.rounds {
             let record = rounds.one(round);
-            let recovered = record.recovered;
+            let failure = record.failure.clone();
             report.rounds.push(record);
-            if !recovered {
-                bail!("round {round} did not recover");
+            if let Some(why) = failure {
+                bail!("round {round}: {why}");
             }
         }
         Ok(())
