@@ -36,6 +36,10 @@ pub enum BenchCmd {
     /// Print an HS256 JWT as the node accepts it (HTTP `Authorization:
     /// Bearer`, RESP `AUTH`), e.g. `redis-cli -p 6380 AUTH $(maple bench token)`.
     Token(TokenArgs),
+    /// Start a local cluster, kill -9 the leader of the most partitions
+    /// under keyed like load, restart it, N rounds: failover time per kill
+    /// (p50/p99/max), and every acknowledged toggle checked on every node.
+    CrashLoop(crate::crash_loop::CrashLoopArgs),
     /// Print a node's write counters from its /metrics: `<fdatasyncs> <ok toggles>`
     /// (compare.sh reads them around redis-benchmark runs).
     #[command(hide = true)]
@@ -272,6 +276,7 @@ pub fn run_cli(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BenchCmd::CrashLoop(a) => crate::crash_loop::run(&a),
         BenchCmd::Summarize { dir } => {
             print!("{}", crate::summary::summarize_dir(&dir)?);
             Ok(())
@@ -570,7 +575,7 @@ fn compare(a: &CompareArgs) -> anyhow::Result<()> {
 
 /// The `maple` binary that can `serve`: this one, or `maple` beside a
 /// standalone `maple-bench`.
-fn serve_bin_next_to(exe: &Path) -> Option<PathBuf> {
+pub(crate) fn serve_bin_next_to(exe: &Path) -> Option<PathBuf> {
     let name = exe.file_name()?.to_str()?;
     if name == "maple" {
         return Some(exe.to_path_buf());
@@ -644,6 +649,10 @@ mod tests {
         assert!(Maple::try_parse_from(["maple", "bench", "token", "--user", "u1"]).is_ok());
         assert!(Maple::try_parse_from(["maple", "bench", "fsync-rate", "--dir", "/tmp", "--duration", "1s"]).is_ok());
         assert!(Maple::try_parse_from(["maple", "bench", "summarize", "/tmp/x"]).is_ok());
+        let m = Maple::try_parse_from(["maple", "bench", "crash-loop", "--rounds", "2", "--loaders", "0"]).unwrap();
+        let Top::Bench(Args { cmd: BenchCmd::CrashLoop(c) }) = m.cmd else { panic!("crash-loop expected") };
+        assert_eq!((c.rounds, c.nodes, c.cores, c.loaders, c.base_port), (2, 3, 1, 0, 7500));
+        assert_eq!((c.recover_timeout, c.data_dir, c.out), (Duration::from_secs(30), None, None));
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! ([`schedule`]), hdrhistogram reports ([`report`]), SVG plots ([`plot`]),
 //! targets and verdicts ([`goals`]), node metrics around a run ([`scrape`]),
 //! the raw fdatasync probe ([`fsync`]), the side-by-side summary
-//! ([`summary`]) and the `maple bench` command line ([`cli`]).
+//! ([`summary`]), the kill -9 failover loop over local nodes
+//! ([`crash_loop`]) and the `maple bench` command line ([`cli`]).
 
 pub mod cli;
+pub mod crash_loop;
 pub mod fsync;
 pub mod goals;
 pub mod http;

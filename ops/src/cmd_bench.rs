@@ -3,7 +3,9 @@
 //!
 //! `maple bench run <seed-v4|cold|likes|mixed|overload> [flags]`,
 //! `maple bench compare [flags]` (starts its own nodes with this binary's
-//! `serve`), `maple bench fsync-rate --dir D`, `maple bench summarize DIR`.
+//! `serve`), `maple bench crash-loop [flags]` (starts its own cluster with
+//! this binary's `serve`), `maple bench fsync-rate --dir D`,
+//! `maple bench summarize DIR`.
 
 #[derive(clap::Args)]
 pub struct Args {
