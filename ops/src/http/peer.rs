@@ -20,6 +20,7 @@ use replication::{MsgKind, NodeCard, NodeId, Route as ClusterRoute};
 use super::error::error_json;
 use super::route::{route, Name, Route};
 use super::service::CoreInner;
+use super::trace;
 use crate::cluster::{FwdReply, FwdRequest};
 
 /// Longest wait for a forwarded request's answer (a like waits for its
@@ -114,22 +115,26 @@ impl CoreInner {
 
     /// Forward a client request to `node` (the leader of `p` as this node
     /// knows it) and relay its answer; a "not the leader" answer is
-    /// retried once at the leader it names.
+    /// retried once at the leader it names. The forward and the request
+    /// carry the client's valid `traceparent`, else a fresh one.
     pub(crate) async fn forward(&self, req: &Request, p: u32, node: NodeId) -> Response {
-        let tp = req.header("traceparent").and_then(|v| std::str::from_utf8(v).ok()).unwrap_or("").to_owned();
-        match self.ask(p, node, FwdRequest::Http(req.clone()).encode(), &tp).await {
+        let tp = trace::traceparent_of(req);
+        let req = trace::with_traceparent(req, &tp);
+        match self.ask(p, node, FwdRequest::Http(req).encode(), &tp).await {
             Ok(r) | Err(r) => r,
         }
     }
 
     /// The reservation step of a keyed toggle at the leader of the user's
     /// partition `home`; `Some(answer)` when it refused (relay it).
+    /// `traceparent`: the request's (see [`trace::traceparent_of`]).
     pub(crate) async fn reserve_remote(
         &self,
         user: &UserId,
         raw_key: &[u8],
         character: &engine::owner::Key,
         home: u32,
+        traceparent: &str,
     ) -> Option<Response> {
         let node = match self.shared.cluster.view.route(home) {
             ClusterRoute::Remote(n) => n,
@@ -143,7 +148,7 @@ impl CoreInner {
             display: character.display.clone(),
         }
         .encode();
-        match self.ask(home, node, body, "").await {
+        match self.ask(home, node, body, traceparent).await {
             Ok(r) if r.status == 200 => None,
             Ok(r) | Err(r) => Some(r),
         }
@@ -158,6 +163,7 @@ impl CoreInner {
         };
         let mut target = node;
         for attempt in 0..2 {
+            tracing::debug!(partition = p, node = target, attempt, traceparent = %traceparent, "forwarding a request to the leader");
             let fwd = Forward { traceparent: traceparent.to_owned(), request: body.clone() };
             let sent = async {
                 t.learn(target).await?;
@@ -173,7 +179,7 @@ impl CoreInner {
                     return Ok(resp);
                 }
                 Ok(FwdReply::NotLeader(hint)) => {
-                    tracing::debug!(partition = p, node = target, hint, traceparent, "forward: not the leader there");
+                    tracing::debug!(partition = p, node = target, hint, traceparent = %traceparent, "forward: not the leader there");
                     let next = match self.shared.cluster.view.route(p) {
                         _ if hint != 0 && hint != target && hint != self.shared.cluster.me => Some(hint),
                         ClusterRoute::Remote(n) if n != target => Some(n),
@@ -196,7 +202,7 @@ impl CoreInner {
                         }
                     }
                     self.shared.cluster.count_forward(2);
-                    tracing::warn!(partition = p, node = target, error = %e, traceparent, "forward to the leader failed: {e}");
+                    tracing::warn!(partition = p, node = target, error = %e, traceparent = %traceparent, "forward to the leader failed: {e}");
                     return Err(error_json(
                         503,
                         "PARTITION_UNAVAILABLE",
@@ -251,6 +257,7 @@ impl CoreInner {
                 if let Some(no) = not_here(home) {
                     return no;
                 }
+                tracing::debug!(from, partition = home, traceparent = %fwd.traceparent, "serving a forwarded reservation");
                 let slot = replication::slot_of(&name);
                 let character = self.key(Name { display, key: name, slot });
                 let place = Place { partition: home, core: self.shared.slots.core_of(home) };

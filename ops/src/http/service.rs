@@ -241,7 +241,8 @@ impl CoreInner {
             match key {
                 // The user's partition is led by another node: reserve the key there first.
                 Some((k, home, raw)) if home.partition != character.partition && !self.leads(home.partition) => {
-                    if let Some(refused) = self.reserve_remote(&user, raw, &character, home.partition).await {
+                    let tp = crate::http::trace::traceparent_of(req);
+                    if let Some(refused) = self.reserve_remote(&user, raw, &character, home.partition, &tp).await {
                         return refused;
                     }
                     self.shard.toggle_reserved(user, character, Some(k)).await
