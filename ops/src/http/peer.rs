@@ -4,8 +4,9 @@
 //! forwarded by other nodes), and the forwarding of a request to the
 //! leader of its partition.
 
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use engine::owner::Place;
@@ -22,10 +23,32 @@ use super::route::{route, Name, Route};
 use super::service::CoreInner;
 use super::trace;
 use crate::cluster::{FwdReply, FwdRequest};
+use crate::logging::Throttle;
 
 /// Longest wait for a forwarded request's answer (a like waits for its
 /// quorum, an expectation may wait for the upstream).
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// At most one "forward to the leader failed" line per target node per
+/// this period on a core: a dead peer under load would otherwise log one
+/// per request. 5 s, not the 10 s of other summaries: a failover takes
+/// ~2 s, so lines that keep coming mean the node stays unreachable.
+pub const FORWARD_FAILURE_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// The forward-failure lines of a core, throttled per target node (the
+/// nodes are few and fixed: the map stays small).
+#[derive(Debug, Default)]
+pub struct ForwardFailureLog {
+    per_node: HashMap<NodeId, Throttle>,
+}
+
+impl ForwardFailureLog {
+    /// `Some(n)`: log this failure of a forward to `node`, mentioning the
+    /// `n` failures to it not logged since its previous line.
+    pub fn allow(&mut self, node: NodeId, now: Instant) -> Option<u64> {
+        self.per_node.entry(node).or_insert_with(|| Throttle::new(FORWARD_FAILURE_LOG_EVERY)).allow(now)
+    }
+}
 
 /// 503 + Retry-After: the partition has no leader right now.
 pub fn no_leader(p: u32) -> Response {
@@ -202,7 +225,17 @@ impl CoreInner {
                         }
                     }
                     self.shared.cluster.count_forward(2);
-                    tracing::warn!(partition = p, node = target, error = %e, traceparent = %traceparent, "forward to the leader failed: {e}");
+                    if let Some(suppressed) = self.forward_failure_log.borrow_mut().allow(target, Instant::now()) {
+                        tracing::warn!(
+                            partition = p,
+                            node = target,
+                            error = %e,
+                            traceparent = %traceparent,
+                            suppressed,
+                            "forward to the leader failed: {e} ({suppressed} more failed forwards to node {target} not logged \
+                             since the previous line)"
+                        );
+                    }
                     return Err(error_json(
                         503,
                         "PARTITION_UNAVAILABLE",
@@ -267,5 +300,26 @@ impl CoreInner {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_failures_log_once_per_period_per_target_node() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut log = ForwardFailureLog::default();
+        assert_eq!(log.allow(2, at(0)), Some(0));
+        assert_eq!(log.allow(3, at(0)), Some(0), "another node has its own line");
+        for s in 1..5 {
+            assert_eq!(log.allow(2, at(s)), None);
+        }
+        assert_eq!(log.allow(3, at(1)), None);
+        assert_eq!(log.allow(2, at(5)), Some(4), "the next line counts the 4 not logged");
+        assert_eq!(log.allow(3, at(5)), Some(1));
+        assert_eq!(log.allow(2, at(6)), None);
     }
 }

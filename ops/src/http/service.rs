@@ -50,6 +50,8 @@ pub struct CoreInner {
     pub(crate) resp: RefCell<Option<monoio::task::JoinHandle<std::io::Result<()>>>>,
     /// This core's connections to the other nodes (None: a one-node cluster).
     pub(crate) peers: Option<Rc<TcpTransport>>,
+    /// "Forward to the leader failed" lines: one per target node per period.
+    pub(crate) forward_failure_log: RefCell<crate::http::peer::ForwardFailureLog>,
 }
 
 impl CoreService {
@@ -106,6 +108,7 @@ impl CoreService {
             jobs_stop,
             calc_log: RefCell::new(crate::logging::Throttle::new(crate::logging::SUMMARY_EVERY)),
             peers,
+            forward_failure_log: RefCell::default(),
         });
         crate::http::peer::serve_peers(&inner);
         *inner.resp.borrow_mut() = crate::resp::RespNode::serve(&inner);
