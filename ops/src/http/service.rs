@@ -26,9 +26,6 @@ use crate::http::peer::no_leader;
 use crate::metrics::CoreMetrics;
 use crate::upstream::Transport;
 
-/// How often each periodic job (evictions, idempotency expiry) runs on a partition.
-pub const JOBS_EVERY: Duration = Duration::from_secs(30);
-
 /// How often a node hands partitions back to their preferred leader.
 pub const BALANCE_EVERY: Duration = Duration::from_secs(2);
 
@@ -97,7 +94,7 @@ impl CoreService {
             let c = &shared.cluster;
             TcpTransport::new(c.me, core as u16, book, c.limits.clone(), c.switch.clone())
         });
-        start_groups(core, &shared, groups.clone(), parts, jobs_stop.clone(), peers.clone());
+        start_groups(core, &shared, groups.clone(), parts, metrics.clone(), jobs_stop.clone(), peers.clone());
         let inner = Rc::new(CoreInner {
             resp: RefCell::new(None),
             core,
@@ -306,13 +303,14 @@ fn start_groups(
     shared: &Arc<NodeShared>,
     lazy: Rc<LazyGroups>,
     parts: Vec<replication::PartitionStart>,
+    sink: Rc<dyn Sink>,
     stop: Rc<Cell<bool>>,
     peers: Option<Rc<TcpTransport>>,
 ) {
     let shared = shared.clone();
     let lazy_stop = stop.clone();
     let jobs = JobConfig {
-        every: JOBS_EVERY,
+        every: shared.cfg.jobs_every,
         expectation_stale: shared.cfg.cache_stale,
         expectations_max: shared.cfg.store_expectations_max.div_ceil(shared.slots.partitions() as usize).max(1),
         idempotency_ttl: shared.cfg.idempotency_ttl,
@@ -333,7 +331,7 @@ fn start_groups(
             }
         };
         let _ = lazy.inner.set(groups.clone());
-        spawn_jobs(lazy, partitions, jobs, stop);
+        spawn_jobs(lazy, partitions, jobs, sink, stop);
         // Every replica of a fresh group must answer before it is
         // initialised; a node that starts first waits for the others.
         loop {
