@@ -113,6 +113,10 @@ pub struct ServeFlags {
     /// restarts, s [default: 86400].
     #[arg(long, env = "MAPLE_IDEMPOTENCY_TTL_SECS")]
     pub idempotency_ttl_secs: Option<u64>,
+    /// How often the periodic jobs (expectation eviction, idempotency expiry) run on each partition this node
+    /// leads, ms (10..=3600000) [default: 30000].
+    #[arg(long, env = "MAPLE_JOBS_EVERY_MS")]
+    pub jobs_every_ms: Option<u64>,
     /// Upstream circuit breaker: how long it stays open before it lets probe calls through, s (1..=3600) [default: 30].
     #[arg(long, env = "MAPLE_BREAKER_OPEN_SECS")]
     pub breaker_open_secs: Option<u64>,
@@ -256,6 +260,7 @@ struct FileConfig {
     wal_sync: Option<String>,
     store_expectations_max: Option<usize>,
     idempotency_ttl_secs: Option<u64>,
+    jobs_every_ms: Option<u64>,
     breaker_open_secs: Option<u64>,
     cluster: Option<ClusterFile>,
 }
@@ -306,6 +311,8 @@ pub struct Config {
     pub store_expectations_max: usize,
     /// Lifetime of a remembered Idempotency-Key answer.
     pub idempotency_ttl: Duration,
+    /// Period of the periodic jobs on each partition led here.
+    pub jobs_every: Duration,
     /// How long the upstream breaker stays open before probing.
     pub breaker_open: Duration,
     /// The memory budget and how it is split (per core where it says so).
@@ -534,6 +541,7 @@ impl Config {
             },
             store_expectations_max: pick!(store_expectations_max, 50_000),
             idempotency_ttl: Duration::from_secs(pick!(idempotency_ttl_secs, 86_400)),
+            jobs_every: Duration::from_millis(pick!(jobs_every_ms, 30_000)),
             breaker_open: Duration::from_secs(pick!(breaker_open_secs, 30)),
             memory,
             cluster,
@@ -550,6 +558,7 @@ impl Config {
         anyhow::ensure!((4 * MIB as u64..4096 * MIB as u64).contains(&cfg.wal_segment_bytes), "wal_segment_mb must be in 4..=4095");
         anyhow::ensure!(cfg.store_expectations_max >= 1, "store_expectations_max must be >= 1");
         anyhow::ensure!(!cfg.idempotency_ttl.is_zero(), "idempotency_ttl_secs must be > 0");
+        anyhow::ensure!((10..=3_600_000).contains(&cfg.jobs_every.as_millis()), "jobs_every_ms must be in 10..=3600000");
         anyhow::ensure!(cfg.cache_stale >= cfg.cache_ttl, "cache_stale_secs must be >= cache_ttl_secs");
         anyhow::ensure!(!cfg.upstream_timeout.is_zero(), "upstream_timeout_ms must be > 0");
         anyhow::ensure!(cfg.max_in_flight > 0 && cfg.max_connections > 0, "limits must be > 0");
@@ -671,6 +680,10 @@ mod tests {
         assert!(Config::merge(&tiny_wal, FileConfig::default()).is_err());
         let bad_sync = ServeFlags { wal_sync: Some("sometimes".into()), ..Default::default() };
         assert!(Config::merge(&bad_sync, FileConfig::default()).is_err());
+        for every in [0, 9, 3_600_001] {
+            let bad_jobs = ServeFlags { jobs_every_ms: Some(every), ..Default::default() };
+            assert!(Config::merge(&bad_jobs, FileConfig::default()).is_err(), "jobs_every_ms {every}");
+        }
     }
 
     /// `maple.example.toml` at the repository root, through the real loader:

@@ -47,6 +47,7 @@ pub struct NodeMetrics {
     cache_bytes: Family<Labels, Gauge>,
     like_toggles: Family<Labels, Counter>,
     write_behind: Family<Labels, Counter>,
+    job_runs: Family<Labels, Counter>,
     /// Cold-path admission control (shed counter, queue depth, estimated wait).
     pub admission: AdmissionMetrics,
 }
@@ -84,6 +85,12 @@ impl NodeMetrics {
             "Fresh expectations written behind to the log, by result (appended, durable, refused, too_large)",
             write_behind.clone(),
         );
+        let job_runs = Family::<Labels, Counter>::default();
+        registry.register(
+            "partition_job_runs",
+            "Due runs of the periodic jobs (expectation eviction, idempotency expiry) on a partition led here, whether or not they wrote anything",
+            job_runs.clone(),
+        );
         let admission = AdmissionMetrics::register(&mut registry);
         NodeMetrics {
             registry,
@@ -98,6 +105,7 @@ impl NodeMetrics {
             cache_bytes,
             like_toggles,
             write_behind,
+            job_runs,
             admission,
         }
     }
@@ -122,6 +130,7 @@ impl NodeMetrics {
             cache_bytes: self.cache_bytes.clone(),
             like_toggles: self.like_toggles.clone(),
             write_behind: self.write_behind.clone(),
+            job_runs: self.job_runs.clone(),
             admission: self.admission.core(core),
             local: RefCell::new(LocalHandles::default()),
         }
@@ -566,6 +575,7 @@ struct LocalHandles {
     cache_bytes: HashMap<&'static str, Gauge>,
     like_toggles: HashMap<&'static str, Counter>,
     write_behind: HashMap<&'static str, Counter>,
+    job_runs: HashMap<u32, Counter>,
 }
 
 /// One core's handles. Not `Send`: lives on its core.
@@ -582,6 +592,7 @@ pub struct CoreMetrics {
     cache_bytes: Family<Labels, Gauge>,
     like_toggles: Family<Labels, Counter>,
     write_behind: Family<Labels, Counter>,
+    job_runs: Family<Labels, Counter>,
     admission: CoreAdmissionMetrics,
     local: RefCell<LocalHandles>,
 }
@@ -646,6 +657,17 @@ impl CoreMetrics {
             .inc();
     }
 
+    /// A due run of the periodic jobs on `partition` (a partition lives
+    /// on one core of a node: no core label).
+    pub fn job_run(&self, partition: u32) {
+        let mut local = self.local.borrow_mut();
+        local
+            .job_runs
+            .entry(partition)
+            .or_insert_with(|| self.job_runs.get_or_create_owned(&vec![("partition", partition.to_string())]))
+            .inc();
+    }
+
     pub fn flight_join(&self) {
         self.flight_joins.inc();
     }
@@ -689,6 +711,9 @@ impl engine::owner::Sink for CoreMetrics {
     }
     fn flight_join(&self) {
         CoreMetrics::flight_join(self)
+    }
+    fn job_run(&self, partition: u32) {
+        CoreMetrics::job_run(self, partition)
     }
     fn upstream(&self, endpoint: &'static str, outcome: &'static str) {
         CoreMetrics::upstream(self, endpoint, outcome)

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::groups::{Groups, PartitionId};
 use super::likes::now_ms;
+use super::sink::Sink;
 use crate::partition::{ExpectationEvicted, Record};
 
 /// Evictions one partition proposes per run (the rest wait for the next run).
@@ -32,8 +33,10 @@ pub struct JobConfig {
     pub idempotency_ttl: Duration,
 }
 
-/// Start the jobs of this core (inside its runtime); they stop once `stop` is set.
-pub fn spawn_jobs(groups: Rc<dyn Groups>, partitions: Vec<PartitionId>, cfg: JobConfig, stop: Rc<Cell<bool>>) {
+/// Start the jobs of this core (inside its runtime); they stop once `stop`
+/// is set. Each due run on a partition led here is reported to `sink`, so
+/// "once per partition per period across the cluster" can be checked.
+pub fn spawn_jobs(groups: Rc<dyn Groups>, partitions: Vec<PartitionId>, cfg: JobConfig, sink: Rc<dyn Sink>, stop: Rc<Cell<bool>>) {
     monoio::spawn(async move {
         let tick = cfg.every.min(Duration::from_secs(1));
         let mut last_run = Instant::now();
@@ -49,6 +52,9 @@ pub fn spawn_jobs(groups: Rc<dyn Groups>, partitions: Vec<PartitionId>, cfg: Job
             for &p in &partitions {
                 if groups.ready(p).is_err() {
                     continue;
+                }
+                if due {
+                    sink.job_run(p);
                 }
                 run_partition(&*groups, p, &cfg, due).await;
             }

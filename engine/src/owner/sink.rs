@@ -28,6 +28,9 @@ pub trait Sink {
     fn admission_admitted(&self) {}
     fn admission_shed(&self) {}
     fn admission_state(&self, _in_progress: u32, _cost_s: f64, _wait_s: f64) {}
+    /// The periodic jobs ran on partition `partition` (due, and its group
+    /// leads on this core), whether or not they had anything to write.
+    fn job_run(&self, _partition: u32) {}
 }
 
 /// Reports nothing.

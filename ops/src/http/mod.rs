@@ -8,6 +8,7 @@ pub mod error;
 pub mod peer;
 pub mod route;
 pub mod service;
+pub mod trace;
 
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;

@@ -4,8 +4,9 @@
 //! forwarded by other nodes), and the forwarding of a request to the
 //! leader of its partition.
 
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use engine::owner::Place;
@@ -20,11 +21,34 @@ use replication::{MsgKind, NodeCard, NodeId, Route as ClusterRoute};
 use super::error::error_json;
 use super::route::{route, Name, Route};
 use super::service::CoreInner;
+use super::trace;
 use crate::cluster::{FwdReply, FwdRequest};
+use crate::logging::Throttle;
 
 /// Longest wait for a forwarded request's answer (a like waits for its
 /// quorum, an expectation may wait for the upstream).
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// At most one "forward to the leader failed" line per target node per
+/// this period on a core: a dead peer under load would otherwise log one
+/// per request. 5 s, not the 10 s of other summaries: a failover takes
+/// ~2 s, so lines that keep coming mean the node stays unreachable.
+pub const FORWARD_FAILURE_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// The forward-failure lines of a core, throttled per target node (the
+/// nodes are few and fixed: the map stays small).
+#[derive(Debug, Default)]
+pub struct ForwardFailureLog {
+    per_node: HashMap<NodeId, Throttle>,
+}
+
+impl ForwardFailureLog {
+    /// `Some(n)`: log this failure of a forward to `node`, mentioning the
+    /// `n` failures to it not logged since its previous line.
+    pub fn allow(&mut self, node: NodeId, now: Instant) -> Option<u64> {
+        self.per_node.entry(node).or_insert_with(|| Throttle::new(FORWARD_FAILURE_LOG_EVERY)).allow(now)
+    }
+}
 
 /// 503 + Retry-After: the partition has no leader right now.
 pub fn no_leader(p: u32) -> Response {
@@ -114,22 +138,26 @@ impl CoreInner {
 
     /// Forward a client request to `node` (the leader of `p` as this node
     /// knows it) and relay its answer; a "not the leader" answer is
-    /// retried once at the leader it names.
+    /// retried once at the leader it names. The forward and the request
+    /// carry the client's valid `traceparent`, else a fresh one.
     pub(crate) async fn forward(&self, req: &Request, p: u32, node: NodeId) -> Response {
-        let tp = req.header("traceparent").and_then(|v| std::str::from_utf8(v).ok()).unwrap_or("").to_owned();
-        match self.ask(p, node, FwdRequest::Http(req.clone()).encode(), &tp).await {
+        let tp = trace::traceparent_of(req);
+        let req = trace::with_traceparent(req, &tp);
+        match self.ask(p, node, FwdRequest::Http(req).encode(), &tp).await {
             Ok(r) | Err(r) => r,
         }
     }
 
     /// The reservation step of a keyed toggle at the leader of the user's
     /// partition `home`; `Some(answer)` when it refused (relay it).
+    /// `traceparent`: the request's (see [`trace::traceparent_of`]).
     pub(crate) async fn reserve_remote(
         &self,
         user: &UserId,
         raw_key: &[u8],
         character: &engine::owner::Key,
         home: u32,
+        traceparent: &str,
     ) -> Option<Response> {
         let node = match self.shared.cluster.view.route(home) {
             ClusterRoute::Remote(n) => n,
@@ -143,7 +171,7 @@ impl CoreInner {
             display: character.display.clone(),
         }
         .encode();
-        match self.ask(home, node, body, "").await {
+        match self.ask(home, node, body, traceparent).await {
             Ok(r) if r.status == 200 => None,
             Ok(r) | Err(r) => Some(r),
         }
@@ -158,6 +186,7 @@ impl CoreInner {
         };
         let mut target = node;
         for attempt in 0..2 {
+            tracing::debug!(partition = p, node = target, attempt, traceparent = %traceparent, "forwarding a request to the leader");
             let fwd = Forward { traceparent: traceparent.to_owned(), request: body.clone() };
             let sent = async {
                 t.learn(target).await?;
@@ -173,7 +202,7 @@ impl CoreInner {
                     return Ok(resp);
                 }
                 Ok(FwdReply::NotLeader(hint)) => {
-                    tracing::debug!(partition = p, node = target, hint, traceparent, "forward: not the leader there");
+                    tracing::debug!(partition = p, node = target, hint, traceparent = %traceparent, "forward: not the leader there");
                     let next = match self.shared.cluster.view.route(p) {
                         _ if hint != 0 && hint != target && hint != self.shared.cluster.me => Some(hint),
                         ClusterRoute::Remote(n) if n != target => Some(n),
@@ -196,7 +225,17 @@ impl CoreInner {
                         }
                     }
                     self.shared.cluster.count_forward(2);
-                    tracing::warn!(partition = p, node = target, error = %e, traceparent, "forward to the leader failed: {e}");
+                    if let Some(suppressed) = self.forward_failure_log.borrow_mut().allow(target, Instant::now()) {
+                        tracing::warn!(
+                            partition = p,
+                            node = target,
+                            error = %e,
+                            traceparent = %traceparent,
+                            suppressed,
+                            "forward to the leader failed: {e} ({suppressed} more failed forwards to node {target} not logged \
+                             since the previous line)"
+                        );
+                    }
                     return Err(error_json(
                         503,
                         "PARTITION_UNAVAILABLE",
@@ -251,6 +290,7 @@ impl CoreInner {
                 if let Some(no) = not_here(home) {
                     return no;
                 }
+                tracing::debug!(from, partition = home, traceparent = %fwd.traceparent, "serving a forwarded reservation");
                 let slot = replication::slot_of(&name);
                 let character = self.key(Name { display, key: name, slot });
                 let place = Place { partition: home, core: self.shared.slots.core_of(home) };
@@ -260,5 +300,26 @@ impl CoreInner {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_failures_log_once_per_period_per_target_node() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut log = ForwardFailureLog::default();
+        assert_eq!(log.allow(2, at(0)), Some(0));
+        assert_eq!(log.allow(3, at(0)), Some(0), "another node has its own line");
+        for s in 1..5 {
+            assert_eq!(log.allow(2, at(s)), None);
+        }
+        assert_eq!(log.allow(3, at(1)), None);
+        assert_eq!(log.allow(2, at(5)), Some(4), "the next line counts the 4 not logged");
+        assert_eq!(log.allow(3, at(5)), Some(1));
+        assert_eq!(log.allow(2, at(6)), None);
     }
 }

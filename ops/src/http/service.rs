@@ -26,9 +26,6 @@ use crate::http::peer::no_leader;
 use crate::metrics::CoreMetrics;
 use crate::upstream::Transport;
 
-/// How often each periodic job (evictions, idempotency expiry) runs on a partition.
-pub const JOBS_EVERY: Duration = Duration::from_secs(30);
-
 /// How often a node hands partitions back to their preferred leader.
 pub const BALANCE_EVERY: Duration = Duration::from_secs(2);
 
@@ -50,6 +47,8 @@ pub struct CoreInner {
     pub(crate) resp: RefCell<Option<monoio::task::JoinHandle<std::io::Result<()>>>>,
     /// This core's connections to the other nodes (None: a one-node cluster).
     pub(crate) peers: Option<Rc<TcpTransport>>,
+    /// "Forward to the leader failed" lines: one per target node per period.
+    pub(crate) forward_failure_log: RefCell<crate::http::peer::ForwardFailureLog>,
 }
 
 impl CoreService {
@@ -95,7 +94,7 @@ impl CoreService {
             let c = &shared.cluster;
             TcpTransport::new(c.me, core as u16, book, c.limits.clone(), c.switch.clone())
         });
-        start_groups(core, &shared, groups.clone(), parts, jobs_stop.clone(), peers.clone());
+        start_groups(core, &shared, groups.clone(), parts, metrics.clone(), jobs_stop.clone(), peers.clone());
         let inner = Rc::new(CoreInner {
             resp: RefCell::new(None),
             core,
@@ -106,6 +105,7 @@ impl CoreService {
             jobs_stop,
             calc_log: RefCell::new(crate::logging::Throttle::new(crate::logging::SUMMARY_EVERY)),
             peers,
+            forward_failure_log: RefCell::default(),
         });
         crate::http::peer::serve_peers(&inner);
         *inner.resp.borrow_mut() = crate::resp::RespNode::serve(&inner);
@@ -241,7 +241,8 @@ impl CoreInner {
             match key {
                 // The user's partition is led by another node: reserve the key there first.
                 Some((k, home, raw)) if home.partition != character.partition && !self.leads(home.partition) => {
-                    if let Some(refused) = self.reserve_remote(&user, raw, &character, home.partition).await {
+                    let tp = crate::http::trace::traceparent_of(req);
+                    if let Some(refused) = self.reserve_remote(&user, raw, &character, home.partition, &tp).await {
                         return refused;
                     }
                     self.shard.toggle_reserved(user, character, Some(k)).await
@@ -302,13 +303,14 @@ fn start_groups(
     shared: &Arc<NodeShared>,
     lazy: Rc<LazyGroups>,
     parts: Vec<replication::PartitionStart>,
+    sink: Rc<dyn Sink>,
     stop: Rc<Cell<bool>>,
     peers: Option<Rc<TcpTransport>>,
 ) {
     let shared = shared.clone();
     let lazy_stop = stop.clone();
     let jobs = JobConfig {
-        every: JOBS_EVERY,
+        every: shared.cfg.jobs_every,
         expectation_stale: shared.cfg.cache_stale,
         expectations_max: shared.cfg.store_expectations_max.div_ceil(shared.slots.partitions() as usize).max(1),
         idempotency_ttl: shared.cfg.idempotency_ttl,
@@ -329,7 +331,7 @@ fn start_groups(
             }
         };
         let _ = lazy.inner.set(groups.clone());
-        spawn_jobs(lazy, partitions, jobs, stop);
+        spawn_jobs(lazy, partitions, jobs, sink, stop);
         // Every replica of a fresh group must answer before it is
         // initialised; a node that starts first waits for the others.
         loop {

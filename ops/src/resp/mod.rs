@@ -281,7 +281,9 @@ impl RespNode {
                 // The user's partition is led by another node: reserve the key there first.
                 Some((key, home, raw)) if home.partition != character.partition && !self.leads(home.partition) => {
                     let Some(peer) = self.peer.upgrade() else { return Reply::error("TRYAGAIN the node is stopping") };
-                    if let Some(refused) = peer.reserve_remote(&user, raw, &character, home.partition).await {
+                    // RESP has no trace context: a fresh one ties both nodes' lines of this forward.
+                    let tp = crate::http::trace::fresh();
+                    if let Some(refused) = peer.reserve_remote(&user, raw, &character, home.partition, &tp).await {
                         return refused_reply(&refused);
                     }
                     self.shard.toggle_reserved(user, character, Some(key)).await
