@@ -19,8 +19,13 @@ use common::maple::DataDir;
 /// A base port whose HTTP (base..base+3) and peer (base+100..base+103)
 /// ports are free now, below the ephemeral range (32768..): a client's
 /// local port never lands on a killed node's port.
+/// Each call starts elsewhere: the tests of this file run in parallel in
+/// one process, and a range free now may be taken by the other test's nodes
+/// a moment later.
 fn free_base() -> u16 {
-    let seed = std::process::id() as u16;
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() as u16).wrapping_add(call.wrapping_mul(5_987));
     for k in 0..500u16 {
         let base = 20_000 + (seed.wrapping_add(k.wrapping_mul(211)) % 12_000);
         let ok = (0..3).all(|i| {
