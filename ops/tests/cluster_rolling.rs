@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod common;
 use common::cluster::{Cluster, SECRET};
 use common::http::Conn;
-use common::{enc, Resp, Rng};
+use common::{enc, like_answer, wait_for, Resp, Rng};
 
 const NODES: usize = 3;
 const PARTITIONS: u32 = 16;
@@ -48,10 +48,11 @@ const STALL: Duration = Duration::from_secs(120);
 /// The Evan fixture's highest preset, as the original computes it (derived/README.md).
 const EVAN_TOTAL: f64 = 3_325_625_981_940.0;
 
-/// The node a partition's leadership returns to (replication's
-/// `Placement::preferred_leader`: the sorted node ids, round robin).
+/// The node a partition's leadership returns to: the nodes' own placement
+/// (node ids 1..=NODES, RF = NODES).
 fn preferred_leader(p: usize) -> u64 {
-    (p % NODES) as u64 + 1
+    let ids: Vec<u64> = (1..=NODES as u64).collect();
+    replication::Placement::new(&ids, PARTITIONS, NODES).expect("a valid placement").preferred_leader(p as u32)
 }
 
 /// `CHARS` names whose partitions prefer each node in turn (so every node
@@ -210,15 +211,6 @@ impl Client {
     }
 }
 
-/// `(liked, likeCount)` of a 200 like answer.
-fn like_answer(r: &Resp) -> Option<(bool, u64)> {
-    if r.status != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    Some((v["liked"].as_bool()?, v["likeCount"].as_u64()?))
-}
-
 struct Report {
     model: HashMap<(usize, usize), bool>,
     failures: Vec<String>,
@@ -323,28 +315,6 @@ fn read_client(addrs: Vec<SocketAddr>, life: Arc<Lifecycle>) -> Report {
     }
 }
 
-/// Wait until `counter` reaches `target`; Err when a client gave up or
-/// nothing moved for [`STALL`].
-fn wait_for(counter: &AtomicUsize, target: usize, what: &str, clients_done: impl Fn() -> bool) -> Result<(), String> {
-    let mut last = (counter.load(Ordering::SeqCst), Instant::now());
-    loop {
-        let now = counter.load(Ordering::SeqCst);
-        if now >= target {
-            return Ok(());
-        }
-        if clients_done() {
-            return Err(format!("a client stopped early at {now}/{target} {what}"));
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-        if last.1.elapsed() > STALL {
-            return Err(format!("no {what} for {STALL:?} ({now}/{target})"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// Wait until every running node sees every partition led by its preferred replica.
 fn wait_balanced(c: &Cluster) {
     let deadline = Instant::now() + STALL;
@@ -384,8 +354,8 @@ fn rolling_restart_of_three_nodes_under_load_loses_nothing() {
 
     let mut progress = Ok(());
     for (k, id) in (1..=NODES as u64).enumerate() {
-        progress = wait_for(&life.acks, (k + 1) * TOGGLES_PER_PHASE, "acknowledged toggles", done)
-            .and_then(|_| wait_for(&life.reads, (k + 1) * READS_PER_PHASE, "expectation answers", done));
+        progress = wait_for(&life.acks, (k + 1) * TOGGLES_PER_PHASE, "acknowledged toggles", STALL, done)
+            .and_then(|_| wait_for(&life.reads, (k + 1) * READS_PER_PHASE, "expectation answers", STALL, done));
         if progress.is_err() {
             break;
         }
@@ -403,7 +373,7 @@ fn rolling_restart_of_three_nodes_under_load_loses_nothing() {
         life.closed.fetch_add(1, Ordering::SeqCst);
     }
     if progress.is_ok() {
-        progress = wait_for(&life.acks, (NODES + 1) * TOGGLES_PER_PHASE, "acknowledged toggles", done);
+        progress = wait_for(&life.acks, (NODES + 1) * TOGGLES_PER_PHASE, "acknowledged toggles", STALL, done);
     }
     life.stop.store(true, Ordering::SeqCst);
     let mut reports: Vec<Report> = likers.into_iter().map(|h| h.join().expect("like client panicked")).collect();

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod common;
 use common::http::Conn;
 use common::maple::{DataDir, Launch, EXIT_TIMEOUT};
-use common::{enc, metric, Resp, Rng};
+use common::{enc, like_answer, metric, wait_for, Resp, Rng};
 
 const SECRET: &str = "rolling-restart-secret";
 const USERS: usize = 24;
@@ -279,15 +279,6 @@ fn like_client(t: usize, addr: SocketAddr, life: Arc<Lifecycle>, seed: u64) -> L
     LikeReport { model, failures: client.failures, statuses: client.statuses, retried_in_window: client.retried_in_window }
 }
 
-/// `(liked, likeCount)` of a 200 like answer.
-fn like_answer(r: &Resp) -> Option<(bool, u64)> {
-    if r.status != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    Some((v["liked"].as_bool()?, v["likeCount"].as_u64()?))
-}
-
 struct ReadReport {
     failures: Vec<String>,
     statuses: HashMap<u16, usize>,
@@ -332,28 +323,6 @@ fn read_client(addr: SocketAddr, life: Arc<Lifecycle>) -> ReadReport {
         }
     }
     ReadReport { failures: client.failures, statuses: client.statuses, retried_in_window: client.retried_in_window, answers }
-}
-
-/// Wait until `counter` reaches `target`. Err when a client gave up (its
-/// failures say why) or after [`STALL`] without progress.
-fn wait_for(counter: &AtomicUsize, target: usize, what: &str, clients_done: impl Fn() -> bool) -> Result<(), String> {
-    let mut last = (counter.load(Ordering::SeqCst), Instant::now());
-    loop {
-        let now = counter.load(Ordering::SeqCst);
-        if now >= target {
-            return Ok(());
-        }
-        if clients_done() {
-            return Err(format!("a client stopped early at {now}/{target} {what}"));
-        }
-        if now != last.0 {
-            last = (now, Instant::now());
-        }
-        if last.1.elapsed() > STALL {
-            return Err(format!("no {what} for {STALL:?} ({now}/{target})"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// What every client saw, summed.
@@ -418,8 +387,8 @@ fn rolling_restart_under_load_loses_nothing_and_5xx_only_while_draining() {
 
     let mut progress = Ok(());
     for p in 0..RESTARTS {
-        progress = wait_for(&life.acks, (p + 1) * TOGGLES_PER_LIFE, "acknowledged toggles", done)
-            .and_then(|_| wait_for(&life.reads, (p + 1) * READS_PER_LIFE, "expectation answers", done));
+        progress = wait_for(&life.acks, (p + 1) * TOGGLES_PER_LIFE, "acknowledged toggles", STALL, done)
+            .and_then(|_| wait_for(&life.reads, (p + 1) * READS_PER_LIFE, "expectation answers", STALL, done));
         if progress.is_err() {
             break;
         }
@@ -438,7 +407,7 @@ fn rolling_restart_under_load_loses_nothing_and_5xx_only_while_draining() {
         assert!(recovered.iter().all(|l| l.contains("replayed 0 log entries")), "a graceful stop leaves nothing to replay (log follows)");
     }
     if progress.is_ok() {
-        progress = wait_for(&life.acks, (RESTARTS + 1) * TOGGLES_PER_LIFE, "acknowledged toggles", done);
+        progress = wait_for(&life.acks, (RESTARTS + 1) * TOGGLES_PER_LIFE, "acknowledged toggles", STALL, done);
     }
     let out = join_clients(&life, likers, reader);
     assert!(out.failures.is_empty(), "{} failures:\n{}", out.failures.len(), out.failures.join("\n"));

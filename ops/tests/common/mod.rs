@@ -42,6 +42,46 @@ pub fn metric(addr: std::net::SocketAddr, prefix: &str) -> f64 {
     metric_sum(&text, prefix)
 }
 
+/// `(liked, likeCount)` of a 200 like answer; `None` for any other answer.
+pub fn like_answer(r: &Resp) -> Option<(bool, u64)> {
+    if r.status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    Some((v["liked"].as_bool()?, v["likeCount"].as_u64()?))
+}
+
+/// Wait until `counter` (bumped by load clients) reaches `target`. Err when
+/// a client gave up (`clients_done`; its failures say why) or after
+/// `stall` without progress.
+pub fn wait_for(
+    counter: &std::sync::atomic::AtomicUsize,
+    target: usize,
+    what: &str,
+    stall: std::time::Duration,
+    clients_done: impl Fn() -> bool,
+) -> Result<(), String> {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let mut last = (counter.load(Ordering::SeqCst), Instant::now());
+    loop {
+        let now = counter.load(Ordering::SeqCst);
+        if now >= target {
+            return Ok(());
+        }
+        if clients_done() {
+            return Err(format!("a client stopped early at {now}/{target} {what}"));
+        }
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        if last.1.elapsed() > stall {
+            return Err(format!("no {what} for {stall:?} ({now}/{target})"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// xorshift64*: enough randomness for a test, no dependency. Print the seed
 /// so a failing run can be repeated.
 pub struct Rng(pub u64);
